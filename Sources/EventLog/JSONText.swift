@@ -1,0 +1,70 @@
+import Foundation
+
+/// A JSON document kept as its text, so that events pass through the log without being re-encoded.
+public struct JSONText: Hashable, Sendable, CustomStringConvertible {
+    public let text: String
+
+    /// Validates that `text` is one JSON value.
+    public init(_ text: String) throws(JSONTextError) {
+        guard let data = text.data(using: .utf8),
+              (try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])) != nil
+        else {
+            throw JSONTextError(text: text)
+        }
+        self.text = text
+    }
+
+    /// Wraps text that is already known to be JSON (read back from the log).
+    public init(unchecked text: String) {
+        self.text = text
+    }
+
+    /// Encodes a value with `JSONEncoder`.
+    public init<Value: Encodable>(encoding value: Value) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        self.text = String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+
+    /// Decodes the document with `JSONDecoder`.
+    public func decode<Value: Decodable>(_ type: Value.Type) throws -> Value {
+        try JSONDecoder().decode(type, from: Data(text.utf8))
+    }
+
+    public var byteCount: Int { text.utf8.count }
+    public var description: String { text }
+
+    public static let emptyObject = JSONText(unchecked: "{}")
+}
+
+/// Text that is not a JSON document.
+public struct JSONTextError: Error, Equatable, CustomStringConvertible {
+    public let text: String
+    public var description: String {
+        let shown = text.count > 80 ? String(text.prefix(80)) + "…" : text
+        return "not valid JSON: \(shown)"
+    }
+}
+
+extension String {
+    /// This string as a JSON string literal, quotes included.
+    public var jsonQuoted: String {
+        var out = "\""
+        out.reserveCapacity(utf8.count + 2)
+        for scalar in unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        out += "\""
+        return out
+    }
+}

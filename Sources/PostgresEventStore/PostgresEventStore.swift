@@ -1,0 +1,145 @@
+import EventLog
+import Foundation
+import Logging
+import PostgresNIO
+
+/// The event log in PostgreSQL (tables from `migrations/0001_event_log.sql`).
+public struct PostgresEventStore: EventStore {
+    /// 1 MiB, the default limit for one event's payload.
+    public static let defaultPayloadLimit = 1 << 20
+
+    public let client: PostgresClient
+    public let payloadLimit: Int
+    public let logger: Logger
+
+    public init(client: PostgresClient, payloadLimit: Int = Self.defaultPayloadLimit, logger: Logger) {
+        self.client = client
+        self.payloadLimit = payloadLimit
+        self.logger = logger
+    }
+
+    public func append(to stream: StreamID, expected: ExpectedVersion, events: [NewEvent]) async throws -> AppendResult {
+        guard !events.isEmpty else { throw EventStoreError.emptyAppend(stream: stream) }
+        for event in events { try event.validate(payloadLimit: payloadLimit) }
+        let query: PostgresQuery = """
+            SELECT out_position, out_version, out_already_stored FROM append_events(
+                \(stream.description), \(expected.requiredCurrentVersion), \(events.map(\.id)),
+                \(events.map(\.type)), \(events.map { Int32(clamping: $0.schemaVersion) }),
+                \(events.map(\.payload.text)), \(events.map { EventEnvelopeCodec.encodeMetadata($0.metadata) }))
+            """
+        // A concurrent append of the same event ids can lose the race on the unique index; the
+        // retry then finds them stored and answers as an idempotent re-append.
+        for attempt in 1...2 {
+            do {
+                var positions: [Int64] = []
+                var version: Int64 = 0
+                var alreadyStored = false
+                for try await (position, streamVersion, stored) in try await client.query(query, logger: logger).decode((Int64, Int64, Bool).self) {
+                    positions.append(position)
+                    version = max(version, streamVersion)
+                    alreadyStored = stored
+                }
+                return AppendResult(positions: positions, streamVersion: version, alreadyStored: alreadyStored)
+            } catch let error as PSQLError {
+                switch error.sqlState {
+                case "TS409":
+                    let actual = error.serverInfo?[.detail].flatMap { Int64($0) } ?? -1
+                    throw EventStoreError.versionConflict(stream: stream, expected: expected, actual: actual)
+                case "TS410":
+                    throw EventStoreError.eventIDReused(stream: stream, detail: error.serverInfo?[.message] ?? "")
+                case "23505" where attempt == 1 && error.serverInfo?[.constraintName] == "events_event_id_unique":
+                    continue
+                default:
+                    throw DatabaseError.wrapping(error, doing: "append to \(stream)")
+                }
+            } catch let error as EventStoreError {
+                throw error
+            } catch {
+                throw DatabaseError.wrapping(error, doing: "append to \(stream)")
+            }
+        }
+        throw DatabaseError(.query, "append to \(stream) kept colliding with a concurrent append of the same event ids")
+    }
+
+    public func readStream(_ stream: StreamID, from version: Int64, direction: ReadDirection, limit: Int) async throws -> [RecordedEvent] {
+        let query: PostgresQuery = switch direction {
+        case .forward:
+            "SELECT \(unescaped: Self.columns) FROM events WHERE stream_id = \(stream.description) AND stream_version >= \(version) ORDER BY stream_version LIMIT \(limit)"
+        case .backward:
+            "SELECT \(unescaped: Self.columns) FROM events WHERE stream_id = \(stream.description) AND stream_version <= \(version) ORDER BY stream_version DESC LIMIT \(limit)"
+        }
+        return try await fetch(query, doing: "read \(stream)")
+    }
+
+    public func readAll(after position: LogPosition, limit: Int) async throws -> [RecordedEvent] {
+        // Rows of transactions at or above the snapshot's xmin are left for a later read: one of
+        // those transactions may still commit events that sort before them.
+        let query: PostgresQuery = """
+            SELECT \(unescaped: Self.columns) FROM events
+             WHERE (transaction_id, position) > (\(position.transaction), \(position.position))
+               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+             ORDER BY transaction_id, position
+             LIMIT \(limit)
+            """
+        return try await fetch(query, doing: "read the log")
+    }
+
+    public func logPosition(before position: Int64) async throws -> LogPosition {
+        if position <= 1 { return .start }
+        let query: PostgresQuery = "SELECT transaction_id, position FROM events WHERE position = \(position)"
+        do {
+            for try await (transaction, found) in try await client.query(query, logger: logger).decode((Int64, Int64).self) {
+                return LogPosition(transaction: transaction, position: found - 1)
+            }
+        } catch {
+            throw DatabaseError.wrapping(error, doing: "look up position \(position)")
+        }
+        throw EventStoreError.unknownPosition(position)
+    }
+
+    /// The log position of the newest committed event (where a new live subscriber would begin).
+    public func headPosition() async throws -> LogPosition {
+        let query: PostgresQuery = """
+            SELECT transaction_id, position FROM events
+             WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+             ORDER BY transaction_id DESC, position DESC LIMIT 1
+            """
+        do {
+            for try await (transaction, position) in try await client.query(query, logger: logger).decode((Int64, Int64).self) {
+                return LogPosition(transaction: transaction, position: position)
+            }
+            return .start
+        } catch {
+            throw DatabaseError.wrapping(error, doing: "read the head of the log")
+        }
+    }
+
+    static let columns = """
+        position, transaction_id, event_id, stream_id, stream_version, event_type, schema_version, \
+        recorded_at, payload::text, metadata::text
+        """
+
+    private func fetch(_ query: PostgresQuery, doing action: String) async throws -> [RecordedEvent] {
+        do {
+            var events: [RecordedEvent] = []
+            let rows = try await client.query(query, logger: logger)
+            for try await row in rows.decode((Int64, Int64, UUID, String, Int64, String, Int32, Date, String, String).self) {
+                let (position, transaction, id, stream, version, type, schemaVersion, recordedAt, payload, metadata) = row
+                events.append(RecordedEvent(
+                    id: id,
+                    streamID: try StreamID(stream),
+                    streamVersion: version,
+                    logPosition: LogPosition(transaction: transaction, position: position),
+                    type: type,
+                    schemaVersion: Int(schemaVersion),
+                    recordedAt: recordedAt,
+                    payload: JSONText(unchecked: payload),
+                    metadata: try JSONDecoder().decode(EventMetadata.self, from: Data(metadata.utf8))
+                ))
+            }
+            return events
+        } catch {
+            throw DatabaseError.wrapping(error, doing: action)
+        }
+    }
+}

@@ -1,0 +1,52 @@
+import ArgumentParser
+import Foundation
+import Kafka
+import Logging
+import PostgresEventStore
+
+/// Where PostgreSQL and Kafka are, and how loud to be.
+struct CommonOptions: ParsableArguments {
+    @Option(name: .customLong("database-url"), help: "PostgreSQL URL (default: $TOPSAIL_DATABASE_URL).")
+    var databaseURL: String?
+
+    @Option(name: .customLong("kafka-brokers"), help: "Kafka bootstrap servers, host:port[,host:port] (default: $TOPSAIL_KAFKA_BROKERS).")
+    var kafkaBrokers: String?
+
+    @Option(name: .customLong("kafka-property"), help: ArgumentHelp(
+        "A librdkafka property key=value, repeatable (TLS, SASL …); adds to $TOPSAIL_KAFKA_PROPERTIES.",
+        valueName: "key=value"))
+    var kafkaProperties: [String] = []
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func logger(_ label: String) -> Logger {
+        var logger = Logger(label: label) { label in StreamLogHandler.standardError(label: label) }
+        logger.logLevel = logLevel
+        return logger
+    }
+
+    func database() throws -> DatabaseConfiguration {
+        guard let url = databaseURL ?? ProcessInfo.processInfo.environment["TOPSAIL_DATABASE_URL"] else {
+            throw ValidationError("no database: pass --database-url or set TOPSAIL_DATABASE_URL (ops/services start writes .topsail/services.env)")
+        }
+        return try DatabaseConfiguration(url: url)
+    }
+
+    func kafka() throws -> KafkaConfiguration {
+        guard let brokers = kafkaBrokers ?? ProcessInfo.processInfo.environment["TOPSAIL_KAFKA_BROKERS"], !brokers.isEmpty else {
+            throw ValidationError("no Kafka brokers: pass --kafka-brokers or set TOPSAIL_KAFKA_BROKERS (ops/services start writes .topsail/services.env)")
+        }
+        var properties = try KafkaConfiguration.parseProperties(ProcessInfo.processInfo.environment["TOPSAIL_KAFKA_PROPERTIES"] ?? "")
+        for (key, value) in try KafkaConfiguration.parseProperties(kafkaProperties.joined(separator: "\n")) {
+            properties[key] = value
+        }
+        var configuration = KafkaConfiguration(bootstrapServers: brokers, properties: properties)
+        if let wait = properties.removeValue(forKey: "fetch.wait.max.ms").flatMap(Int64.init) {
+            configuration.fetchWaitMax = .milliseconds(wait)
+        }
+        return configuration
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}

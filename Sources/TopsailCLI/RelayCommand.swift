@@ -1,0 +1,51 @@
+import ArgumentParser
+import Relay
+
+/// Options of the relay role, shared by `topsail relay` and `topsail all`.
+struct RelayOptions: ParsableArguments {
+    @Option(name: .customLong("relay-name"), help: "Relays with the same name share a checkpoint; one of them publishes.")
+    var name: String = "default"
+
+    @Option(help: "Partitions of the topics the relay creates.")
+    var partitions: Int = 6
+
+    @Option(help: "Replication factor of the topics the relay creates (-1: the cluster's default).")
+    var replicationFactor: Int = -1
+
+    @Option(help: "When the Kafka cluster is new to the relay, publish from this global position instead of the start of the log.")
+    var from: Int64?
+
+    func validate() throws {
+        guard partitions > 0 else { throw ValidationError("--partitions must be positive") }
+        if let from, from < 1 { throw ValidationError("--from must be a global position, 1 or more") }
+    }
+
+    var configuration: RelayConfiguration {
+        var configuration = RelayConfiguration()
+        configuration.name = name
+        configuration.partitions = partitions
+        configuration.replicationFactor = replicationFactor
+        configuration.republishFrom = from
+        return configuration
+    }
+}
+
+struct RelayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "relay",
+        abstract: "Publish every committed event to Kafka, topic topsail.<category>, key = stream id.",
+        discussion: """
+            At-least-once and in log order; the checkpoint advances only after the broker acknowledged. \
+            Several relays may run: one publishes, the others stand by and take over when it dies. \
+            SIGTERM or Ctrl-C stops it gracefully.
+            """
+    )
+
+    @OptionGroup var options: CommonOptions
+    @OptionGroup var relay: RelayOptions
+
+    func run() async throws {
+        let roles = try Roles(options: options)
+        try await roles.run(relay: relay.configuration, http: nil)
+    }
+}

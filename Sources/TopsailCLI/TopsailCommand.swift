@@ -1,0 +1,46 @@
+import ArgumentParser
+import Foundation
+
+/// `topsail`: every role and tool of Topsail in one binary.
+public struct TopsailCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "topsail",
+        abstract: "Topsail: continuous delivery as an event-sourced service.",
+        discussion: """
+            Configuration comes from TOPSAIL_DATABASE_URL, TOPSAIL_KAFKA_BROKERS and \
+            TOPSAIL_KAFKA_PROPERTIES (flags override them); `ops/services start` writes them to \
+            .topsail/services.env.
+            """,
+        subcommands: [
+            MigrateCommand.self, EventsCommand.self, RelayCommand.self, AllCommand.self, BenchCommand.self,
+        ]
+    )
+
+    public init() {}
+
+    /// Runs the command line; errors are one line on standard error and exit status 1.
+    public static func runMain() async {
+        do {
+            var command = try parseAsRoot()
+            if var command = command as? any AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch let error as CleanExit {
+            exit(withError: error)
+        } catch let error as ExitCode {
+            exit(withError: error)
+        } catch where Self.isArgumentError(error) {
+            exit(withError: error)
+        } catch {
+            FileHandle.standardError.write(Data("topsail: \(error)\n".utf8))
+            Foundation.exit(1)
+        }
+    }
+
+    static func isArgumentError(_ error: any Error) -> Bool {
+        // ArgumentParser's own errors print their usage text through exit(withError:).
+        String(reflecting: type(of: error)).hasPrefix("ArgumentParser.")
+    }
+}

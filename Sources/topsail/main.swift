@@ -1,0 +1,3 @@
+import TopsailCLI
+
+await TopsailCommand.runMain()

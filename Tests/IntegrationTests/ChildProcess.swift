@@ -1,0 +1,110 @@
+import Foundation
+
+/// A process started by a test (a relay, a broker), killed when the test is done with it.
+final class ChildProcess: @unchecked Sendable {
+    // @unchecked: Process is used from one test at a time; the output buffer is guarded by `lock`.
+    let process = Process()
+    private let lock = NSLock()
+    private var output = Data()
+
+    init(_ executable: URL, _ arguments: [String], environment: [String: String] = [:]) throws {
+        process.executableURL = executable
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
+            let data = handle.availableData
+            guard let self, !data.isEmpty else { return }
+            self.lock.withLock { self.output.append(data) }
+        }
+        try process.run()
+    }
+
+    var pid: Int32 { process.processIdentifier }
+    var text: String { lock.withLock { String(decoding: output, as: UTF8.self) } }
+    var isRunning: Bool { process.isRunning }
+
+    /// SIGKILL: no chance to clean up, as in a crash.
+    func killHard() {
+        guard process.isRunning else { return }
+        kill(pid, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// SIGTERM, then wait.
+    func terminate() {
+        guard process.isRunning else { return }
+        process.terminate()
+        process.waitUntilExit()
+    }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+}
+
+/// A private broker on a free port, so a test may stop and start it without disturbing others.
+final class PrivateBroker: @unchecked Sendable {
+    let port: Int
+    private(set) var process: ChildProcess?
+    private(set) var clusterID = ""
+
+    init() throws {
+        port = try Self.freePort()
+        try start()
+    }
+
+    var address: String { "127.0.0.1:\(port)" }
+
+    func start() throws {
+        clusterID = "test-\(UUID().uuidString.prefix(8))"
+        process = try ChildProcess(TestEnvironment.brokerExecutable(), [
+            "broker", "--cluster-id", clusterID,
+            "--listener-url", "tcp://127.0.0.1:\(port)", "--advertised-listener-url", "tcp://127.0.0.1:\(port)",
+        ])
+        for _ in 0..<100 {
+            if Self.answers(port: port) { return }
+            usleep(50_000)
+        }
+        throw SetupError("the private broker did not start on port \(port): \(process?.text ?? "")")
+    }
+
+    func stop() {
+        process?.killHard()
+        process = nil
+    }
+
+    deinit { process?.killHard() }
+
+    static func answers(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
+
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else { throw SetupError("cannot find a free port") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}

@@ -1,0 +1,146 @@
+import EventLog
+import Foundation
+import Kafka
+import Logging
+import PostgresEventStore
+import PostgresNIO
+import Testing
+
+/// The real PostgreSQL and broker that `ops/test` starts, and helpers that give each test its own
+/// schema, topics and processes.
+enum TestEnvironment {
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let migrationsDirectory = packageRoot.appendingPathComponent("migrations")
+
+    static func variable(_ name: String) throws -> String {
+        guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else {
+            throw SetupError("\(name) is not set: run the integration tests with ops/test, which starts PostgreSQL and the broker")
+        }
+        return value
+    }
+
+    static func database() throws -> DatabaseConfiguration {
+        try DatabaseConfiguration(url: variable("TOPSAIL_DATABASE_URL"))
+    }
+
+    static func kafka(brokers: String? = nil) throws -> KafkaConfiguration {
+        var configuration = KafkaConfiguration(bootstrapServers: try brokers ?? variable("TOPSAIL_KAFKA_BROKERS"))
+        // Short group timeouts: a first join takes about half the session timeout.
+        configuration.sessionTimeout = .milliseconds(2000)
+        configuration.heartbeatInterval = .milliseconds(500)
+        configuration.messageTimeout = .seconds(5)
+        return configuration
+    }
+
+    /// The `topsail` executable built beside the tests.
+    static func topsailExecutable() throws -> URL {
+        if let path = ProcessInfo.processInfo.environment["TOPSAIL_BIN"] { return URL(fileURLWithPath: path) }
+        for configuration in ["debug", "release"] {
+            let candidate = packageRoot.appendingPathComponent(".build/\(configuration)/topsail")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        }
+        throw SetupError("no topsail executable: run swift build (ops/test does)")
+    }
+
+    static func brokerExecutable() throws -> URL {
+        URL(fileURLWithPath: try variable("TOPSAIL_BROKER_BIN"))
+    }
+
+    static let logger: Logger = {
+        var logger = Logger(label: "topsail.tests") { StreamLogHandler.standardError(label: $0) }
+        logger.logLevel = ProcessInfo.processInfo.environment["TOPSAIL_TEST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
+        return logger
+    }()
+
+    /// A fresh lowercase name for schemas, categories and relay names.
+    static func uniqueName(_ prefix: String) -> String {
+        prefix + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(12)
+    }
+}
+
+struct SetupError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A migrated schema of its own, dropped afterwards.
+struct TestDatabase: Sendable {
+    let configuration: DatabaseConfiguration
+    let client: PostgresClient
+    let store: PostgresEventStore
+
+    var url: String {
+        "postgres://\(configuration.username)@\(configuration.host):\(configuration.port)/\(configuration.database)?schema=\(configuration.schema)"
+    }
+
+    static func with<T: Sendable>(
+        migrate: Bool = true, maximumConnections: Int = 20,
+        _ body: @Sendable (TestDatabase) async throws -> T
+    ) async throws -> T {
+        var configuration = try TestEnvironment.database().inSchema(TestEnvironment.uniqueName("t_"))
+        configuration.maximumConnections = maximumConnections
+        let client = PostgresClient(configuration: configuration.clientConfiguration, backgroundLogger: TestEnvironment.logger)
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                await client.run()
+                return nil
+            }
+            defer { group.cancelAll() }
+            if migrate {
+                try await Migrator(client: client, schema: configuration.schema, logger: TestEnvironment.logger)
+                    .migrate(Migration.load(from: TestEnvironment.migrationsDirectory))
+            }
+            let database = TestDatabase(
+                configuration: configuration, client: client,
+                store: PostgresEventStore(client: client, logger: TestEnvironment.logger))
+            do {
+                let result = try await body(database)
+                try await database.drop()
+                return result
+            } catch {
+                try? await database.drop()
+                throw error
+            }
+        }
+    }
+
+    func drop() async throws {
+        try await client.query(PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \"\(configuration.schema)\" CASCADE"))
+    }
+}
+
+/// Events appended for a test: `count` events spread over `streams` streams of `category`.
+func appendSpread(_ store: some EventStore, category: String, streams: Int, count: Int) async throws -> [StreamID: Int64] {
+    var versions: [StreamID: Int64] = [:]
+    for index in 0..<count {
+        let stream = try StreamID(category: category, id: "s\(index % streams)")
+        let result = try await store.append(to: stream, expected: .any, events: [
+            NewEvent(type: "test.happened", payload: try JSONText("{\"n\":\(index)}")),
+        ])
+        versions[stream] = result.streamVersion
+    }
+    return versions
+}
+
+/// Polls `condition` until it holds or `timeout` passes.
+func eventually(timeout: Duration = .seconds(30), _ what: String, _ condition: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    Issue.record("timed out after \(timeout) waiting for: \(what)")
+    throw SetupError("timed out waiting for: \(what)")
+}
+
+/// Reads the log after `position` once `count` events are visible. Log reads stop below the
+/// oldest open write transaction of the whole server, and other tests write concurrently.
+func readLog(_ store: some EventStore, after position: LogPosition = .start, expecting count: Int) async throws -> [RecordedEvent] {
+    var events: [RecordedEvent] = []
+    try await eventually("\(count) events in the log") {
+        events = try await store.readAll(after: position, limit: count + 100)
+        return events.count >= count
+    }
+    #expect(events.count == count)
+    return events
+}

@@ -27,26 +27,29 @@ struct CommonOptions: ParsableArguments {
     }
 
     func database() throws -> DatabaseConfiguration {
-        guard let url = databaseURL ?? ProcessInfo.processInfo.environment["TOPSAIL_DATABASE_URL"] else {
+        guard let url = databaseURL ?? environment("TOPSAIL_DATABASE_URL") else {
             throw ValidationError("no database: pass --database-url or set TOPSAIL_DATABASE_URL (ops/services start writes .topsail/services.env)")
         }
         return try DatabaseConfiguration(url: url)
     }
 
     func kafka() throws -> KafkaConfiguration {
-        guard let brokers = kafkaBrokers ?? ProcessInfo.processInfo.environment["TOPSAIL_KAFKA_BROKERS"], !brokers.isEmpty else {
+        guard let brokers = kafkaBrokers ?? environment("TOPSAIL_KAFKA_BROKERS") else {
             throw ValidationError("no Kafka brokers: pass --kafka-brokers or set TOPSAIL_KAFKA_BROKERS (ops/services start writes .topsail/services.env)")
         }
-        var properties = try KafkaConfiguration.parseProperties(ProcessInfo.processInfo.environment["TOPSAIL_KAFKA_PROPERTIES"] ?? "")
+        var properties = try KafkaConfiguration.parseProperties(environment("TOPSAIL_KAFKA_PROPERTIES") ?? "")
         for (key, value) in try KafkaConfiguration.parseProperties(kafkaProperties.joined(separator: "\n")) {
             properties[key] = value
         }
-        var configuration = KafkaConfiguration(bootstrapServers: brokers, properties: properties)
-        if let wait = properties.removeValue(forKey: "fetch.wait.max.ms").flatMap(Int64.init) {
-            configuration.fetchWaitMax = .milliseconds(wait)
-        }
-        return configuration
+        // Properties given here override the typed defaults (fetch.wait.max.ms, linger.ms …).
+        return KafkaConfiguration(bootstrapServers: brokers, properties: properties)
     }
+}
+
+/// A configuration variable; set but empty counts as unset.
+func environment(_ name: String) -> String? {
+    guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else { return nil }
+    return value
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}

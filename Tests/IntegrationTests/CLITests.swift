@@ -1,0 +1,116 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Testing
+
+/// The `topsail` executable as users run it.
+@Suite("Command line")
+struct CLITests {
+    struct Outcome {
+        let status: Int32
+        let stdout: String
+        let stderr: String
+    }
+
+    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Outcome {
+        let process = Process()
+        process.executableURL = try TestEnvironment.topsailExecutable()
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Outcome(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+    }
+
+    @Test("migrate, append, read: positions printed, JSON lines read back, retries idempotent")
+    func appendAndRead() async throws {
+        try await TestDatabase.with(migrate: false) { db in
+            let env = ["TOPSAIL_DATABASE_URL": db.url]
+            let migrated = try Self.run(["migrate"], environment: env)
+            #expect(migrated.status == 0, "\(migrated.stderr)")
+            #expect(migrated.stdout.contains("2 applied, 0 already applied"))
+
+            let id = UUID().uuidString
+            let first = try Self.run(["events", "append", "--stream", "deploy-42", "--type", "deploy.requested",
+                                      "--data", #"{"version":"1.2.3"}"#, "--id", id, "--expected-version", "no-stream"], environment: env)
+            #expect(first.status == 0, "\(first.stderr)")
+            let position = first.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(Int(position) != nil)
+            let retry = try Self.run(["events", "append", "--stream", "deploy-42", "--type", "deploy.requested",
+                                      "--data", #"{"version":"1.2.3"}"#, "--id", id, "--expected-version", "no-stream"], environment: env)
+            #expect(retry.status == 0)
+            #expect(retry.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == position)
+
+            let read = try Self.run(["events", "read", "--stream", "deploy-42"], environment: env)
+            let lines = read.stdout.split(separator: "\n")
+            #expect(lines.count == 1)
+            let object = try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as? [String: Any]
+            #expect(object?["type"] as? String == "deploy.requested")
+            #expect((object?["data"] as? [String: Any])?["version"] as? String == "1.2.3")
+            #expect(object?["position"] as? Int == Int(position))
+        }
+    }
+
+    @Test("bad input: one clear line on stderr and a non-zero exit", arguments: [
+        (["events", "append", "--stream", "nodash", "--type", "t", "--data", "{}"], "invalid stream id"),
+        (["events", "append", "--stream", "a-1", "--type", "t", "--data", "{nope"], "not valid JSON"),
+        (["events", "append", "--stream", "a-1", "--type", "bad type", "--data", "{}"], "invalid event type"),
+        (["events", "append", "--stream", "a-1", "--type", "t", "--data", "{}", "--expected-version", "7"], "version conflict"),
+        (["events", "append", "--stream", "a-1", "--type", "t", "--data", #""xxxxxxxxxx""#, "--max-payload-bytes", "5"], "over the limit of 5 bytes"),
+        (["events", "read"], "exactly one of --stream S and --all"),
+        (["events", "read", "--all", "--from", "987654"], "no event has global position 987654"),
+    ])
+    func badInput(_ arguments: [String], _ message: String) async throws {
+        try await TestDatabase.with { db in
+            let outcome = try Self.run(arguments, environment: ["TOPSAIL_DATABASE_URL": db.url])
+            #expect(outcome.status != 0)
+            #expect(outcome.stderr.contains(message), "stderr: \(outcome.stderr)")
+            #expect(!outcome.stderr.contains("Fatal error"))
+        }
+    }
+
+    @Test("an unreachable database is reported within seconds, naming what to do")
+    func unreachableDatabase() throws {
+        let started = ContinuousClock.now
+        let outcome = try Self.run(["events", "read", "--all"], environment: ["TOPSAIL_DATABASE_URL": "postgres://postgres@127.0.0.1:1/topsail"])
+        #expect(outcome.status == 1)
+        #expect(outcome.stderr.contains("PostgreSQL"))
+        #expect(ContinuousClock.now - started < .seconds(15))
+    }
+
+    @Test("missing configuration names the variable to set")
+    func missingConfiguration() throws {
+        let outcome = try Self.run(["events", "read", "--all"], environment: ["TOPSAIL_DATABASE_URL": ""])
+        #expect(outcome.status != 0)
+        #expect(outcome.stderr.contains("TOPSAIL_DATABASE_URL"))
+    }
+
+    @Test("topsail all serves /health and /ready over HTTP and stops on SIGTERM")
+    func allServesHealth() async throws {
+        try await TestDatabase.with { db in
+            let port = try PrivateBroker.freePort()
+            let all = try ChildProcess(try TestEnvironment.topsailExecutable(), [
+                "all", "--database-url", db.url, "--http-port", String(port), "--relay-name", TestEnvironment.uniqueName("relay"),
+            ])
+            defer { all.killHard() }
+            let url = URL(string: "http://127.0.0.1:\(port)/health")!
+            try await eventually("/health to answer") {
+                (try? await URLSession.shared.data(from: url)) != nil
+            }
+            let (body, response) = try await URLSession.shared.data(from: url)
+            #expect((response as? HTTPURLResponse)?.statusCode == 200)
+            #expect(String(decoding: body, as: UTF8.self).contains("ok"))
+            let (_, ready) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/ready")!)
+            #expect((ready as? HTTPURLResponse)?.statusCode == 200)
+            all.terminate()
+            #expect(all.process.terminationStatus == 0, "\(all.text)")
+        }
+    }
+}

@@ -23,37 +23,22 @@ CREATE INDEX events_log_order ON events (transaction_id, position);
 -- Appends events to one stream in one statement (one round trip, one transaction when called
 -- outside an explicit one).
 --   p_expected: NULL = any version, 0 = the stream must not exist, n = the stream must be at n.
--- Returns one row per event: its position, its stream version, and whether it was stored earlier.
--- Raises SQLSTATE TS409 (detail: the stream's current version) on a version conflict and TS410
--- when the ids were partly stored before or stored in another stream.
+-- Returns one row per event: its global position and its stream version.
+-- Raises SQLSTATE TS409 (detail: the stream's current version) on a version conflict, and
+-- unique_violation on events_event_id_unique when an event id is stored already; the caller then
+-- looks the ids up to answer an idempotent retry (the common path pays for no extra lookup).
 CREATE FUNCTION append_events(
     p_stream text, p_expected bigint, p_ids uuid[], p_types text[], p_schema_versions integer[],
     p_payloads text[], p_metadata text[]
-) RETURNS TABLE (out_position bigint, out_version bigint, out_already_stored boolean)
+) RETURNS TABLE (out_position bigint, out_version bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
     v_current bigint;
-    v_stored integer;
-    v_stored_here integer;
 BEGIN
     -- One appender per stream at a time. The lock is taken before this transaction writes, so
     -- its transaction id is assigned after every earlier appender of the stream committed:
     -- (transaction_id, position) order then keeps each stream in version order.
     PERFORM pg_advisory_xact_lock(1953721089, hashtext(p_stream));
-
-    SELECT count(*), count(*) FILTER (WHERE e.stream_id = p_stream)
-      INTO v_stored, v_stored_here
-      FROM events e WHERE e.event_id = ANY (p_ids);
-    IF v_stored > 0 THEN
-        IF v_stored = cardinality(p_ids) AND v_stored_here = v_stored THEN
-            RETURN QUERY SELECT e.position, e.stream_version, true
-              FROM events e WHERE e.event_id = ANY (p_ids) ORDER BY e.position;
-            RETURN;
-        END IF;
-        RAISE EXCEPTION USING ERRCODE = 'TS410',
-            MESSAGE = format('%s of %s event ids are already stored (%s of them in this stream)',
-                             v_stored, cardinality(p_ids), v_stored_here);
-    END IF;
 
     SELECT coalesce(max(e.stream_version), 0) INTO v_current FROM events e WHERE e.stream_id = p_stream;
     IF p_expected IS NOT NULL AND p_expected <> v_current THEN
@@ -66,6 +51,6 @@ BEGIN
       FROM unnest(p_ids, p_types, p_schema_versions, p_payloads, p_metadata)
            WITH ORDINALITY AS t(id, typ, sv, pl, md, ord)
      ORDER BY t.ord
-    RETURNING e.position, e.stream_version, false;
+    RETURNING e.position, e.stream_version;
 END
 $$;

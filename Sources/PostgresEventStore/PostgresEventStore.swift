@@ -22,43 +22,59 @@ public struct PostgresEventStore: EventStore {
         guard !events.isEmpty else { throw EventStoreError.emptyAppend(stream: stream) }
         for event in events { try event.validate(payloadLimit: payloadLimit) }
         let query: PostgresQuery = """
-            SELECT out_position, out_version, out_already_stored FROM append_events(
+            SELECT out_position, out_version FROM append_events(
                 \(stream.description), \(expected.requiredCurrentVersion), \(events.map(\.id)),
                 \(events.map(\.type)), \(events.map { Int32(clamping: $0.schemaVersion) }),
                 \(events.map(\.payload.text)), \(events.map { EventEnvelopeCodec.encodeMetadata($0.metadata) }))
             """
-        // A concurrent append of the same event ids can lose the race on the unique index; the
-        // retry then finds them stored and answers as an idempotent re-append.
-        for attempt in 1...2 {
-            do {
-                var positions: [Int64] = []
-                var version: Int64 = 0
-                var alreadyStored = false
-                for try await (position, streamVersion, stored) in try await client.query(query, logger: logger).decode((Int64, Int64, Bool).self) {
-                    positions.append(position)
-                    version = max(version, streamVersion)
-                    alreadyStored = stored
-                }
-                return AppendResult(positions: positions, streamVersion: version, alreadyStored: alreadyStored)
-            } catch let error as PSQLError {
-                switch error.sqlState {
-                case "TS409":
-                    let actual = error.serverInfo?[.detail].flatMap { Int64($0) } ?? -1
-                    throw EventStoreError.versionConflict(stream: stream, expected: expected, actual: actual)
-                case "TS410":
-                    throw EventStoreError.eventIDReused(stream: stream, detail: error.serverInfo?[.message] ?? "")
-                case "23505" where attempt == 1 && error.serverInfo?[.constraintName] == "events_event_id_unique":
-                    continue
-                default:
-                    throw DatabaseError.wrapping(error, doing: "append to \(stream)")
-                }
-            } catch let error as EventStoreError {
-                throw error
-            } catch {
-                throw DatabaseError.wrapping(error, doing: "append to \(stream)")
+        do {
+            var positions: [Int64] = []
+            var version: Int64 = 0
+            for try await (position, streamVersion) in try await client.query(query, logger: logger).decode((Int64, Int64).self) {
+                positions.append(position)
+                version = max(version, streamVersion)
             }
+            return AppendResult(positions: positions, streamVersion: version, alreadyStored: false)
+        } catch let error as PSQLError where error.sqlState == "TS409" {
+            // A retry of an append that succeeded meets its own events as a conflict.
+            if let stored = try await storedAppend(of: events, in: stream) { return stored }
+            let actual = error.serverInfo?[.detail].flatMap { Int64($0) } ?? -1
+            throw EventStoreError.versionConflict(stream: stream, expected: expected, actual: actual)
+        } catch let error as PSQLError where error.sqlState == "23505" && error.serverInfo?[.constraintName] == "events_event_id_unique" {
+            if let stored = try await storedAppend(of: events, in: stream) { return stored }
+            throw EventStoreError.eventIDReused(stream: stream, detail: "some of the event ids are stored already, or stored in another stream")
+        } catch let error as EventStoreError {
+            throw error
+        } catch {
+            throw DatabaseError.wrapping(error, doing: "append to \(stream)")
         }
-        throw DatabaseError(.query, "append to \(stream) kept colliding with a concurrent append of the same event ids")
+    }
+
+    /// The earlier result of an append whose events are all stored in `stream`, or nil.
+    private func storedAppend(of events: [NewEvent], in stream: StreamID) async throws -> AppendResult? {
+        let query: PostgresQuery = """
+            SELECT position, stream_version, stream_id FROM events WHERE event_id = ANY(\(events.map(\.id))) ORDER BY position
+            """
+        var positions: [Int64] = []
+        var version: Int64 = 0
+        do {
+            for try await (position, streamVersion, storedStream) in try await client.query(query, logger: logger).decode((Int64, Int64, String).self) {
+                guard storedStream == stream.description else {
+                    throw EventStoreError.eventIDReused(stream: stream, detail: "an event id is stored in \(storedStream)")
+                }
+                positions.append(position)
+                version = max(version, streamVersion)
+            }
+        } catch let error as EventStoreError {
+            throw error
+        } catch {
+            throw DatabaseError.wrapping(error, doing: "look up stored events of \(stream)")
+        }
+        if positions.isEmpty { return nil }
+        guard positions.count == events.count else {
+            throw EventStoreError.eventIDReused(stream: stream, detail: "\(positions.count) of \(events.count) event ids are stored already")
+        }
+        return AppendResult(positions: positions, streamVersion: version, alreadyStored: true)
     }
 
     public func readStream(_ stream: StreamID, from version: Int64, direction: ReadDirection, limit: Int) async throws -> [RecordedEvent] {

@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import PostgresEventStore
+import PostgresNIO
 
 /// `topsail`: every role and tool of Topsail in one binary.
 public struct TopsailCommand: AsyncParsableCommand {
@@ -34,7 +36,9 @@ public struct TopsailCommand: AsyncParsableCommand {
         } catch where Self.isArgumentError(error) {
             exit(withError: error)
         } catch {
-            FileHandle.standardError.write(Data("topsail: \(error)\n".utf8))
+            // Driver errors are wrapped into a message that names the failure without leaking detail.
+            let shown: any Error = error is PSQLError ? DatabaseError.wrapping(error, doing: "run the command") : error
+            FileHandle.standardError.write(Data("topsail: \(shown)\n".utf8))
             Foundation.exit(1)
         }
     }

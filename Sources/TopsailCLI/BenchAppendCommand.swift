@@ -1,0 +1,154 @@
+import ArgumentParser
+import EventLog
+import Foundation
+import Logging
+import PostgresEventStore
+import PostgresNIO
+
+struct BenchAppendCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "append",
+        abstract: "Append throughput and latency, against plain INSERTs into an equivalent table in the same run.",
+        discussion: """
+            Writers append to streams of their own with exact expected versions. The baseline is a \
+            table with the same columns and indexes filled by plain multi-row INSERTs through the \
+            same driver and pool. The phases alternate (baseline, Topsail, baseline, Topsail) so \
+            that drift in the machine's speed falls on both.
+            """
+    )
+
+    @OptionGroup var options: CommonOptions
+
+    @Option(help: "Concurrent writers.")
+    var writers: Int = 4
+
+    @Option(help: "Events per append (one transaction).")
+    var batch: Int = 1
+
+    @Option(help: "Seconds of measurement per system (split over two rounds).")
+    var duration: Double = 10
+
+    @Option(help: "Bytes of JSON payload per event.")
+    var payloadBytes: Int = 200
+
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
+    func validate() throws {
+        guard writers > 0, writers <= 256 else { throw ValidationError("--writers must be 1…256") }
+        guard batch > 0, batch <= 10_000 else { throw ValidationError("--batch must be 1…10000") }
+        guard duration > 0 else { throw ValidationError("--duration must be positive") }
+    }
+
+    struct Phase: Codable {
+        var eventsPerSecond: Double
+        var appendsPerSecond: Double
+        var latency: LatencySummary
+    }
+
+    struct Result: Codable {
+        var writers: Int
+        var batch: Int
+        var durationSeconds: Double
+        var topsail: Phase
+        var plainInsert: Phase
+        /// Topsail's event rate as a share of the plain INSERT rate.
+        var ratio: Double
+    }
+
+    func run() async throws {
+        let logger = options.logger("topsail.bench")
+        let (writers, batch, duration, payloadBytes) = (self.writers, self.batch, self.duration, self.payloadBytes)
+        let result = try await withBenchSchema(options, logger: logger, connections: writers + 2) { client, _ in
+            try await client.query(PostgresQuery(unsafeSQL: """
+                CREATE TABLE plain_events (
+                    position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                    transaction_id bigint NOT NULL DEFAULT (pg_current_xact_id()::text::bigint),
+                    event_id uuid NOT NULL UNIQUE, stream_id text NOT NULL, stream_version bigint NOT NULL,
+                    event_type text NOT NULL, schema_version integer NOT NULL,
+                    recorded_at timestamptz NOT NULL DEFAULT now(), payload jsonb NOT NULL, metadata jsonb NOT NULL,
+                    UNIQUE (stream_id, stream_version))
+                """), logger: logger)
+            try await client.query("CREATE INDEX ON plain_events (transaction_id, position)", logger: logger)
+            let payload = JSONText(unchecked: "{\"filler\":\"" + String(repeating: "x", count: max(0, payloadBytes - 14)) + "\"}")
+            let store = PostgresEventStore(client: client, logger: logger)
+            let phase = Duration.milliseconds(Int64(duration * 500))
+            var topsail: [Measurement] = []
+            var plain: [Measurement] = []
+            for round in 1...2 {
+                progress("round \(round)/2: plain INSERT baseline, \(writers) writers × \(batch) events, \(phase)")
+                plain.append(try await measure(writers: writers, for: phase) { writer, iteration in
+                    try await insertPlain(client, stream: "plain-r\(round)w\(writer)", iteration: iteration, batch: batch, payload: payload, logger: logger)
+                })
+                progress("round \(round)/2: Topsail append, \(writers) writers × \(batch) events, \(phase)")
+                topsail.append(try await measure(writers: writers, for: phase) { writer, iteration in
+                    let stream = try StreamID(category: "bench", id: "r\(round)w\(writer)")
+                    let events = (0..<batch).map { _ in NewEvent(type: "bench.appended", payload: payload) }
+                    _ = try await store.append(to: stream, expected: iteration == 0 ? .noStream : .exact(Int64(iteration * batch)), events: events)
+                })
+            }
+            let topsailPhase = Measurement.merge(topsail).phase(batch: batch)
+            let plainPhase = Measurement.merge(plain).phase(batch: batch)
+            return Result(writers: writers, batch: batch, durationSeconds: duration, topsail: topsailPhase, plainInsert: plainPhase,
+                          ratio: plainPhase.eventsPerSecond > 0 ? topsailPhase.eventsPerSecond / plainPhase.eventsPerSecond : 0)
+        }
+        if json {
+            try printJSON(result)
+        } else {
+            print(String(format: "plain INSERT: %.0f events/s, p50 %.2f ms, p99 %.2f ms", result.plainInsert.eventsPerSecond, result.plainInsert.latency.p50Ms, result.plainInsert.latency.p99Ms))
+            print(String(format: "Topsail:      %.0f events/s, p50 %.2f ms, p99 %.2f ms", result.topsail.eventsPerSecond, result.topsail.latency.p50Ms, result.topsail.latency.p99Ms))
+            print(String(format: "ratio:        %.2f", result.ratio))
+        }
+    }
+
+    private func insertPlain(_ client: PostgresClient, stream: String, iteration: Int, batch: Int, payload: JSONText, logger: Logger) async throws {
+        let base = Int64(iteration * batch)
+        let ids = (0..<batch).map { _ in UUID() }
+        try await client.query("""
+            INSERT INTO plain_events (event_id, stream_id, stream_version, event_type, schema_version, payload, metadata)
+            SELECT id, \(stream), \(base) + ord, 'bench.appended', 1, \(payload.text)::jsonb, '{}'::jsonb
+              FROM unnest(\(ids)) WITH ORDINALITY AS t(id, ord)
+            """, logger: logger)
+    }
+
+    struct Measurement {
+        var operations: Int
+        var elapsed: Duration
+        var latencies: [Duration]
+
+        static func merge(_ parts: [Measurement]) -> Measurement {
+            Measurement(operations: parts.reduce(0) { $0 + $1.operations }, elapsed: parts.reduce(.zero) { $0 + $1.elapsed },
+                        latencies: parts.flatMap(\.latencies))
+        }
+
+        func phase(batch: Int) -> Phase {
+            let seconds = elapsed.milliseconds / 1000
+            return Phase(eventsPerSecond: Double(operations * batch) / seconds, appendsPerSecond: Double(operations) / seconds,
+                         latency: LatencySummary(latencies))
+        }
+    }
+
+    /// Runs `operation` from `writers` concurrent loops for `duration`.
+    private func measure(writers: Int, for duration: Duration, _ operation: @escaping @Sendable (Int, Int) async throws -> Void) async throws -> Measurement {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let deadline = start + duration
+        let latencies = try await withThrowingTaskGroup(of: [Duration].self) { group in
+            for writer in 0..<writers {
+                group.addTask {
+                    var samples: [Duration] = []
+                    var iteration = 0
+                    while clock.now < deadline {
+                        let began = clock.now
+                        try await operation(writer, iteration)
+                        samples.append(clock.now - began)
+                        iteration += 1
+                    }
+                    return samples
+                }
+            }
+            return try await group.reduce(into: [Duration]()) { $0 += $1 }
+        }
+        return Measurement(operations: latencies.count, elapsed: clock.now - start, latencies: latencies)
+    }
+}

@@ -1,0 +1,232 @@
+import ArgumentParser
+import EventLog
+import Foundation
+import Kafka
+import Logging
+import PostgresEventStore
+import PostgresNIO
+import Relay
+import Synchronization
+
+struct BenchRelayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "relay",
+        abstract: "Commit-to-consumed latency through the relay at a fixed append rate.",
+        discussion: """
+            Appends single events at --rate per second while an in-process relay publishes them and a \
+            consumer reads them back; latency runs from the append's return (the commit) to the \
+            consumer receiving the message. The baseline, measured first in the same run, produces \
+            the same messages straight to Kafka at the same rate: the broker's own floor.
+            """
+    )
+
+    @OptionGroup var options: CommonOptions
+
+    @Option(help: "Events per second.")
+    var rate: Int = 1000
+
+    @Option(help: "Seconds of appending (the baseline runs for the same time).")
+    var duration: Double = 10
+
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
+    func validate() throws {
+        guard rate > 0, rate <= 100_000 else { throw ValidationError("--rate must be 1…100000") }
+        guard duration > 0, duration <= 3600 else { throw ValidationError("--duration must be 0…3600 seconds") }
+    }
+
+    struct Phase: Codable {
+        var sent: Int
+        var received: Int
+        var sendRatePerSecond: Double
+        var latency: LatencySummary
+        /// The most events published or appended but not yet consumed, sampled every 50 ms.
+        var maximumBacklog: Int
+        /// From the last send to the last message consumed.
+        var drainMs: Double
+    }
+
+    struct Result: Codable {
+        var rate: Int
+        var durationSeconds: Double
+        var directProduce: Phase
+        var relay: Phase
+    }
+
+    func run() async throws {
+        let logger = options.logger("topsail.bench")
+        var kafka = try options.kafka()
+        kafka.sessionTimeout = .milliseconds(2000)
+        kafka.heartbeatInterval = .milliseconds(500)
+        let kafkaConfiguration = kafka
+        let (rate, duration) = (self.rate, self.duration)
+        let result = try await withBenchSchema(options, logger: logger, connections: 24) { client, _ in
+            let category = "bench" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(10)
+            var relayConfiguration = RelayConfiguration()
+            relayConfiguration.name = "bench-\(category)"
+            let relayTopic = relayConfiguration.topic(for: category)
+            let directTopic = relayTopic + "direct"
+            let producer = try KafkaProducer(configuration: kafkaConfiguration, logger: logger)
+            defer { producer.close() }
+            for topic in [relayTopic, directTopic] {
+                try await producer.createTopic(topic, partitions: relayConfiguration.partitions)
+            }
+            let tracker = LatencyTracker()
+            let consumer = try KafkaConsumer(configuration: kafkaConfiguration, groupID: "bench-\(category)", topics: [relayTopic, directTopic], logger: logger)
+            defer { consumer.close() }
+            let relay = RelayService(configuration: relayConfiguration, kafka: kafkaConfiguration, client: client, logger: logger)
+            let store = PostgresEventStore(client: client, logger: logger)
+
+            return try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await relay.run() }
+                group.addTask {
+                    for try await message in consumer.messages {
+                        if let id = message.header(CloudEventHeaders.id) { tracker.received(id) }
+                    }
+                }
+                defer { group.cancelAll() }
+                progress("waiting for the consumer to join its group")
+                try await warmUp(tracker: tracker) { id in
+                    try await producer.send([KafkaOutgoingMessage(topic: directTopic, key: Array("warmup".utf8), value: [], headers: [KafkaHeader(CloudEventHeaders.id, id)])])
+                }
+                progress("baseline: producing \(rate)/s straight to Kafka for \(duration) s")
+                let direct = try await paced(rate: rate, duration: duration, tracker: tracker) { index in
+                    let id = UUID().uuidString.lowercased()
+                    tracker.sent(id)
+                    try await producer.send([KafkaOutgoingMessage(topic: directTopic, key: Array("s\(index % 50)".utf8), value: Array(repeating: 0x78, count: 200),
+                                                                  headers: [KafkaHeader(CloudEventHeaders.id, id)])])
+                }
+                try await warmUp(tracker: tracker) { id in
+                    _ = try await store.append(to: try StreamID(category: category, id: "warmup"), expected: .any,
+                                               events: [NewEvent(id: UUID(uuidString: id)!, type: "bench.warmup", payload: .emptyObject)])
+                }
+                progress("relay: appending \(rate)/s to the log for \(duration) s")
+                let relayed = try await paced(rate: rate, duration: duration, tracker: tracker) { index in
+                    let event = NewEvent(type: "bench.appended", payload: JSONText(unchecked: "{\"n\":\(index)}"))
+                    _ = try await store.append(to: try StreamID(category: category, id: "s\(index % 50)"), expected: .any, events: [event])
+                    tracker.sent(event.id.uuidString.lowercased())
+                }
+                return Result(rate: rate, durationSeconds: duration, directProduce: direct, relay: relayed)
+            }
+        }
+        if json {
+            try printJSON(result)
+        } else {
+            for (name, phase) in [("direct produce", result.directProduce), ("through relay", result.relay)] {
+                print(String(format: "%@: %d/%d received, p50 %.2f ms, p99 %.2f ms, max %.2f ms, max backlog %d, drained %.0f ms after the last send",
+                             name, phase.received, phase.sent, phase.latency.p50Ms, phase.latency.p99Ms, phase.latency.maxMs, phase.maximumBacklog, phase.drainMs))
+            }
+        }
+    }
+
+    /// Sends one marker until it comes back, so that group joins and topic metadata are done.
+    private func warmUp(tracker: LatencyTracker, send: (String) async throws -> Void) async throws {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
+            let id = UUID().uuidString.lowercased()
+            tracker.sent(id)
+            try await send(id)
+            let waitUntil = ContinuousClock.now + .seconds(3)
+            while ContinuousClock.now < waitUntil {
+                if tracker.hasReceived(id) { tracker.reset(); return }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+        }
+        throw ValidationError("no message came back within 60 s: is the broker reachable?")
+    }
+
+    /// Calls `send(i)` at `rate` per second for `duration` from several tasks, then waits for the
+    /// consumer to catch up.
+    private func paced(rate: Int, duration: Double, tracker: LatencyTracker, send: @escaping @Sendable (Int) async throws -> Void) async throws -> Phase {
+        let clock = ContinuousClock()
+        let total = Int(Double(rate) * duration)
+        let senders = min(32, max(1, rate / 100))
+        let start = clock.now + .milliseconds(50)
+        let interval = Duration.seconds(1) / rate
+        let sampler = Task {
+            var maximum = 0
+            while !Task.isCancelled {
+                maximum = max(maximum, tracker.backlog)
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+            return maximum
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for sender in 0..<senders {
+                group.addTask {
+                    var index = sender
+                    while index < total {
+                        try await Task.sleep(until: start + interval * index, clock: clock)
+                        try await send(index)
+                        index += senders
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let sendingTook = clock.now - start
+        let lastSend = clock.now
+        let deadline = lastSend + .seconds(30)
+        while tracker.backlog > 0 && clock.now < deadline {
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        let drained = clock.now - lastSend
+        sampler.cancel()
+        let maximumBacklog = await sampler.value
+        let (sent, latencies) = tracker.reset()
+        return Phase(sent: sent, received: latencies.count, sendRatePerSecond: Double(sent) / (sendingTook.milliseconds / 1000),
+                     latency: LatencySummary(latencies), maximumBacklog: maximumBacklog, drainMs: drained.milliseconds)
+    }
+}
+
+/// Matches sends with receipts by CloudEvents id.
+final class LatencyTracker: Sendable {
+    private struct State {
+        var pending: [String: ContinuousClock.Instant] = [:]
+        var latencies: [Duration] = []
+        var sent = 0
+        var receivedIDs: Set<String> = []
+        /// Receipts that overtook the sender's bookkeeping (the append returned after the relay published).
+        var early: [String: ContinuousClock.Instant] = [:]
+    }
+
+    private let state = Mutex(State())
+
+    func sent(_ id: String) {
+        let now = ContinuousClock.now
+        state.withLock { state in
+            state.sent += 1
+            if let receivedAt = state.early.removeValue(forKey: id) {
+                state.latencies.append(max(.zero, receivedAt - now))
+                state.receivedIDs.insert(id)
+            } else {
+                state.pending[id] = now
+            }
+        }
+    }
+
+    func received(_ id: String) {
+        let now = ContinuousClock.now
+        state.withLock { state in
+            guard let sentAt = state.pending.removeValue(forKey: id) else {
+                state.early[id] = now
+                return
+            }
+            state.latencies.append(now - sentAt)
+            state.receivedIDs.insert(id)
+        }
+    }
+
+    func hasReceived(_ id: String) -> Bool { state.withLock { $0.receivedIDs.contains(id) } }
+
+    var backlog: Int { state.withLock { $0.pending.count } }
+
+    @discardableResult
+    func reset() -> (sent: Int, latencies: [Duration]) {
+        state.withLock { state in
+            defer { state = State() }
+            return (state.sent, state.latencies)
+        }
+    }
+}

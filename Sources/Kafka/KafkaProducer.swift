@@ -17,9 +17,9 @@ public final class KafkaProducer: Sendable {
         handle = try KafkaHandle(kind: RD_KAFKA_PRODUCER, properties: configuration.producerProperties(), logger: logger) { conf in
             rd_kafka_conf_set_dr_msg_cb(conf) { _, message, _ in
                 guard let message, let opaque = message.pointee._private else { return }
-                let batch = Unmanaged<DeliveryBatch>.fromOpaque(opaque).takeRetainedValue()
+                let ticket = Unmanaged<DeliveryTicket>.fromOpaque(opaque).takeRetainedValue()
                 let err = message.pointee.err
-                batch.complete(err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : KafkaError(err, "delivery failed"))
+                ticket.complete(err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : KafkaError(err, "delivery failed"))
             }
         }
         let handle = self.handle
@@ -37,21 +37,26 @@ public final class KafkaProducer: Sendable {
     /// delivery error after every message has been reported, so a caller that retries the whole
     /// batch never races messages still in flight.
     public func send(_ messages: [KafkaOutgoingMessage]) async throws {
-        guard !messages.isEmpty else { return }
+        try await enqueue(messages).wait()
+    }
+
+    /// Hands `messages` to librdkafka in order without waiting for the broker; the ticket tells
+    /// when all of them were acknowledged. Later batches may be enqueued before earlier ones are
+    /// acknowledged: the idempotent producer keeps each partition in order.
+    public func enqueue(_ messages: [KafkaOutgoingMessage]) throws -> DeliveryTicket {
         if let fatal = handle.context.fatalError.withLock({ $0 }) {
             throw KafkaError(code: .librdkafka(RD_KAFKA_RESP_ERR__FATAL.rawValue), message: "producer is unusable: \(fatal)")
         }
         guard !stopped.isSet else { throw KafkaError(code: .closed, message: "producer is closed") }
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            let batch = DeliveryBatch(count: messages.count, continuation: continuation)
-            for message in messages {
-                enqueue(message, batch: batch)
-            }
+        let ticket = DeliveryTicket(count: messages.count)
+        for message in messages {
+            enqueue(message, ticket: ticket)
         }
+        return ticket
     }
 
-    private func enqueue(_ message: KafkaOutgoingMessage, batch: DeliveryBatch) {
-        let opaque = Unmanaged.passRetained(batch).toOpaque()
+    private func enqueue(_ message: KafkaOutgoingMessage, ticket: DeliveryTicket) {
+        let opaque = Unmanaged.passRetained(ticket).toOpaque()
         while true {
             let headers = rd_kafka_headers_new(message.headers.count)
             for header in message.headers {
@@ -72,8 +77,8 @@ public final class KafkaProducer: Sendable {
                 usleep(1000)
                 continue
             }
-            Unmanaged<DeliveryBatch>.fromOpaque(opaque).release()
-            batch.complete(KafkaError(err, "cannot enqueue message for \(message.topic)"))
+            Unmanaged<DeliveryTicket>.fromOpaque(opaque).release()
+            ticket.complete(KafkaError(err, "cannot enqueue message for \(message.topic)"))
             return
         }
     }
@@ -110,29 +115,53 @@ public final class KafkaProducer: Sendable {
     }
 }
 
-/// Counts the delivery reports of one ``KafkaProducer/send(_:)``.
-final class DeliveryBatch: Sendable {
+/// The delivery reports of one batch of messages: finished when every message was acknowledged
+/// or failed.
+public final class DeliveryTicket: Sendable {
     private struct State {
         var remaining: Int
         var firstError: KafkaError?
-        var continuation: CheckedContinuation<Void, any Error>?
+        var waiters: [CheckedContinuation<Void, any Error>] = []
     }
 
     private let state: Mutex<State>
 
-    init(count: Int, continuation: CheckedContinuation<Void, any Error>) {
-        state = Mutex(State(remaining: count, firstError: nil, continuation: continuation))
+    init(count: Int) {
+        state = Mutex(State(remaining: count, firstError: nil))
+    }
+
+    /// True once every message of the batch was reported.
+    public var isFinished: Bool { state.withLock { $0.remaining <= 0 } }
+
+    /// Returns when every message was reported; throws the first delivery error.
+    public func wait() async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let outcome: KafkaError?? = state.withLock { state in
+                guard state.remaining <= 0 else {
+                    state.waiters.append(continuation)
+                    return .none
+                }
+                return .some(state.firstError)
+            }
+            switch outcome {
+            case .none: break
+            case .some(nil): continuation.resume()
+            case .some(let error?): continuation.resume(throwing: error)
+            }
+        }
     }
 
     func complete(_ error: KafkaError?) {
-        let finished: (CheckedContinuation<Void, any Error>, KafkaError?)? = state.withLock { state in
+        let finished: ([CheckedContinuation<Void, any Error>], KafkaError?)? = state.withLock { state in
             state.remaining -= 1
             if state.firstError == nil, let error { state.firstError = error }
-            guard state.remaining == 0, let continuation = state.continuation else { return nil }
-            state.continuation = nil
-            return (continuation, state.firstError)
+            guard state.remaining == 0 else { return nil }
+            defer { state.waiters = [] }
+            return (state.waiters, state.firstError)
         }
-        guard let (continuation, error) = finished else { return }
-        if let error { continuation.resume(throwing: error) } else { continuation.resume() }
+        guard let (waiters, error) = finished else { return }
+        for waiter in waiters {
+            if let error { waiter.resume(throwing: error) } else { waiter.resume() }
+        }
     }
 }

@@ -14,7 +14,8 @@ struct BatchPublisher {
 
     mutating func forgetTopics() { knownTopics.removeAll() }
 
-    mutating func publish(_ events: [RecordedEvent]) async throws {
+    /// Hands the batch to the producer; the ticket completes when the broker acknowledged it.
+    mutating func enqueue(_ events: [RecordedEvent]) async throws -> DeliveryTicket {
         var messages: [KafkaOutgoingMessage] = []
         messages.reserveCapacity(events.count)
         for event in events {
@@ -25,7 +26,7 @@ struct BatchPublisher {
             }
             messages.append(Self.message(for: event, topic: topic, source: configuration.source))
         }
-        try await producer.send(messages)
+        return try producer.enqueue(messages)
     }
 
     static func message(for event: RecordedEvent, topic: String, source: String) -> KafkaOutgoingMessage {

@@ -10,6 +10,8 @@ public struct RelayConfiguration: Sendable {
     public var replicationFactor: Int = -1
     /// Events read and published per round.
     public var batchSize: Int = 1000
+    /// Batches produced but not yet acknowledged, at most.
+    public var maximumBatchesInFlight: Int = 8
     /// The wait after finding nothing new in the log.
     public var pollInterval: Duration = .milliseconds(5)
     /// Where to start when the checkpoint does not belong to the connected Kafka cluster (first

@@ -109,25 +109,43 @@ public final class RelayService: Service {
         ])
         let clock = ContinuousClock()
         var lastClusterCheck = clock.now
+        // Batches in flight, oldest first. Reading and producing run ahead of acknowledgements
+        // (up to maximumBatchesInFlight); the checkpoint follows the acknowledged prefix only.
+        var inFlight: [(last: LogPosition, ticket: DeliveryTicket)] = []
+        var readPosition = checkpoint.position
         while true {
             try Task.checkCancellation()
-            let batch = try await store.readAll(after: checkpoint.position, limit: configuration.batchSize)
-            if batch.isEmpty {
-                if clock.now - lastClusterCheck >= configuration.clusterCheckInterval {
-                    lastClusterCheck = clock.now
-                    let cluster = try await producer.clusterID()
-                    if cluster != checkpoint.clusterID {
-                        checkpoint = try await restart(on: connection, newCluster: cluster, previous: checkpoint.clusterID)
-                        publisher.forgetTopics()
-                    }
-                }
-                try await Task.sleep(for: configuration.pollInterval)
+            var acknowledged: LogPosition?
+            while let oldest = inFlight.first, oldest.ticket.isFinished {
+                try await oldest.ticket.wait()
+                acknowledged = oldest.last
+                inFlight.removeFirst()
+            }
+            if let acknowledged {
+                checkpoint.position = acknowledged
+                try await save(checkpoint, on: connection)
+                onProgress()
+            }
+            if let oldest = inFlight.first, inFlight.count >= configuration.maximumBatchesInFlight {
+                try await oldest.ticket.wait()
                 continue
             }
-            try await publisher.publish(batch)
-            checkpoint.position = batch[batch.count - 1].logPosition
-            try await save(checkpoint, on: connection)
-            onProgress()
+            let batch = try await store.readAll(after: readPosition, limit: configuration.batchSize)
+            if let last = batch.last {
+                inFlight.append((last.logPosition, try await publisher.enqueue(batch)))
+                readPosition = last.logPosition
+                continue
+            }
+            if inFlight.isEmpty && clock.now - lastClusterCheck >= configuration.clusterCheckInterval {
+                lastClusterCheck = clock.now
+                let cluster = try await producer.clusterID()
+                if cluster != checkpoint.clusterID {
+                    checkpoint = try await restart(on: connection, newCluster: cluster, previous: checkpoint.clusterID)
+                    readPosition = checkpoint.position
+                    publisher.forgetTopics()
+                }
+            }
+            try await Task.sleep(for: configuration.pollInterval)
         }
     }
 

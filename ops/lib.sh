@@ -8,7 +8,7 @@ build_quietly() {
   mkdir -p .topsail
   set +e
   swift build "$@" 2>&1 | tee "$log" | awk -v label="$label" '
-    /^\[[0-9]+\/[0-9]+\]/ { split(substr($1, 2), p, "/"); if (p[1] - last >= 200) { last = p[1]; printf "%s: building %s/%s\n", label, p[1], p[2]; fflush() } }
+    /^\[[0-9]+\/[0-9]+\]/ { step = $1; gsub(/[\[\]]/, "", step); split(step, p, "/"); if (p[1] - last >= 200) { last = p[1]; printf "%s: building %s/%s\n", label, p[1], p[2]; fflush() } }
     /Build complete|Compiling.*error/ { print label ": " $0; fflush() }'
   local status=${PIPESTATUS[0]}
   set -e

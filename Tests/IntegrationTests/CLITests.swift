@@ -1,3 +1,4 @@
+import EventLog
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -111,6 +112,33 @@ struct CLITests {
             #expect((ready as? HTTPURLResponse)?.statusCode == 200)
             all.terminate()
             #expect(all.process.terminationStatus == 0, "\(all.text)")
+        }
+    }
+}
+
+@Suite("Command line: following the log")
+struct TailTests {
+    @Test("events tail prints each new event as a JSON line as it commits")
+    func tailFollows() async throws {
+        try await TestDatabase.with { db in
+            _ = try await db.store.append(to: try StreamID("old-1"), expected: .any, events: [NewEvent(type: "old.event", payload: .emptyObject)])
+            let tail = try ChildProcess(try TestEnvironment.topsailExecutable(), ["events", "tail", "--database-url", db.url])
+            defer { tail.terminate() }
+            try await Task.sleep(for: .milliseconds(500))
+            for index in 1...3 {
+                _ = try await db.store.append(to: try StreamID("new-1"), expected: .any, events: [
+                    NewEvent(type: "new.event", payload: try JSONText("{\"n\":\(index)}")),
+                ])
+            }
+            try await eventually(timeout: .seconds(15), "three lines from tail") {
+                tail.text.split(separator: "\n").filter { $0.hasPrefix("{") }.count >= 3
+            }
+            let lines = tail.text.split(separator: "\n").filter { $0.hasPrefix("{") }
+            #expect(lines.count == 3)
+            #expect(lines.allSatisfy { $0.contains("\"type\":\"new.event\"") }, "tail printed events from before it started")
+            for (index, line) in lines.enumerated() {
+                #expect(line.contains("\"version\":\(index + 1),"), "line \(index): \(line)")
+            }
         }
     }
 }

@@ -113,20 +113,40 @@ public struct PostgresEventStore: EventStore {
         throw EventStoreError.unknownPosition(position)
     }
 
-    /// The log position of the newest committed event (where a new live subscriber would begin).
-    public func headPosition() async throws -> LogPosition {
-        let query: PostgresQuery = """
-            SELECT transaction_id, position FROM events
-             WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-             ORDER BY transaction_id DESC, position DESC LIMIT 1
-            """
+    /// Where a live follower starts: after every event committed now.
+    ///
+    /// Events committed above the oldest open transaction are committed but not yet readable in
+    /// log order; they are returned as `alreadyCommitted` so that the follower skips them when the
+    /// log reaches them, while transactions still open now show up when they commit.
+    public func liveStart() async throws -> (position: LogPosition, alreadyCommitted: Set<UUID>) {
         do {
-            for try await (transaction, position) in try await client.query(query, logger: logger).decode((Int64, Int64).self) {
-                return LogPosition(transaction: transaction, position: position)
+            return try await client.withConnection { connection in
+                // One snapshot for both reads.
+                try await connection.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
+                do {
+                    var head = LogPosition.start
+                    for try await (transaction, position) in try await connection.query("""
+                        SELECT transaction_id, position FROM events
+                         WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+                         ORDER BY transaction_id DESC, position DESC LIMIT 1
+                        """, logger: logger).decode((Int64, Int64).self) {
+                        head = LogPosition(transaction: transaction, position: position)
+                    }
+                    var committed: Set<UUID> = []
+                    for try await id in try await connection.query("""
+                        SELECT event_id FROM events WHERE (transaction_id, position) > (\(head.transaction), \(head.position))
+                        """, logger: logger).decode(UUID.self) {
+                        committed.insert(id)
+                    }
+                    try await connection.query("COMMIT", logger: logger)
+                    return (head, committed)
+                } catch {
+                    _ = try? await connection.query("ROLLBACK", logger: logger)
+                    throw error
+                }
             }
-            return .start
         } catch {
-            throw DatabaseError.wrapping(error, doing: "read the head of the log")
+            throw DatabaseError.wrapping(error, doing: "find the head of the log")
         }
     }
 

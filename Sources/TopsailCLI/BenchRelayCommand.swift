@@ -15,8 +15,9 @@ struct BenchRelayCommand: AsyncParsableCommand {
         discussion: """
             Appends single events at --rate per second while an in-process relay publishes them and a \
             consumer reads them back; latency runs from the append's return (the commit) to the \
-            consumer receiving the message. The baseline, measured first in the same run, produces \
-            the same messages straight to Kafka at the same rate: the broker's own floor.
+            consumer receiving the message. The baseline, measured in the same run (rounds relay, \
+            direct, direct, relay), produces messages straight to Kafka at the same rate: the \
+            broker's own floor.
             """
     )
 
@@ -25,7 +26,7 @@ struct BenchRelayCommand: AsyncParsableCommand {
     @Option(help: "Events per second.")
     var rate: Int = 1000
 
-    @Option(help: "Seconds of appending (the baseline runs for the same time).")
+    @Option(help: "Seconds of appending through the relay; the baseline runs for as long (each in two halves).")
     var duration: Double = 10
 
     @Flag(help: "Print the result as JSON.")
@@ -37,6 +38,7 @@ struct BenchRelayCommand: AsyncParsableCommand {
     }
 
     struct Phase: Codable {
+        var samples: [Duration] = []
         var sent: Int
         var received: Int
         var sendRatePerSecond: Double
@@ -45,6 +47,18 @@ struct BenchRelayCommand: AsyncParsableCommand {
         var maximumBacklog: Int
         /// From the last send to the last message consumed.
         var drainMs: Double
+
+        enum CodingKeys: String, CodingKey {
+            case sent, received, sendRatePerSecond, latency, maximumBacklog, drainMs
+        }
+
+        static func merge(_ phases: [Phase]) -> Phase {
+            let samples = phases.flatMap(\.samples)
+            return Phase(samples: samples, sent: phases.reduce(0) { $0 + $1.sent }, received: samples.count,
+                         sendRatePerSecond: phases.map(\.sendRatePerSecond).reduce(0, +) / Double(max(1, phases.count)),
+                         latency: LatencySummary(samples), maximumBacklog: phases.map(\.maximumBacklog).max() ?? 0,
+                         drainMs: phases.map(\.drainMs).max() ?? 0)
+        }
     }
 
     struct Result: Codable {
@@ -88,26 +102,34 @@ struct BenchRelayCommand: AsyncParsableCommand {
                 defer { group.cancelAll() }
                 progress("waiting for the consumer to join its group")
                 try await warmUp(tracker: tracker) { id in
-                    try await producer.send([KafkaOutgoingMessage(topic: directTopic, key: Array("warmup".utf8), value: [], headers: [KafkaHeader(CloudEventHeaders.id, id)])])
+                    try await producer.send([KafkaOutgoingMessage(topic: directTopic, key: Array("warmup".utf8), value: [],
+                                                                  headers: [KafkaHeader(CloudEventHeaders.id, id.uuidString.lowercased())])])
                 }
-                progress("baseline: producing \(rate)/s straight to Kafka for \(duration) s")
-                let direct = try await paced(rate: rate, duration: duration, tracker: tracker) { index in
+                try await warmUp(tracker: tracker) { id in
+                    _ = try await store.append(to: try StreamID(category: category, id: "warmup"), expected: .any,
+                                               events: [NewEvent(id: id, type: "bench.warmup", payload: .emptyObject)])
+                }
+                let produceDirectly: @Sendable (Int) async throws -> Void = { index in
                     let id = UUID().uuidString.lowercased()
                     tracker.sent(id)
                     try await producer.send([KafkaOutgoingMessage(topic: directTopic, key: Array("s\(index % 50)".utf8), value: Array(repeating: 0x78, count: 200),
                                                                   headers: [KafkaHeader(CloudEventHeaders.id, id)])])
                 }
-                try await warmUp(tracker: tracker) { id in
-                    _ = try await store.append(to: try StreamID(category: category, id: "warmup"), expected: .any,
-                                               events: [NewEvent(id: UUID(uuidString: id)!, type: "bench.warmup", payload: .emptyObject)])
-                }
-                progress("relay: appending \(rate)/s to the log for \(duration) s")
-                let relayed = try await paced(rate: rate, duration: duration, tracker: tracker) { index in
+                let appendToLog: @Sendable (Int) async throws -> Void = { index in
                     let event = NewEvent(type: "bench.appended", payload: JSONText(unchecked: "{\"n\":\(index)}"))
                     _ = try await store.append(to: try StreamID(category: category, id: "s\(index % 50)"), expected: .any, events: [event])
                     tracker.sent(event.id.uuidString.lowercased())
                 }
-                return Result(rate: rate, durationSeconds: duration, directProduce: direct, relay: relayed)
+                // Relay, direct, direct, relay: the development broker slows down as it fills, and
+                // this order spreads that drift evenly over both.
+                var direct: [Phase] = []
+                var relayed: [Phase] = []
+                for (round, viaRelay) in [true, false, false, true].enumerated() {
+                    progress("round \(round + 1)/4: \(viaRelay ? "appending to the log (through the relay)" : "producing straight to Kafka"), \(rate)/s for \(duration / 2) s")
+                    let phase = try await paced(rate: rate, duration: duration / 2, tracker: tracker, send: viaRelay ? appendToLog : produceDirectly)
+                    if viaRelay { relayed.append(phase) } else { direct.append(phase) }
+                }
+                return Result(rate: rate, durationSeconds: duration, directProduce: Phase.merge(direct), relay: Phase.merge(relayed))
             }
         }
         if json {
@@ -121,15 +143,15 @@ struct BenchRelayCommand: AsyncParsableCommand {
     }
 
     /// Sends one marker until it comes back, so that group joins and topic metadata are done.
-    private func warmUp(tracker: LatencyTracker, send: (String) async throws -> Void) async throws {
+    private func warmUp(tracker: LatencyTracker, send: (UUID) async throws -> Void) async throws {
         let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
-            let id = UUID().uuidString.lowercased()
-            tracker.sent(id)
+            let id = UUID()
+            tracker.sent(id.uuidString.lowercased())
             try await send(id)
             let waitUntil = ContinuousClock.now + .seconds(3)
             while ContinuousClock.now < waitUntil {
-                if tracker.hasReceived(id) { tracker.reset(); return }
+                if tracker.hasReceived(id.uuidString.lowercased()) { tracker.reset(); return }
                 try await Task.sleep(for: .milliseconds(10))
             }
         }
@@ -175,7 +197,7 @@ struct BenchRelayCommand: AsyncParsableCommand {
         sampler.cancel()
         let maximumBacklog = await sampler.value
         let (sent, latencies) = tracker.reset()
-        return Phase(sent: sent, received: latencies.count, sendRatePerSecond: Double(sent) / (sendingTook.milliseconds / 1000),
+        return Phase(samples: latencies, sent: sent, received: latencies.count, sendRatePerSecond: Double(sent) / (sendingTook.milliseconds / 1000),
                      latency: LatencySummary(latencies), maximumBacklog: maximumBacklog, drainMs: drained.milliseconds)
     }
 }

@@ -161,9 +161,15 @@ struct TailEventsCommand: AsyncParsableCommand {
         let (from, category) = (self.from, self.category)
         try await withDatabase(database, logger: logger) { client in
             let store = PostgresEventStore(client: client, logger: logger)
-            let start: LogPosition
-            if let from { start = try await store.logPosition(before: from) } else { start = try await store.headPosition() }
+            var start = LogPosition.start
+            var alreadyCommitted: Set<UUID> = []
+            if let from {
+                start = try await store.logPosition(before: from)
+            } else {
+                (start, alreadyCommitted) = try await store.liveStart()
+            }
             for try await event in LogSubscription(store: store, after: start) {
+                if alreadyCommitted.remove(event.id) != nil { continue }
                 if let category, event.streamID.category != category { continue }
                 // Unbuffered: a follower sees each event when it commits.
                 FileHandle.standardOutput.write(Data((EventEnvelopeCodec.encode(event) + "\n").utf8))

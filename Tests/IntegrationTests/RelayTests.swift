@@ -126,4 +126,23 @@ struct RelayTests {
             expectCompleteAndOrdered(try decodeEvents(all), versions: versions)
         }
     }
+
+    @Test("on a new cluster, --from starts publishing at the given global position")
+    func republishFrom() async throws {
+        try await TestDatabase.with { db in
+            let category = TestEnvironment.uniqueName("rf")
+            let topic = "topsail.\(category)"
+            try await createTopic(topic)
+            _ = try await appendSpread(db.store, category: category, streams: 1, count: 10)
+            let all = try await readLog(db.store, expecting: 10)
+            let name = TestEnvironment.uniqueName("relay")
+            let relay = try ChildProcess(try TestEnvironment.topsailExecutable(), Self.relayArguments(db, name: name) + ["--from", String(all[6].position)])
+            defer { relay.terminate() }
+            let messages = try await consume(topic: topic) { $0.count >= 4 }
+            // Give a wrongly published earlier event the chance to show up before checking.
+            try await Task.sleep(for: .milliseconds(500))
+            let events = try decodeEvents(messages)
+            #expect(events.map(\.streamVersion) == [7, 8, 9, 10])
+        }
+    }
 }

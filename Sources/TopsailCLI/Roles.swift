@@ -33,6 +33,7 @@ struct Roles {
         ))
         logger.info("topsail starting", metadata: ["db": "\(database)", "kafka.brokers": "\(kafka.bootstrapServers)"])
         try await group.run()
+        logger.info("topsail stopped")
     }
 }
 

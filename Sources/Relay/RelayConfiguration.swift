@@ -20,7 +20,7 @@ public struct RelayConfiguration: Sendable {
     public var republishFrom: Int64? = nil
     /// The CloudEvents `source` of published events.
     public var source: String = "/topsail"
-    /// How often an idle relay asks the brokers whether the cluster is still the same.
+    /// How often the relay asks the brokers whether the cluster is still the same.
     public var clusterCheckInterval: Duration = .seconds(2)
     /// How often a standby relay tries to become the leader.
     public var standbyInterval: Duration = .seconds(1)

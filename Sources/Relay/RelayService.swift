@@ -63,7 +63,7 @@ public final class RelayService: Service {
                 if Task.isCancelled { return }
                 let delay = backoff.next()
                 logger.warning("relay interrupted; retrying", metadata: [
-                    "relay.name": "\(configuration.name)", "error": "\(error)", "retry.delay_ms": "\(delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000)",
+                    "relay.name": "\(configuration.name)", "error": "\(error)", "retry.delay": "\(delay)",
                 ])
                 try? await Task.sleep(for: delay)
             }
@@ -109,41 +109,36 @@ public final class RelayService: Service {
         ])
         let clock = ContinuousClock()
         var lastClusterCheck = clock.now
-        // Batches in flight, oldest first. Reading and producing run ahead of acknowledgements
-        // (up to maximumBatchesInFlight); the checkpoint follows the acknowledged prefix only.
-        var inFlight: [(last: LogPosition, ticket: DeliveryTicket)] = []
+        var inFlight = InFlightBatches(capacity: configuration.maximumBatchesInFlight)
         var readPosition = checkpoint.position
         while true {
             try Task.checkCancellation()
-            var acknowledged: LogPosition?
-            while let oldest = inFlight.first, oldest.ticket.isFinished {
-                try await oldest.ticket.wait()
-                acknowledged = oldest.last
-                inFlight.removeFirst()
-            }
-            if let acknowledged {
-                checkpoint.position = acknowledged
-                try await save(checkpoint, on: connection)
-                onProgress()
-            }
-            if let oldest = inFlight.first, inFlight.count >= configuration.maximumBatchesInFlight {
-                try await oldest.ticket.wait()
-                continue
-            }
-            let batch = try await store.readAll(after: readPosition, limit: configuration.batchSize)
-            if let last = batch.last {
-                inFlight.append((last.logPosition, try await publisher.enqueue(batch)))
-                readPosition = last.logPosition
-                continue
-            }
-            if inFlight.isEmpty && clock.now - lastClusterCheck >= configuration.clusterCheckInterval {
+            // Checked under load too: a broker replaced between two batches must not receive
+            // only the log's tail.
+            if clock.now - lastClusterCheck >= configuration.clusterCheckInterval {
                 lastClusterCheck = clock.now
                 let cluster = try await producer.clusterID()
                 if cluster != checkpoint.clusterID {
                     checkpoint = try await restart(on: connection, newCluster: cluster, previous: checkpoint.clusterID)
                     readPosition = checkpoint.position
+                    inFlight.abandon()
                     publisher.forgetTopics()
                 }
+            }
+            if let acknowledged = try await inFlight.takeAcknowledged() {
+                checkpoint.position = acknowledged
+                try await save(checkpoint, on: connection)
+                onProgress()
+            }
+            if inFlight.isFull {
+                try await inFlight.waitForOldest()
+                continue
+            }
+            let batch = try await store.readAll(after: readPosition, limit: configuration.batchSize)
+            if let last = batch.last {
+                inFlight.append(last: last.logPosition, ticket: try await publisher.enqueue(batch))
+                readPosition = last.logPosition
+                continue
             }
             try await Task.sleep(for: configuration.pollInterval)
         }

@@ -19,6 +19,8 @@ let package = Package(
     targets: [
         // Pure domain: event envelopes, stream ids, the EventStore port. No I/O imports.
         .target(name: "EventLog", swiftSettings: strict),
+        // Pure domain: Spinnaker pipeline JSON, validation, statuses and the stage DAG.
+        .target(name: "Pipelines", dependencies: ["EventLog"], swiftSettings: strict),
         // librdkafka's C API; only the Kafka module may import it.
         .systemLibrary(name: "CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
         .target(
@@ -62,6 +64,7 @@ let package = Package(
         ),
         .executableTarget(name: "topsail", dependencies: ["TopsailCLI"], swiftSettings: strict),
         .testTarget(name: "EventLogTests", dependencies: ["EventLog"], swiftSettings: strict),
+        .testTarget(name: "PipelinesTests", dependencies: ["Pipelines", "EventLog"], swiftSettings: strict),
         .testTarget(name: "PostgresEventStoreTests", dependencies: ["PostgresEventStore"], swiftSettings: strict),
         .testTarget(
             name: "IntegrationTests",

@@ -1,0 +1,48 @@
+import EventLog
+
+/// A pipeline, as Spinnaker's pipeline JSON gives it. The JSON object is kept whole, so unknown
+/// fields round-trip; the fields Topsail acts on are read from it.
+public struct PipelineConfig: Sendable, Hashable {
+    public var json: [String: JSONValue]
+
+    public init(json: [String: JSONValue]) {
+        self.json = json
+    }
+
+    public var id: String? { json["id"]?.stringValue }
+    public var application: String? { json["application"]?.stringValue }
+    public var name: String? { json["name"]?.stringValue }
+    public var disabled: Bool { json["disabled"]?.boolValue ?? false }
+    /// Spinnaker's default: one execution at a time.
+    public var limitConcurrent: Bool { json["limitConcurrent"]?.boolValue ?? true }
+    /// With `limitConcurrent`, how many may run at once (0 or absent: one).
+    public var maxConcurrentExecutions: Int { json["maxConcurrentExecutions"]?.intValue ?? 0 }
+    public var keepWaitingPipelines: Bool { json["keepWaitingPipelines"]?.boolValue ?? false }
+
+    public var stages: [StageConfig] {
+        json["stages"]?.arrayValue?.compactMap { $0.objectValue.map(StageConfig.init(json:)) } ?? []
+    }
+
+    /// Declared parameters with their defaults.
+    public var parameterDefaults: [String: JSONValue] {
+        var defaults: [String: JSONValue] = [:]
+        for parameter in json["parameterConfig"]?.arrayValue ?? [] {
+            if let name = parameter["name"]?.stringValue, let value = parameter["default"], value != .null {
+                defaults[name] = value
+            }
+        }
+        return defaults
+    }
+
+    /// Names of parameters marked `required`.
+    public var requiredParameters: [String] {
+        (json["parameterConfig"]?.arrayValue ?? []).compactMap { parameter in
+            parameter["required"]?.boolValue == true ? parameter["name"]?.stringValue : nil
+        }
+    }
+
+    /// The stage with this refId.
+    public func stage(_ refID: String) -> StageConfig? {
+        stages.first { $0.refID == refID }
+    }
+}

@@ -53,7 +53,7 @@ let package = Package(
         .target(
             name: "TopsailCLI",
             dependencies: [
-                "EventLog", "Kafka", "PostgresEventStore", "Relay",
+                "EventLog", "Kafka", "PostgresEventStore", "Relay", "Pipelines",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

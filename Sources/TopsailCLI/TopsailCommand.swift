@@ -14,7 +14,7 @@ public struct TopsailCommand: AsyncParsableCommand {
             .topsail/services.env.
             """,
         subcommands: [
-            MigrateCommand.self, EventsCommand.self, RelayCommand.self, AllCommand.self, BenchCommand.self,
+            MigrateCommand.self, EventsCommand.self, PipelineCommand.self, RelayCommand.self, AllCommand.self, BenchCommand.self,
         ]
     )
 

@@ -142,3 +142,51 @@ struct TailTests {
         }
     }
 }
+
+@Suite("Command line: pipeline validation")
+struct PipelineValidateCLITests {
+    static func write(_ text: String) throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("pipeline-") + ".json").path
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    @Test("a valid pipeline: summary and exit 0")
+    func valid() throws {
+        let path = try Self.write("""
+            {"application": "web", "name": "p", "stages": [
+              {"refId": "1", "type": "wait", "waitTime": 1},
+              {"refId": "2", "type": "noop", "requisiteStageRefIds": ["1"]}]}
+            """)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let outcome = try CLITests.run(["pipeline", "validate", "-f", path])
+        #expect(outcome.status == 0, "\(outcome.stderr)")
+        #expect(outcome.stdout.contains("valid: 2 stages, starting with 1"))
+    }
+
+    @Test("an invalid pipeline: every problem with stage and path, exit 1")
+    func invalid() throws {
+        let path = try Self.write("""
+            {"stages": [
+              {"refId": "1", "type": "script"},
+              {"refId": "2", "type": "noop", "requisiteStageRefIds": ["9"]}]}
+            """)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let outcome = try CLITests.run(["pipeline", "validate", "-f", path])
+        #expect(outcome.status == 1)
+        #expect(outcome.stderr.contains("stage '1' (stages[0].command): a script stage needs 'command'"))
+        #expect(outcome.stderr.contains("stage '2' (stages[1].requisiteStageRefIds[0]): unknown refId '9'"))
+    }
+
+    @Test("not JSON, or no such file: one clear line")
+    func unreadable() throws {
+        let path = try Self.write("{nope")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let garbage = try CLITests.run(["pipeline", "validate", "-f", path])
+        #expect(garbage.status != 0)
+        #expect(garbage.stderr.contains("is not valid JSON"))
+        let missing = try CLITests.run(["pipeline", "validate", "-f", "/nonexistent/p.json"])
+        #expect(missing.status != 0)
+        #expect(missing.stderr.contains("cannot read /nonexistent/p.json"))
+    }
+}

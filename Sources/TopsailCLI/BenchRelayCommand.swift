@@ -155,7 +155,7 @@ struct BenchRelayCommand: AsyncParsableCommand {
                 try await Task.sleep(for: .milliseconds(10))
             }
         }
-        throw ValidationError("no message came back within 60 s: is the broker reachable?")
+        throw CLIError("no message came back within 60 s: is the broker reachable?")
     }
 
     /// Calls `send(i)` at `rate` per second for `duration` from several tasks, then waits for the

@@ -28,14 +28,14 @@ struct CommonOptions: ParsableArguments {
 
     func database() throws -> DatabaseConfiguration {
         guard let url = databaseURL ?? environment("TOPSAIL_DATABASE_URL") else {
-            throw ValidationError("no database: pass --database-url or set TOPSAIL_DATABASE_URL (ops/services start writes .topsail/services.env)")
+            throw CLIError("no database: pass --database-url or set TOPSAIL_DATABASE_URL (ops/services start writes .topsail/services.env)")
         }
         return try DatabaseConfiguration(url: url)
     }
 
     func kafka() throws -> KafkaConfiguration {
         guard let brokers = kafkaBrokers ?? environment("TOPSAIL_KAFKA_BROKERS") else {
-            throw ValidationError("no Kafka brokers: pass --kafka-brokers or set TOPSAIL_KAFKA_BROKERS (ops/services start writes .topsail/services.env)")
+            throw CLIError("no Kafka brokers: pass --kafka-brokers or set TOPSAIL_KAFKA_BROKERS (ops/services start writes .topsail/services.env)")
         }
         var properties = try KafkaConfiguration.parseProperties(environment("TOPSAIL_KAFKA_PROPERTIES") ?? "")
         for (key, value) in try KafkaConfiguration.parseProperties(kafkaProperties.joined(separator: "\n")) {

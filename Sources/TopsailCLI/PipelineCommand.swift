@@ -30,18 +30,18 @@ struct ValidatePipelineCommand: AsyncParsableCommand {
             data = FileHandle.standardInput.readDataToEndOfFile()
         } else {
             guard let contents = FileManager.default.contents(atPath: file) else {
-                throw ValidationError("cannot read \(file): no such file or not readable")
+                throw CLIError("cannot read \(file): no such file or not readable")
             }
             data = contents
         }
         guard data.count <= Self.maximumBytes else {
-            throw ValidationError("\(file) is \(data.count) bytes, over the limit of \(Self.maximumBytes) bytes for a pipeline")
+            throw CLIError("\(file) is \(data.count) bytes, over the limit of \(Self.maximumBytes) bytes for a pipeline")
         }
         let json: JSONValue
         do {
             json = try JSONDecoder().decode(JSONValue.self, from: data)
         } catch {
-            throw ValidationError("\(file) is not valid JSON")
+            throw CLIError("\(file) is not valid JSON")
         }
         switch PipelineValidation.parse(json) {
         case .success(let pipeline):

@@ -21,6 +21,8 @@ let package = Package(
         .target(name: "EventLog", swiftSettings: strict),
         // Pure domain: Spinnaker pipeline JSON, validation, statuses and the stage DAG.
         .target(name: "Pipelines", dependencies: ["EventLog"], swiftSettings: strict),
+        // Pure domain: executions as events, and one decision handler per message.
+        .target(name: "Orchestration", dependencies: ["Pipelines", "EventLog"], swiftSettings: strict),
         // librdkafka's C API; only the Kafka module may import it.
         .systemLibrary(name: "CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
         .target(
@@ -65,6 +67,7 @@ let package = Package(
         .executableTarget(name: "topsail", dependencies: ["TopsailCLI"], swiftSettings: strict),
         .testTarget(name: "EventLogTests", dependencies: ["EventLog"], swiftSettings: strict),
         .testTarget(name: "PipelinesTests", dependencies: ["Pipelines", "EventLog"], swiftSettings: strict),
+        .testTarget(name: "OrchestrationTests", dependencies: ["Orchestration", "Pipelines", "EventLog"], swiftSettings: strict),
         .testTarget(name: "PostgresEventStoreTests", dependencies: ["PostgresEventStore"], swiftSettings: strict),
         .testTarget(
             name: "IntegrationTests",

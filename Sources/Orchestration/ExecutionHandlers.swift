@@ -1,0 +1,175 @@
+import EventLog
+import Pipelines
+
+/// Routes a message to its handler. Every handler is a pure function of the execution's state.
+public enum ExecutionDecider {
+    public static func decide(_ message: ExecutionMessage, state: ExecutionState, context: DecisionContext = DecisionContext()) -> Decision {
+        switch message {
+        case .startExecution:
+            StartExecutionHandler.handle(state: state, context: context)
+        case .startStage(let ref):
+            StartStageHandler.handle(ref, state: state, context: context)
+        case let .completeStage(ref, status, outputs):
+            CompleteStageHandler.handle(ref, status: status, outputs: outputs, state: state)
+        case .completeExecution:
+            CompleteExecutionHandler.handle(state: state)
+        case let .cancel(by, reason):
+            CancelExecutionHandler.handle(by: by, reason: reason, state: state)
+        case .pause(let by):
+            PauseExecutionHandler.handle(by: by, state: state)
+        case .resume(let by):
+            ResumeExecutionHandler.handle(by: by, state: state)
+        case let .restartStage(ref, by):
+            RestartStageHandler.handle(ref, by: by, state: state)
+        case .runStage, .cancelStageWork, .startWaitingExecutions:
+            // Worker and queue messages; they change no execution state by themselves.
+            .none
+        }
+    }
+}
+
+/// Starts a triggered execution, or buffers it when its pipeline has no free slot.
+public enum StartExecutionHandler {
+    public static func handle(state: ExecutionState, context: DecisionContext) -> Decision {
+        guard state.status == .notStarted || state.status == .buffered, !state.cancelRequested else { return .none }
+        let pipeline = state.pipeline
+        let slots = max(1, pipeline.maxConcurrentExecutions)
+        if pipeline.limitConcurrent && context.runningExecutionsOfPipeline >= slots {
+            return state.status == .buffered ? .none : Decision(events: [.buffered])
+        }
+        return Decision(events: [.started], next: state.graph.initialStages.map { .startStage(refID: $0) })
+    }
+}
+
+/// Starts one stage once every upstream stage let it; skips it when `stageEnabled` says so.
+public enum StartStageHandler {
+    public static func handle(_ ref: String, state: ExecutionState, context: DecisionContext) -> Decision {
+        guard state.status == .running, !state.isPaused, !state.cancelRequested,
+              let config = state.config(ref), state.stage(ref).status == .notStarted,
+              state.upstreamComplete(ref)
+        else { return .none }
+        if state.upstreamHalted(ref) {
+            return Decision(next: [.completeExecution])
+        }
+        if !context.stageEnabled(config, state) {
+            var after = state
+            let skipped = ExecutionEvent.stageCompleted(refID: ref, status: .skipped, outputs: [:])
+            after.evolve(skipped)
+            return Decision(events: [skipped], next: CompleteStageHandler.successors(of: ref, in: after))
+        }
+        let attempt = state.stage(ref).attempt + 1
+        return Decision(events: [.stageStarted(refID: ref, attempt: attempt)], next: [.runStage(refID: ref, attempt: attempt)])
+    }
+}
+
+/// Records a stage's outcome and starts what it unblocks, or ends the execution.
+public enum CompleteStageHandler {
+    public static func handle(_ ref: String, status: ExecutionStatus, outputs: [String: JSONValue], state: ExecutionState) -> Decision {
+        guard state.stage(ref).status == .running, status.isComplete else { return .none }
+        let event = ExecutionEvent.stageCompleted(refID: ref, status: status, outputs: outputs)
+        var after = state
+        after.evolve(event)
+        if status == .terminal || state.cancelRequested {
+            return Decision(events: [event], next: [.completeExecution])
+        }
+        return Decision(events: [event], next: successors(of: ref, in: after))
+    }
+
+    /// After `ref` completed: start the downstream stages it unblocked, or complete the execution
+    /// when nothing runs and nothing can start.
+    static func successors(of ref: String, in state: ExecutionState) -> [ExecutionMessage] {
+        let ready = state.graph.downstream[ref, default: []].filter { state.readyStages.contains($0) }
+        if !ready.isEmpty { return ready.map { .startStage(refID: $0) } }
+        if state.runningStages.isEmpty && state.readyStages.isEmpty { return [.completeExecution] }
+        return []
+    }
+}
+
+/// Decides the final status once nothing more can run; a TERMINAL stage ends it at once.
+public enum CompleteExecutionHandler {
+    public static func handle(state: ExecutionState) -> Decision {
+        guard state.status == .running || state.status == .paused else { return .none }
+        let statuses = state.graph.order.map { state.stage($0).status }
+        let failedFast = statuses.contains(.terminal)
+        if !failedFast && !state.cancelRequested && (!state.runningStages.isEmpty || !state.readyStages.isEmpty) {
+            return .none
+        }
+        let running = state.runningStages
+        var events: [ExecutionEvent] = running.map { .stageCompleted(refID: $0, status: .canceled, outputs: [:]) }
+        events.append(.completed(status: finalStatus(state)))
+        var next: [ExecutionMessage] = running.map { .cancelStageWork(refID: $0) }
+        if let pipelineID = state.pipeline.id { next.append(.startWaitingExecutions(pipelineID: pipelineID)) }
+        return Decision(events: events, next: next)
+    }
+
+    /// Orca's rules: canceled wins, then any TERMINAL stage, then a STOPPED stage that asked to
+    /// fail once the other branches completed; otherwise the execution succeeded.
+    static func finalStatus(_ state: ExecutionState) -> ExecutionStatus {
+        if state.cancelRequested { return .canceled }
+        let stages = state.graph.order.map { (config: state.config($0), status: state.stage($0).status) }
+        if stages.contains(where: { $0.status == .terminal }) { return .terminal }
+        if stages.contains(where: { $0.status == .canceled }) { return .canceled }
+        if stages.contains(where: { $0.status == .stopped && $0.config?.completeOtherBranchesThenFail == true }) { return .terminal }
+        return .succeeded
+    }
+}
+
+/// Cancels the execution: running stages are told to stop, nothing new starts. Always possible
+/// while the execution is not complete, whatever state its stages are in.
+public enum CancelExecutionHandler {
+    public static func handle(by: String?, reason: String?, state: ExecutionState) -> Decision {
+        guard !state.status.isComplete else { return .none }
+        var after = state
+        let request = ExecutionEvent.cancelRequested(by: by, reason: reason)
+        after.evolve(request)
+        if state.status == .notStarted || state.status == .buffered {
+            return Decision(events: [request, .completed(status: .canceled)],
+                            next: state.pipeline.id.map { [.startWaitingExecutions(pipelineID: $0)] } ?? [])
+        }
+        if after.status == .paused { after.evolve(.resumed(by: by)) }
+        let completion = CompleteExecutionHandler.handle(state: after)
+        return Decision(events: [request] + completion.events, next: completion.next)
+    }
+}
+
+/// Pauses a running execution: no stage starts and no task is polled until it resumes.
+public enum PauseExecutionHandler {
+    public static func handle(by: String?, state: ExecutionState) -> Decision {
+        guard state.status == .running else { return .none }
+        return Decision(events: [.paused(by: by)])
+    }
+}
+
+/// Resumes a paused execution and starts whatever became ready while it was paused.
+public enum ResumeExecutionHandler {
+    public static func handle(by: String?, state: ExecutionState) -> Decision {
+        guard state.status == .paused else { return .none }
+        var after = state
+        after.evolve(.resumed(by: by))
+        var next: [ExecutionMessage] = after.readyStages.map { .startStage(refID: $0) }
+        next += after.runningStages.map { .runStage(refID: $0, attempt: after.stage($0).attempt) }
+        if next.isEmpty { next = [.completeExecution] }
+        return Decision(events: [.resumed(by: by)], next: next)
+    }
+}
+
+/// Runs a completed stage again, with everything downstream of it; earlier attempts stay in the
+/// history. The execution runs again if it had completed.
+public enum RestartStageHandler {
+    public static func handle(_ ref: String, by: String?, state: ExecutionState) -> Decision {
+        guard state.config(ref) != nil, state.stage(ref).status.isComplete,
+              state.status.isComplete || state.status == .running
+        else { return .none }
+        var reset: [String] = []
+        var queue = [ref]
+        while let current = queue.first {
+            queue.removeFirst()
+            guard !reset.contains(current) else { continue }
+            reset.append(current)
+            queue += state.graph.downstream[current, default: []]
+        }
+        let ordered = state.graph.order.filter(reset.contains)
+        if ordered.contains(where: { state.stage($0).status == .running }) { return .none }
+        return Decision(events: [.stageRestarted(refID: ref, reset: ordered)], next: [.startStage(refID: ref)])
+    }
+}

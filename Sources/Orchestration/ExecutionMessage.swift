@@ -1,0 +1,51 @@
+import EventLog
+import Pipelines
+
+/// What the orchestrator and workers are asked to do about one execution.
+public enum ExecutionMessage: Sendable, Hashable {
+    case startExecution
+    case startStage(refID: String)
+    /// For workers: run the stage's work (attempt numbers make a re-delivered message harmless).
+    case runStage(refID: String, attempt: Int)
+    /// For workers: stop the stage's running work (kill scripts, stop polling).
+    case cancelStageWork(refID: String)
+    case completeStage(refID: String, status: ExecutionStatus, outputs: [String: JSONValue])
+    case completeExecution
+    case cancel(by: String?, reason: String?)
+    case pause(by: String?)
+    case resume(by: String?)
+    case restartStage(refID: String, by: String?)
+    /// For the orchestrator: a slot of this pipeline became free.
+    case startWaitingExecutions(pipelineID: String)
+}
+
+/// A handler's answer: the events to append (one version-checked append) and the messages to send
+/// once they are stored.
+public struct Decision: Sendable, Hashable {
+    public var events: [ExecutionEvent]
+    public var next: [ExecutionMessage]
+
+    public init(events: [ExecutionEvent] = [], next: [ExecutionMessage] = []) {
+        self.events = events
+        self.next = next
+    }
+
+    /// Nothing to do: the message is stale or a duplicate.
+    public static let none = Decision()
+}
+
+/// What a handler may know beyond the execution's own events.
+public struct DecisionContext: Sendable {
+    /// Whether a stage's `stageEnabled` expression lets it run (false → SKIPPED).
+    public var stageEnabled: @Sendable (StageConfig, ExecutionState) -> Bool
+    /// How many other executions of the same pipeline are running now.
+    public var runningExecutionsOfPipeline: Int
+
+    public init(
+        stageEnabled: @escaping @Sendable (StageConfig, ExecutionState) -> Bool = { stage, _ in stage.enabledExpression == nil },
+        runningExecutionsOfPipeline: Int = 0
+    ) {
+        self.stageEnabled = stageEnabled
+        self.runningExecutionsOfPipeline = runningExecutionsOfPipeline
+    }
+}

@@ -1,0 +1,197 @@
+import EventLog
+import Orchestration
+import Pipelines
+import Testing
+
+@Suite("Execution decisions: scheduling")
+struct SchedulingTests {
+    @Test func sequentialStagesRunInOrder() {
+        var run = Simulation(pipeline([("1", [], [:]), ("2", ["1"], [:]), ("3", ["2"], [:])]))
+        run.send(.startExecution)
+        #expect(run.startedOrder == ["1", "2", "3"])
+        #expect(run.state.status == .succeeded)
+        #expect(run.maximumConcurrentStages == 1)
+    }
+
+    @Test func branchesRunInParallelAndJoinsWaitForAll() {
+        var run = Simulation(pipeline([("1", [], [:]), ("2", ["1"], [:]), ("3", ["1"], [:]), ("4", ["2", "3"], [:])]))
+        run.send(.startExecution)
+        #expect(run.state.status == .succeeded)
+        #expect(run.maximumConcurrentStages == 2)
+        let started4 = run.events.firstIndex(of: .stageStarted(refID: "4", attempt: 1))!
+        for ref in ["2", "3"] {
+            let completed = run.events.firstIndex { if case .stageCompleted(ref, .succeeded, _) = $0 { true } else { false } }!
+            #expect(completed < started4, "stage 4 started before \(ref) completed")
+        }
+    }
+
+    @Test func initialStagesStartTogether() {
+        let decision = ExecutionDecider.decide(.startExecution, state: ExecutionState([
+            .triggered(pipeline: pipeline([("a", [], [:]), ("b", [], [:]), ("c", ["a", "b"], [:])]), trigger: .null, parameters: [:]),
+        ]))
+        #expect(decision.events == [.started])
+        #expect(decision.next == [.startStage(refID: "a"), .startStage(refID: "b")])
+    }
+
+    @Test func duplicateAndStaleMessagesChangeNothing() {
+        var run = Simulation(pipeline([("1", [], [:]), ("2", ["1"], [:])]))
+        run.hanging = ["2"]
+        run.send(.startExecution)
+        #expect(run.status("2") == .running)
+        #expect(ExecutionDecider.decide(.startExecution, state: run.state) == .none)
+        #expect(ExecutionDecider.decide(.startStage(refID: "1"), state: run.state) == .none)
+        #expect(ExecutionDecider.decide(.startStage(refID: "2"), state: run.state) == .none)
+        #expect(ExecutionDecider.decide(.completeStage(refID: "1", status: .succeeded, outputs: [:]), state: run.state) == .none)
+        #expect(ExecutionDecider.decide(.completeExecution, state: run.state) == .none, "stage 2 still runs")
+        #expect(ExecutionDecider.decide(.completeStage(refID: "2", status: .running, outputs: [:]), state: run.state) == .none)
+    }
+
+    @Test func disabledStagesAreSkippedAndDownstreamRuns() {
+        var run = Simulation(pipeline([
+            ("1", [], ["stageEnabled": ["type": "expression", "expression": "${false}"]]),
+            ("2", ["1"], [:]),
+        ]))
+        run.send(.startExecution)
+        #expect(run.status("1") == .skipped)
+        #expect(run.status("2") == .succeeded)
+        #expect(run.startedOrder == ["2"])
+        #expect(run.state.status == .succeeded)
+    }
+}
+
+@Suite("Execution decisions: failure options")
+struct FailureTests {
+    /// 1 → (2, 3); 2 → 4; 3 → 5. Stage 2 fails with the given options while 3 hangs or runs.
+    static func diamond(_ options: [String: JSONValue]) -> PipelineConfig {
+        pipeline([("1", [], [:]), ("2", ["1"], options), ("3", ["1"], [:]), ("4", ["2"], [:]), ("5", ["3"], [:])])
+    }
+
+    @Test func failPipelineEndsTheExecutionAndCancelsOtherBranches() {
+        var run = Simulation(Self.diamond([:]), outcomes: ["2": [.terminal]])
+        run.hanging = ["3"]
+        run.send(.startExecution)
+        #expect(run.state.status == .terminal)
+        #expect(run.status("2") == .terminal)
+        #expect(run.status("3") == .canceled)
+        #expect(run.status("4") == .notStarted)
+        #expect(run.workerMessages.contains(.cancelStageWork(refID: "3")))
+    }
+
+    @Test func continuePipelineLetsDownstreamRun() {
+        var run = Simulation(Self.diamond(["continuePipeline": true]), outcomes: ["2": [.failedContinue]])
+        run.send(.startExecution)
+        #expect(run.status("2") == .failedContinue)
+        #expect(run.status("4") == .succeeded)
+        #expect(run.state.status == .succeeded)
+    }
+
+    @Test func stoppedBranchHaltsWhileOthersFinish() {
+        var run = Simulation(Self.diamond(["failPipeline": false]), outcomes: ["2": [.stopped]])
+        run.send(.startExecution)
+        #expect(run.status("2") == .stopped)
+        #expect(run.status("4") == .notStarted)
+        #expect(run.status("5") == .succeeded)
+        #expect(run.state.status == .succeeded)
+    }
+
+    @Test func completeOtherBranchesThenFail() {
+        var run = Simulation(Self.diamond(["completeOtherBranchesThenFail": true]), outcomes: ["2": [.stopped]])
+        run.send(.startExecution)
+        #expect(run.status("5") == .succeeded, "the other branch completes")
+        #expect(run.status("4") == .notStarted)
+        #expect(run.state.status == .terminal)
+    }
+
+    @Test func completionWaitsForRunningBranches() {
+        var run = Simulation(Self.diamond(["failPipeline": false]), outcomes: ["2": [.stopped]])
+        run.hanging = ["3"]
+        run.send(.startExecution)
+        #expect(run.state.status == .running, "branch 3 still runs")
+        run.hanging = []
+        run.send(.completeStage(refID: "3", status: .succeeded, outputs: [:]))
+        #expect(run.state.status == .succeeded)
+    }
+}
+
+@Suite("Execution decisions: cancel, pause, restart, concurrency")
+struct ControlTests {
+    @Test func cancelStopsRunningWorkAndIsFinal() {
+        var run = Simulation(pipeline([("1", [], [:]), ("2", ["1"], [:])]))
+        run.hanging = ["1"]
+        run.send(.startExecution)
+        run.send(.cancel(by: "alice", reason: "wrong version"))
+        #expect(run.state.status == .canceled)
+        #expect(run.status("1") == .canceled)
+        #expect(run.status("2") == .notStarted)
+        #expect(run.workerMessages.contains(.cancelStageWork(refID: "1")))
+        // The worker's late report and a second cancel change nothing.
+        #expect(ExecutionDecider.decide(.completeStage(refID: "1", status: .succeeded, outputs: [:]), state: run.state) == .none)
+        #expect(ExecutionDecider.decide(.cancel(by: nil, reason: nil), state: run.state) == .none)
+    }
+
+    @Test func pausedExecutionsCanBeCanceled() {
+        var run = Simulation(pipeline([("1", [], [:])]))
+        run.hanging = ["1"]
+        run.send(.startExecution)
+        run.send(.pause(by: "bob"))
+        #expect(run.state.status == .paused)
+        run.send(.cancel(by: "bob", reason: nil))
+        #expect(run.state.status == .canceled)
+    }
+
+    @Test func pauseHoldsNewStagesUntilResume() {
+        var run = Simulation(pipeline([("1", [], [:]), ("2", ["1"], [:])]))
+        run.hanging = ["1"]
+        run.send(.startExecution)
+        run.send(.pause(by: "bob"))
+        run.hanging = []
+        run.send(.completeStage(refID: "1", status: .succeeded, outputs: [:]))
+        #expect(run.status("2") == .notStarted, "nothing starts while paused")
+        #expect(run.state.status == .paused)
+        run.send(.resume(by: "bob"))
+        #expect(run.status("2") == .succeeded)
+        #expect(run.state.status == .succeeded)
+    }
+
+    @Test func restartRunsTheStageAndItsDownstreamAgain() {
+        var run = Simulation(pipeline([("1", [], [:]), ("2", ["1"], [:]), ("3", ["2"], [:]), ("4", ["1"], [:])]),
+                             outcomes: ["2": [.terminal, .succeeded]])
+        run.send(.startExecution)
+        #expect(run.state.status == .terminal)
+        run.send(.restartStage(refID: "2", by: "carol"))
+        #expect(run.events.contains(.stageRestarted(refID: "2", reset: ["2", "3"])))
+        #expect(run.state.stage("2").attempt == 2)
+        #expect(run.status("3") == .succeeded)
+        #expect(run.state.status == .succeeded)
+        // The first attempt stays in the history.
+        #expect(run.events.contains(.stageCompleted(refID: "2", status: .terminal, outputs: ["attempt": 1])))
+    }
+
+    @Test func restartRefusesStagesThatAreRunningOrUnknown() {
+        var run = Simulation(pipeline([("1", [], [:])]))
+        run.hanging = ["1"]
+        run.send(.startExecution)
+        #expect(ExecutionDecider.decide(.restartStage(refID: "1", by: nil), state: run.state) == .none)
+        #expect(ExecutionDecider.decide(.restartStage(refID: "9", by: nil), state: run.state) == .none)
+    }
+
+    @Test func limitConcurrentBuffersUntilASlotIsFree() {
+        let limited = pipeline([("1", [], [:])], fields: ["limitConcurrent": true, "maxConcurrentExecutions": 2])
+        let state = ExecutionState([.triggered(pipeline: limited, trigger: .null, parameters: [:])])
+        #expect(ExecutionDecider.decide(.startExecution, state: state, context: DecisionContext(runningExecutionsOfPipeline: 2)).events == [.buffered])
+        #expect(ExecutionDecider.decide(.startExecution, state: state, context: DecisionContext(runningExecutionsOfPipeline: 1)).events == [.started])
+        let buffered = ExecutionState([.triggered(pipeline: limited, trigger: .null, parameters: [:]), .buffered])
+        #expect(ExecutionDecider.decide(.startExecution, state: buffered, context: DecisionContext(runningExecutionsOfPipeline: 2)) == .none)
+        #expect(ExecutionDecider.decide(.startExecution, state: buffered, context: DecisionContext(runningExecutionsOfPipeline: 0)).events == [.started])
+        let unlimited = ExecutionState([.triggered(pipeline: pipeline([("1", [], [:])]), trigger: .null, parameters: [:])])
+        #expect(ExecutionDecider.decide(.startExecution, state: unlimited, context: DecisionContext(runningExecutionsOfPipeline: 50)).events == [.started])
+    }
+
+    @Test func bufferedExecutionsCancelAtOnce() {
+        let limited = pipeline([("1", [], [:])], fields: ["limitConcurrent": true])
+        let state = ExecutionState([.triggered(pipeline: limited, trigger: .null, parameters: [:]), .buffered])
+        let decision = ExecutionDecider.decide(.cancel(by: "dave", reason: nil), state: state)
+        #expect(decision.events == [.cancelRequested(by: "dave", reason: nil), .completed(status: .canceled)])
+        #expect(decision.next == [.startWaitingExecutions(pipelineID: "p1")])
+    }
+}

@@ -37,7 +37,7 @@ public enum StartExecutionHandler {
         if pipeline.limitConcurrent && context.runningExecutionsOfPipeline >= slots {
             return state.status == .buffered ? .none : Decision(events: [.buffered])
         }
-        return Decision(events: [.started], next: state.graph.initialStages.map { .startStage(refID: $0) })
+        return Decision(events: [.started])
     }
 }
 
@@ -46,42 +46,20 @@ public enum StartStageHandler {
     public static func handle(_ ref: String, state: ExecutionState, context: DecisionContext) -> Decision {
         guard state.status == .running, !state.isPaused, !state.cancelRequested,
               let config = state.config(ref), state.stage(ref).status == .notStarted,
-              state.upstreamComplete(ref)
+              state.upstreamComplete(ref), !state.upstreamHalted(ref)
         else { return .none }
-        if state.upstreamHalted(ref) {
-            return Decision(next: [.completeExecution])
-        }
         if !context.stageEnabled(config, state) {
-            var after = state
-            let skipped = ExecutionEvent.stageCompleted(refID: ref, status: .skipped, outputs: [:])
-            after.evolve(skipped)
-            return Decision(events: [skipped], next: CompleteStageHandler.successors(of: ref, in: after))
+            return Decision(events: [.stageCompleted(refID: ref, status: .skipped, outputs: [:])])
         }
-        let attempt = state.stage(ref).attempt + 1
-        return Decision(events: [.stageStarted(refID: ref, attempt: attempt)], next: [.runStage(refID: ref, attempt: attempt)])
+        return Decision(events: [.stageStarted(refID: ref, attempt: state.stage(ref).attempt + 1)])
     }
 }
 
-/// Records a stage's outcome and starts what it unblocks, or ends the execution.
+/// Records a stage's outcome; what it unblocks follows from the event (``ExecutionPolicy``).
 public enum CompleteStageHandler {
     public static func handle(_ ref: String, status: ExecutionStatus, outputs: [String: JSONValue], state: ExecutionState) -> Decision {
         guard state.stage(ref).status == .running, status.isComplete else { return .none }
-        let event = ExecutionEvent.stageCompleted(refID: ref, status: status, outputs: outputs)
-        var after = state
-        after.evolve(event)
-        if status == .terminal || state.cancelRequested {
-            return Decision(events: [event], next: [.completeExecution])
-        }
-        return Decision(events: [event], next: successors(of: ref, in: after))
-    }
-
-    /// After `ref` completed: start the downstream stages it unblocked, or complete the execution
-    /// when nothing runs and nothing can start.
-    static func successors(of ref: String, in state: ExecutionState) -> [ExecutionMessage] {
-        let ready = state.graph.downstream[ref, default: []].filter { state.readyStages.contains($0) }
-        if !ready.isEmpty { return ready.map { .startStage(refID: $0) } }
-        if state.runningStages.isEmpty && state.readyStages.isEmpty { return [.completeExecution] }
-        return []
+        return Decision(events: [.stageCompleted(refID: ref, status: status, outputs: outputs)])
     }
 }
 
@@ -94,12 +72,9 @@ public enum CompleteExecutionHandler {
         if !failedFast && !state.cancelRequested && (!state.runningStages.isEmpty || !state.readyStages.isEmpty) {
             return .none
         }
-        let running = state.runningStages
-        var events: [ExecutionEvent] = running.map { .stageCompleted(refID: $0, status: .canceled, outputs: [:]) }
+        var events: [ExecutionEvent] = state.runningStages.map { .stageCompleted(refID: $0, status: .canceled, outputs: [:]) }
         events.append(.completed(status: finalStatus(state)))
-        var next: [ExecutionMessage] = running.map { .cancelStageWork(refID: $0) }
-        if let pipelineID = state.pipeline.id { next.append(.startWaitingExecutions(pipelineID: pipelineID)) }
-        return Decision(events: events, next: next)
+        return Decision(events: events)
     }
 
     /// Orca's rules: canceled wins, then any TERMINAL stage, then a STOPPED stage that asked to
@@ -123,12 +98,9 @@ public enum CancelExecutionHandler {
         let request = ExecutionEvent.cancelRequested(by: by, reason: reason)
         after.evolve(request)
         if state.status == .notStarted || state.status == .buffered {
-            return Decision(events: [request, .completed(status: .canceled)],
-                            next: state.pipeline.id.map { [.startWaitingExecutions(pipelineID: $0)] } ?? [])
+            return Decision(events: [request, .completed(status: .canceled)])
         }
-        if after.status == .paused { after.evolve(.resumed(by: by)) }
-        let completion = CompleteExecutionHandler.handle(state: after)
-        return Decision(events: [request] + completion.events, next: completion.next)
+        return Decision(events: [request] + CompleteExecutionHandler.handle(state: after).events)
     }
 }
 
@@ -144,12 +116,7 @@ public enum PauseExecutionHandler {
 public enum ResumeExecutionHandler {
     public static func handle(by: String?, state: ExecutionState) -> Decision {
         guard state.status == .paused else { return .none }
-        var after = state
-        after.evolve(.resumed(by: by))
-        var next: [ExecutionMessage] = after.readyStages.map { .startStage(refID: $0) }
-        next += after.runningStages.map { .runStage(refID: $0, attempt: after.stage($0).attempt) }
-        if next.isEmpty { next = [.completeExecution] }
-        return Decision(events: [.resumed(by: by)], next: next)
+        return Decision(events: [.resumed(by: by)])
     }
 }
 
@@ -170,6 +137,6 @@ public enum RestartStageHandler {
         }
         let ordered = state.graph.order.filter(reset.contains)
         if ordered.contains(where: { state.stage($0).status == .running }) { return .none }
-        return Decision(events: [.stageRestarted(refID: ref, reset: ordered)], next: [.startStage(refID: ref)])
+        return Decision(events: [.stageRestarted(refID: ref, reset: ordered)])
     }
 }

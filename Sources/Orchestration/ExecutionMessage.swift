@@ -19,15 +19,13 @@ public enum ExecutionMessage: Sendable, Hashable {
     case startWaitingExecutions(pipelineID: String)
 }
 
-/// A handler's answer: the events to append (one version-checked append) and the messages to send
-/// once they are stored.
+/// A handler's answer: the events to append, in one version-checked append. What happens next
+/// follows from the events themselves (``ExecutionPolicy``), so it survives any crash.
 public struct Decision: Sendable, Hashable {
     public var events: [ExecutionEvent]
-    public var next: [ExecutionMessage]
 
-    public init(events: [ExecutionEvent] = [], next: [ExecutionMessage] = []) {
+    public init(events: [ExecutionEvent] = []) {
         self.events = events
-        self.next = next
     }
 
     /// Nothing to do: the message is stale or a duplicate.

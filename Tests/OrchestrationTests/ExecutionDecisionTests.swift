@@ -30,7 +30,9 @@ struct SchedulingTests {
             .triggered(pipeline: pipeline([("a", [], [:]), ("b", [], [:]), ("c", ["a", "b"], [:])]), trigger: .null, parameters: [:]),
         ]))
         #expect(decision.events == [.started])
-        #expect(decision.next == [.startStage(refID: "a"), .startStage(refID: "b")])
+        var after = ExecutionState([.triggered(pipeline: pipeline([("a", [], [:]), ("b", [], [:]), ("c", ["a", "b"], [:])]), trigger: .null, parameters: [:])])
+        after.evolve(.started)
+        #expect(ExecutionPolicy.reactions(to: .started, after: after) == [.startStage(refID: "a"), .startStage(refID: "b")])
     }
 
     @Test func duplicateAndStaleMessagesChangeNothing() {
@@ -192,6 +194,7 @@ struct ControlTests {
         let state = ExecutionState([.triggered(pipeline: limited, trigger: .null, parameters: [:]), .buffered])
         let decision = ExecutionDecider.decide(.cancel(by: "dave", reason: nil), state: state)
         #expect(decision.events == [.cancelRequested(by: "dave", reason: nil), .completed(status: .canceled)])
-        #expect(decision.next == [.startWaitingExecutions(pipelineID: "p1")])
+        let after = ExecutionState([.triggered(pipeline: limited, trigger: .null, parameters: [:]), .buffered] + decision.events)
+        #expect(ExecutionPolicy.reactions(to: .completed(status: .canceled), after: after) == [.startWaitingExecutions(pipelineID: "p1")])
     }
 }

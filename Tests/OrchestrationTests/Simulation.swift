@@ -20,15 +20,16 @@ struct Simulation {
     init(_ pipeline: PipelineConfig, outcomes: [String: [ExecutionStatus]] = [:]) {
         self.outcomes = outcomes
         apply(Decision(events: [.triggered(pipeline: pipeline, trigger: ["type": "manual"], parameters: [:])]))
+        queue.removeAll()
     }
 
     mutating func apply(_ decision: Decision) {
         for event in decision.events {
             state.evolve(event)
             events.append(event)
+            maximumConcurrentStages = max(maximumConcurrentStages, state.runningStages.count)
+            queue += ExecutionPolicy.reactions(to: event, after: state)
         }
-        maximumConcurrentStages = max(maximumConcurrentStages, state.runningStages.count)
-        queue += decision.next
     }
 
     mutating func send(_ message: ExecutionMessage) {

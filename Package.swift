@@ -53,9 +53,18 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "PipelineEngine",
+            dependencies: [
+                "EventLog", "Pipelines", "Orchestration", "Kafka", "PostgresEventStore",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
             name: "TopsailCLI",
             dependencies: [
-                "EventLog", "Kafka", "PostgresEventStore", "Relay", "Pipelines",
+                "EventLog", "Kafka", "PostgresEventStore", "Relay", "Pipelines", "Orchestration", "PipelineEngine",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

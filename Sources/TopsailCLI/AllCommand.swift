@@ -3,11 +3,12 @@ import ArgumentParser
 struct AllCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "all",
-        abstract: "Run every role in one process: relay, plus the HTTP endpoint /health and /ready.",
+        abstract: "Run every role in one process: relay, orchestrator, worker, and the HTTP endpoints /health and /ready.",
         discussion: "SIGTERM or Ctrl-C shuts every role down gracefully."
     )
 
     @OptionGroup var options: CommonOptions
+    @OptionGroup var topics: TopicOptions
     @OptionGroup var relay: RelayOptions
 
     @Option(help: "HTTP listen address.")
@@ -17,7 +18,38 @@ struct AllCommand: AsyncParsableCommand {
     var httpPort: Int = 8084
 
     func run() async throws {
-        let roles = try Roles(options: options)
-        try await roles.run(relay: relay.configuration, http: (httpHost, httpPort))
+        try await Roles(options: options, topics: topics).run([
+            .relay(relay.configuration(topics: topics)), .orchestrator, .worker, .http(host: httpHost, port: httpPort),
+        ])
+    }
+}
+
+struct OrchestratorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "orchestrator",
+        abstract: "Advance executions: consume execution events (group <prefix>orchestrator) and append what follows.",
+        discussion: "Any number may run; Kafka splits the executions between them. SIGTERM or Ctrl-C stops it gracefully."
+    )
+
+    @OptionGroup var options: CommonOptions
+    @OptionGroup var topics: TopicOptions
+
+    func run() async throws {
+        try await Roles(options: options, topics: topics).run([.orchestrator])
+    }
+}
+
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Run stages' work (noop, script): consume execution events (group <prefix>worker) and report outcomes.",
+        discussion: "Any number may run. SIGTERM or Ctrl-C stops it gracefully."
+    )
+
+    @OptionGroup var options: CommonOptions
+    @OptionGroup var topics: TopicOptions
+
+    func run() async throws {
+        try await Roles(options: options, topics: topics).run([.worker])
     }
 }

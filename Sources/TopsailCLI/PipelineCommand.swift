@@ -7,7 +7,7 @@ struct PipelineCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pipeline",
         abstract: "Work with Spinnaker pipeline JSON.",
-        subcommands: [ValidatePipelineCommand.self]
+        subcommands: [ValidatePipelineCommand.self, RunPipelineCommand.self]
     )
 }
 
@@ -21,28 +21,8 @@ struct ValidatePipelineCommand: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "The pipeline JSON file ('-' reads standard input).")
     var file: String
 
-    /// Pipelines larger than this are refused before parsing.
-    static let maximumBytes = 10 << 20
-
     func run() async throws {
-        let data: Data
-        if file == "-" {
-            data = FileHandle.standardInput.readDataToEndOfFile()
-        } else {
-            guard let contents = FileManager.default.contents(atPath: file) else {
-                throw CLIError("cannot read \(file): no such file or not readable")
-            }
-            data = contents
-        }
-        guard data.count <= Self.maximumBytes else {
-            throw CLIError("\(file) is \(data.count) bytes, over the limit of \(Self.maximumBytes) bytes for a pipeline")
-        }
-        let json: JSONValue
-        do {
-            json = try JSONDecoder().decode(JSONValue.self, from: data)
-        } catch {
-            throw CLIError("\(file) is not valid JSON")
-        }
+        let json = try PipelineFile.read(file)
         switch PipelineValidation.parse(json) {
         case .success(let pipeline):
             let graph = StageGraph(pipeline.stages)
@@ -52,6 +32,40 @@ struct ValidatePipelineCommand: AsyncParsableCommand {
                 FileHandle.standardError.write(Data("\(file): \(problem)\n".utf8))
             }
             throw ExitCode(1)
+        }
+    }
+}
+
+/// Reading pipeline JSON from a file or standard input.
+enum PipelineFile {
+    /// Pipelines larger than this are refused before parsing.
+    static let maximumBytes = 10 << 20
+
+    static func read(_ file: String) throws -> JSONValue {
+        let data: Data
+        if file == "-" {
+            data = FileHandle.standardInput.readDataToEndOfFile()
+        } else {
+            guard let contents = FileManager.default.contents(atPath: file) else {
+                throw CLIError("cannot read \(file): no such file or not readable")
+            }
+            data = contents
+        }
+        guard data.count <= maximumBytes else {
+            throw CLIError("\(file) is \(data.count) bytes, over the limit of \(maximumBytes) bytes for a pipeline")
+        }
+        do {
+            return try JSONDecoder().decode(JSONValue.self, from: data)
+        } catch {
+            throw CLIError("\(file) is not valid JSON")
+        }
+    }
+
+    /// Reads and validates; every problem becomes one line of the error.
+    static func load(_ file: String) throws -> PipelineConfig {
+        switch PipelineValidation.parse(try read(file)) {
+        case .success(let pipeline): return pipeline
+        case .failure(let problems): throw CLIError(problems.problems.map { "\(file): \($0)" }.joined(separator: "\n"))
         }
     }
 }

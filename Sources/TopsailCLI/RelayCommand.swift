@@ -6,9 +6,6 @@ struct RelayOptions: ParsableArguments {
     @Option(name: .customLong("relay-name"), help: "Relays with the same name share a checkpoint; one of them publishes.")
     var name: String = "default"
 
-    @Option(help: "Partitions of the topics the relay creates.")
-    var partitions: Int = 6
-
     @Option(help: "Replication factor of the topics the relay creates (-1: the cluster's default).")
     var replicationFactor: Int = -1
 
@@ -16,14 +13,14 @@ struct RelayOptions: ParsableArguments {
     var from: Int64?
 
     func validate() throws {
-        guard partitions > 0 else { throw ValidationError("--partitions must be positive") }
         if let from, from < 1 { throw ValidationError("--from must be a global position, 1 or more") }
     }
 
-    var configuration: RelayConfiguration {
+    func configuration(topics: TopicOptions) -> RelayConfiguration {
         var configuration = RelayConfiguration()
         configuration.name = name
-        configuration.partitions = partitions
+        configuration.partitions = topics.partitions
+        configuration.topicPrefix = topics.topicPrefix
         configuration.replicationFactor = replicationFactor
         configuration.republishFrom = from
         return configuration
@@ -42,10 +39,25 @@ struct RelayCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var options: CommonOptions
+    @OptionGroup var topics: TopicOptions
     @OptionGroup var relay: RelayOptions
 
     func run() async throws {
-        let roles = try Roles(options: options)
-        try await roles.run(relay: relay.configuration, http: nil)
+        try await Roles(options: options, topics: topics).run([.relay(relay.configuration(topics: topics))])
+    }
+}
+
+/// Where the Kafka topics are, shared by every role.
+struct TopicOptions: ParsableArguments {
+    @Option(help: "Topics are <prefix><category> (execution events: <prefix>execution); consumer groups are <prefix><role>.")
+    var topicPrefix: String = "topsail."
+
+    @Option(help: "Partitions of the topics Topsail creates.")
+    var partitions: Int = 6
+
+    func validate() throws {
+        guard partitions > 0 else { throw ValidationError("--partitions must be positive") }
+        let allowed = topicPrefix.unicodeScalars.allSatisfy { ("0"..."9").contains($0) || ("a"..."z").contains($0) || ("A"..."Z").contains($0) || $0 == "." || $0 == "_" || $0 == "-" }
+        guard allowed, topicPrefix.count <= 100 else { throw ValidationError("--topic-prefix may hold letters, digits, '.', '_' and '-' (at most 100)") }
     }
 }

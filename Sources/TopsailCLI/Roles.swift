@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Kafka
 import Logging
+import PipelineEngine
 import PostgresEventStore
 import PostgresNIO
 import Relay
@@ -9,22 +10,40 @@ import ServiceLifecycle
 
 /// Assembles long-lived roles into one service group with graceful shutdown on SIGTERM/SIGINT.
 struct Roles {
+    enum Role {
+        case relay(RelayConfiguration)
+        case orchestrator
+        case worker
+        case http(host: String, port: Int)
+    }
+
     let database: DatabaseConfiguration
     let kafka: KafkaConfiguration
+    let topics: TopicOptions
     let logger: Logger
 
-    init(options: CommonOptions) throws {
+    init(options: CommonOptions, topics: TopicOptions) throws {
         database = try options.database()
         kafka = try options.kafka()
+        self.topics = topics
         logger = options.logger("topsail")
     }
 
-    func run(relay: RelayConfiguration, http: (host: String, port: Int)?) async throws {
+    func run(_ roles: [Role]) async throws {
         let client = PostgresClient(configuration: database.clientConfiguration, backgroundLogger: logger)
+        let repository = ExecutionRepository(store: PostgresEventStore(client: client, logger: logger), logger: logger)
         var services: [any Service] = [client]
-        services.append(RelayService(configuration: relay, kafka: kafka, client: client, logger: logger))
-        if let http {
-            services.append(HealthEndpoint.application(client: client, host: http.host, port: http.port, logger: logger))
+        for role in roles {
+            switch role {
+            case .relay(let configuration):
+                services.append(RelayService(configuration: configuration, kafka: kafka, client: client, logger: logger))
+            case .orchestrator:
+                services.append(OrchestratorService(repository: repository, kafka: kafka, topicPrefix: topics.topicPrefix, partitions: topics.partitions, logger: logger))
+            case .worker:
+                services.append(WorkerService(repository: repository, kafka: kafka, topicPrefix: topics.topicPrefix, partitions: topics.partitions, logger: logger))
+            case let .http(host, port):
+                services.append(HealthEndpoint.application(client: client, host: host, port: port, logger: logger))
+            }
         }
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },

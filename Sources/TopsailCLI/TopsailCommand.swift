@@ -14,7 +14,8 @@ public struct TopsailCommand: AsyncParsableCommand {
             .topsail/services.env.
             """,
         subcommands: [
-            MigrateCommand.self, EventsCommand.self, PipelineCommand.self, RelayCommand.self, AllCommand.self, BenchCommand.self,
+            MigrateCommand.self, EventsCommand.self, PipelineCommand.self, RelayCommand.self, OrchestratorCommand.self,
+            WorkerCommand.self, AllCommand.self, BenchCommand.self,
         ]
     )
 
@@ -29,6 +30,8 @@ public struct TopsailCommand: AsyncParsableCommand {
             } else {
                 try command.run()
             }
+            // librdkafka's and the dispatch threads outlive an async main; end the process here.
+            Foundation.exit(0)
         } catch let error as CleanExit {
             exit(withError: error)
         } catch let error as ExitCode {

@@ -16,7 +16,11 @@ final class ChildProcess: @unchecked Sendable {
         process.standardError = pipe
         pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
             let data = handle.availableData
-            guard let self, !data.isEmpty else { return }
+            guard let self, !data.isEmpty else {
+                // End of output: without this the handler fires again and again.
+                handle.readabilityHandler = nil
+                return
+            }
             self.lock.withLock { self.output.append(data) }
         }
         try process.run()
@@ -30,14 +34,21 @@ final class ChildProcess: @unchecked Sendable {
     func killHard() {
         guard process.isRunning else { return }
         kill(pid, SIGKILL)
-        process.waitUntilExit()
+        while process.isRunning { usleep(20_000) }
     }
 
-    /// SIGTERM, then wait.
-    func terminate() {
-        guard process.isRunning else { return }
+    /// SIGTERM, then up to `grace` for it to exit, then SIGKILL. Returns whether it exited by itself.
+    @discardableResult
+    func terminate(grace: Duration = .seconds(10)) -> Bool {
+        guard process.isRunning else { return true }
         process.terminate()
-        process.waitUntilExit()
+        let deadline = ContinuousClock.now + grace
+        // Polling: waitUntilExit spins a run loop at full CPU off the main thread.
+        while process.isRunning && ContinuousClock.now < deadline { usleep(20_000) }
+        guard process.isRunning else { return true }
+        kill(pid, SIGKILL)
+        while process.isRunning { usleep(20_000) }
+        return false
     }
 
     deinit {

@@ -1,0 +1,90 @@
+import EventLog
+import Foundation
+import Logging
+import Orchestration
+import Pipelines
+
+/// Loads executions from the log and stores handlers' decisions with version-checked appends.
+public struct ExecutionRepository: Sendable {
+    public static let category = "execution"
+
+    let store: any EventStore
+    let logger: Logger
+
+    public init(store: any EventStore, logger: Logger) {
+        self.store = store
+        self.logger = logger
+    }
+
+    public static func streamID(_ executionID: String) throws -> StreamID {
+        try StreamID(category: category, id: executionID)
+    }
+
+    /// Every event of the execution, in order.
+    public func events(of executionID: String) async throws -> [ExecutionEvent] {
+        let stream = try Self.streamID(executionID)
+        var events: [ExecutionEvent] = []
+        var version: Int64 = 1
+        while true {
+            let batch = try await store.readStream(stream, from: version, direction: .forward, limit: 500)
+            for recorded in batch {
+                events.append(try ExecutionEventCodec.decode(type: recorded.type, payload: try recorded.payload.decode(JSONValue.self)))
+            }
+            guard let last = batch.last, batch.count == 500 else { break }
+            version = last.streamVersion + 1
+        }
+        return events
+    }
+
+    public func load(_ executionID: String) async throws -> ExecutionState {
+        ExecutionState(try await events(of: executionID))
+    }
+
+    /// Appends a `triggered` event for a new execution; returns its id.
+    public func trigger(
+        _ pipeline: PipelineConfig, trigger: JSONValue, parameters: [String: JSONValue], metadata: EventMetadata,
+        executionID: String = UUID().uuidString.lowercased()
+    ) async throws -> String {
+        var metadata = metadata
+        metadata.correlationID = metadata.correlationID ?? executionID
+        let event = ExecutionEvent.triggered(pipeline: pipeline, trigger: trigger, parameters: parameters)
+        _ = try await store.append(to: try Self.streamID(executionID), expected: .noStream, events: [try Self.newEvent(event, metadata: metadata)])
+        return executionID
+    }
+
+    /// Loads the execution, lets the message's handler decide, and appends the decision. A
+    /// concurrent writer makes the append conflict: the handler then decides again on the newer
+    /// state, so a message never applies twice and never applies to a state it did not see.
+    @discardableResult
+    public func handle(
+        _ message: ExecutionMessage, executionID: String, metadata: EventMetadata, context: DecisionContext = DecisionContext()
+    ) async throws -> [ExecutionEvent] {
+        let stream = try Self.streamID(executionID)
+        for _ in 0..<10 {
+            let state = try await load(executionID)
+            guard state.version > 0 else { return [] }
+            let decision = ExecutionDecider.decide(message, state: state, context: context)
+            guard !decision.events.isEmpty else { return [] }
+            do {
+                _ = try await store.append(
+                    to: stream, expected: .exact(state.version),
+                    events: try decision.events.map { try Self.newEvent($0, metadata: metadata) })
+                return decision.events
+            } catch EventStoreError.versionConflict {
+                continue
+            }
+        }
+        throw EngineError("execution \(executionID) kept changing while handling \(message); giving up after 10 attempts")
+    }
+
+    static func newEvent(_ event: ExecutionEvent, metadata: EventMetadata) throws -> NewEvent {
+        let (type, payload) = ExecutionEventCodec.encode(event)
+        return NewEvent(type: type, schemaVersion: ExecutionEventCodec.schemaVersion, payload: try JSONText(encoding: payload), metadata: metadata)
+    }
+}
+
+/// A failure of the engine's own making, safe to show.
+public struct EngineError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

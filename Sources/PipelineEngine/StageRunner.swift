@@ -1,0 +1,61 @@
+import EventLog
+import Orchestration
+import Pipelines
+import Synchronization
+
+/// How a stage's work ended.
+public struct StageOutcome: Sendable, Hashable {
+    public var status: ExecutionStatus
+    public var outputs: [String: JSONValue]
+
+    public init(status: ExecutionStatus, outputs: [String: JSONValue] = [:]) {
+        self.status = status
+        self.outputs = outputs
+    }
+}
+
+/// Runs one stage type's work.
+public protocol StageRunner: Sendable {
+    func run(_ stage: StageConfig, in execution: ExecutionState, work: WorkHandle) async -> StageOutcome
+}
+
+/// Lets the worker stop a stage's running work from outside (cancel) and the work react.
+public final class WorkHandle: Sendable {
+    private struct State {
+        var canceled = false
+        var onCancel: [@Sendable () -> Void] = []
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    public var isCanceled: Bool { state.withLock { $0.canceled } }
+
+    /// Runs `action` when the work is canceled (at once if it already was).
+    public func onCancel(_ action: @escaping @Sendable () -> Void) {
+        let runNow = state.withLock { state in
+            if state.canceled { return true }
+            state.onCancel.append(action)
+            return false
+        }
+        if runNow { action() }
+    }
+
+    public func cancel() {
+        let actions = state.withLock { state in
+            guard !state.canceled else { return [@Sendable () -> Void]() }
+            state.canceled = true
+            defer { state.onCancel = [] }
+            return state.onCancel
+        }
+        for action in actions { action() }
+    }
+}
+
+/// `noop`: succeeds.
+struct NoopStageRunner: StageRunner {
+    func run(_ stage: StageConfig, in execution: ExecutionState, work: WorkHandle) async -> StageOutcome {
+        StageOutcome(status: .succeeded)
+    }
+}

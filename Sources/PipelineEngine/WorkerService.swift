@@ -1,0 +1,86 @@
+import EventLog
+import Kafka
+import Logging
+import Orchestration
+import Pipelines
+import ServiceLifecycle
+import Synchronization
+
+/// The `worker` role: runs stages' work when they start and stops it when they are canceled,
+/// then reports the outcome through the CompleteStage handler.
+public final class WorkerService: Service {
+    let repository: ExecutionRepository
+    let kafka: KafkaConfiguration
+    let topicPrefix: String
+    let partitions: Int
+    let concurrency: Int
+    let runners: [String: any StageRunner]
+    let logger: Logger
+    private let running = Mutex<[String: WorkHandle]>([:])
+
+    public init(
+        repository: ExecutionRepository, kafka: KafkaConfiguration, topicPrefix: String, partitions: Int,
+        concurrency: Int = 64, logger: Logger
+    ) {
+        self.repository = repository
+        self.kafka = kafka
+        self.topicPrefix = topicPrefix
+        self.partitions = partitions
+        self.concurrency = concurrency
+        self.runners = ["noop": NoopStageRunner(), "script": ScriptStageRunner()]
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let consumer = try await ExecutionTopic.consumer(kafka: kafka, topicPrefix: topicPrefix, partitions: partitions, role: "worker", logger: logger)
+        defer { consumer.close() }
+        do {
+            try await cancelWhenGracefulShutdown {
+                try await ExecutionEventConsumer(consumer: consumer, concurrency: self.concurrency, logger: self.logger).run { event in
+                    try await self.work(after: event)
+                }
+            }
+        } catch is CancellationError {
+            // Graceful shutdown: offsets of unfinished events stay uncommitted; they come again.
+        }
+    }
+
+    func work(after recorded: RecordedEvent) async throws {
+        let executionID = recorded.streamID.id
+        let event = try ExecutionEventCodec.decode(type: recorded.type, payload: try recorded.payload.decode(JSONValue.self))
+        switch event {
+        case let .stageStarted(ref, attempt):
+            try await runStage(ref, attempt: attempt, executionID: executionID, cause: recorded)
+        case .stageCompleted(let ref, .canceled, _):
+            running.withLock { $0[Self.key(executionID, ref)] }?.cancel()
+        default:
+            break
+        }
+    }
+
+    private func runStage(_ ref: String, attempt: Int, executionID: String, cause: RecordedEvent) async throws {
+        let state = try await repository.load(executionID)
+        // A re-delivered or superseded start: the stage has moved on.
+        guard state.stage(ref).status == .running, state.stage(ref).attempt == attempt, let stage = state.config(ref) else { return }
+        let metadata = EventMetadata(
+            correlationID: cause.metadata.correlationID ?? executionID, causationID: cause.id.uuidString.lowercased(),
+            actor: "worker", source: "worker")
+        guard let type = stage.type, let runner = runners[type] else {
+            try await repository.handle(
+                .completeStage(refID: ref, status: .terminal, outputs: ["error": .string("this worker cannot run stage type '\(stage.type ?? "")'")]),
+                executionID: executionID, metadata: metadata)
+            return
+        }
+        let work = WorkHandle()
+        let key = Self.key(executionID, ref)
+        running.withLock { $0[key] = work }
+        defer { running.withLock { _ = $0.removeValue(forKey: key) } }
+        logger.debug("stage running", metadata: ["execution.id": "\(executionID)", "stage.ref": "\(ref)", "stage.type": "\(type)"])
+        let outcome = await runner.run(stage, in: state, work: work)
+        // A canceled stage was already completed by the cancel.
+        guard outcome.status != .canceled else { return }
+        try await repository.handle(.completeStage(refID: ref, status: outcome.status, outputs: outcome.outputs), executionID: executionID, metadata: metadata)
+    }
+
+    static func key(_ executionID: String, _ ref: String) -> String { "\(executionID)/\(ref)" }
+}

@@ -1,0 +1,146 @@
+import ArgumentParser
+import EventLog
+import Foundation
+import Orchestration
+import PipelineEngine
+import Pipelines
+import PostgresEventStore
+
+struct RunPipelineCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Trigger a run of a pipeline file and print the execution id; --wait follows it to the end.",
+        discussion: """
+            The orchestrator and worker roles (topsail all) run the execution. With --wait each stage's \
+            status is printed as it changes and the exit status is 0 only when the execution SUCCEEDED \
+            (1 otherwise); Ctrl-C stops following, not the execution.
+            """
+    )
+
+    @OptionGroup var options: CommonOptions
+
+    @Option(name: .shortAndLong, help: "The pipeline JSON file ('-' reads standard input).")
+    var file: String
+
+    @Option(name: .customLong("param"), help: ArgumentHelp("A pipeline parameter, repeatable.", valueName: "name=value"))
+    var parameters: [String] = []
+
+    @Flag(help: "Follow the execution until it completes.")
+    var wait = false
+
+    @Flag(help: "Print JSON: the execution reference, or with --wait the final execution.")
+    var json = false
+
+    func run() async throws {
+        let pipeline = try PipelineFile.load(file)
+        var values = pipeline.parameterDefaults
+        for item in parameters {
+            let pair = item.split(separator: "=", maxSplits: 1)
+            guard pair.count == 2, !pair[0].isEmpty else { throw CLIError("--param '\(item)' is not name=value") }
+            values[String(pair[0])] = .string(String(pair[1]))
+        }
+        let missing = pipeline.requiredParameters.filter { values[$0] == nil || values[$0] == "" }
+        guard missing.isEmpty else { throw CLIError("missing required parameters: \(missing.joined(separator: ", ")) (pass --param name=value)") }
+
+        let database = try options.database()
+        let logger = options.logger("topsail.pipeline")
+        let user = ProcessInfo.processInfo.environment["USER"] ?? "cli"
+        let (wait, json) = (self.wait, self.json)
+        let parameterValues = values
+        try await withDatabase(database, logger: logger) { client in
+            let repository = ExecutionRepository(store: PostgresEventStore(client: client, logger: logger), logger: logger)
+            let id = try await repository.trigger(
+                pipeline, trigger: ["type": "manual", "user": .string(user), "parameters": .object(parameterValues)],
+                parameters: parameterValues, metadata: EventMetadata(actor: user, source: "cli"))
+            guard wait else {
+                print(json ? "{\"id\":\(id.jsonQuoted)}" : id)
+                return
+            }
+            if !json { print("execution \(id)") }
+            let final = try await ExecutionFollower(repository: repository, executionID: id).follow { line in
+                if !json { print(line) }
+            }
+            if json { print(try ExecutionView(id: id, state: final).jsonText()) }
+            guard final.status == .succeeded else { throw ExitCode(1) }
+        }
+    }
+}
+
+/// Follows an execution's stream, reporting each change, until it completes.
+struct ExecutionFollower {
+    let repository: ExecutionRepository
+    let executionID: String
+
+    func follow(_ report: (String) -> Void) async throws -> ExecutionState {
+        var seen = 0
+        var state = ExecutionState()
+        while true {
+            let events = try await repository.events(of: executionID)
+            for event in events.dropFirst(seen) {
+                state.evolve(event)
+                if let line = Self.describe(event, state) { report(line) }
+            }
+            seen = events.count
+            if state.status.isComplete { return state }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    static func describe(_ event: ExecutionEvent, _ state: ExecutionState) -> String? {
+        func stage(_ ref: String) -> String {
+            let config = state.config(ref)
+            return "stage \(ref) (\(config?.name ?? ref), \(config?.type ?? "?"))"
+        }
+        switch event {
+        case .triggered: return nil
+        case .buffered: return "waiting for a free slot (BUFFERED)"
+        case .started: return "RUNNING"
+        case let .stageStarted(ref, attempt): return "\(stage(ref)) RUNNING" + (attempt > 1 ? " (attempt \(attempt))" : "")
+        case let .stageCompleted(ref, status, outputs):
+            let error = outputs["error"]?.stringValue.map { ": \($0)" } ?? ""
+            return "\(stage(ref)) \(status.rawValue)\(error)"
+        case .stageRestarted(let ref, _): return "\(stage(ref)) restarted"
+        case .paused(let by): return "PAUSED" + (by.map { " by \($0)" } ?? "")
+        case .resumed(let by): return "resumed" + (by.map { " by \($0)" } ?? "")
+        case let .cancelRequested(by, reason): return "cancel requested" + (by.map { " by \($0)" } ?? "") + (reason.map { ": \($0)" } ?? "")
+        case .completed(let status): return "execution \(status.rawValue)"
+        }
+    }
+}
+
+/// An execution as JSON for people and scripts: status and each stage's status and outputs.
+struct ExecutionView: Encodable {
+    struct Stage: Encodable {
+        let refId: String
+        let name: String
+        let type: String
+        let status: String
+        let attempt: Int
+        let outputs: [String: JSONValue]
+    }
+
+    let id: String
+    let status: String
+    let application: String?
+    let pipeline: String?
+    let stages: [Stage]
+
+    init(id: String, state: ExecutionState) {
+        self.id = id
+        status = state.status.rawValue
+        application = state.pipeline.application
+        pipeline = state.pipeline.name
+        stages = state.graph.order.map { ref in
+            let stage = state.stage(ref)
+            let config = state.config(ref)
+            return Stage(refId: ref, name: config?.name ?? ref, type: config?.type ?? "", status: stage.status.rawValue,
+                         attempt: stage.attempt, outputs: stage.outputs)
+        }
+    }
+
+    func jsonText() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+}

@@ -1,0 +1,177 @@
+import EventLog
+import Foundation
+import Orchestration
+import PipelineEngine
+import Pipelines
+import Testing
+
+/// Pipelines run by a real `topsail all` process (relay, orchestrator, worker) over the real
+/// PostgreSQL and broker, each test in its own schema with its own topics and consumer groups.
+@Suite("Engine: pipelines through Kafka")
+struct EngineTests {
+    struct Engine {
+        let db: TestDatabase
+        let prefix: String
+        var process: ChildProcess
+
+        init(_ db: TestDatabase) throws {
+            self.db = db
+            prefix = TestEnvironment.uniqueName("t") + "."
+            process = try Self.start(db, prefix: prefix)
+        }
+
+        static func start(_ db: TestDatabase, prefix: String) throws -> ChildProcess {
+            try ChildProcess(try TestEnvironment.topsailExecutable(), [
+                "all", "--database-url", db.url, "--topic-prefix", prefix, "--partitions", "2",
+                "--http-port", String(try PrivateBroker.freePort()), "--relay-name", prefix,
+                "--kafka-property", "session.timeout.ms=2000", "--kafka-property", "heartbeat.interval.ms=500",
+            ])
+        }
+
+        mutating func restart() throws {
+            process = try Self.start(db, prefix: prefix)
+        }
+
+        var repository: ExecutionRepository { ExecutionRepository(store: db.store, logger: TestEnvironment.logger) }
+
+        func run(_ json: JSONValue) async throws -> String {
+            guard case .success(let pipeline) = PipelineValidation.parse(json) else { throw SetupError("invalid test pipeline") }
+            return try await repository.trigger(pipeline, trigger: ["type": "manual"], parameters: [:], metadata: EventMetadata(source: "test"))
+        }
+
+        func finished(_ id: String, timeout: Duration = .seconds(20)) async throws -> ExecutionState {
+            var state = ExecutionState()
+            do {
+                try await eventually(timeout: timeout, "execution \(id) to complete") {
+                    state = try await repository.load(id)
+                    return state.status.isComplete
+                }
+            } catch {
+                Issue.record("engine output:\n\(process.text.suffix(3000))")
+                throw error
+            }
+            return state
+        }
+    }
+
+    static func script(_ ref: String, _ command: String, after: [String] = [], _ extra: [String: JSONValue] = [:]) -> JSONValue {
+        var stage: [String: JSONValue] = ["refId": .string(ref), "type": "script", "command": .string(command),
+                                          "requisiteStageRefIds": .array(after.map(JSONValue.string))]
+        stage.merge(extra) { $1 }
+        return .object(stage)
+    }
+
+    static func pipeline(_ stages: [JSONValue]) -> JSONValue {
+        ["application": "test", "name": "engine", "limitConcurrent": false, "stages": .array(stages)]
+    }
+
+    @Test("parallel branches run together and the join waits for both")
+    func branchesAndJoin() async throws {
+        try await TestDatabase.with { db in
+            let engine = try Engine(db)
+            defer { engine.process.terminate() }
+            let id = try await engine.run(Self.pipeline([
+                ["refId": "1", "type": "noop"],
+                Self.script("2", "sleep 0.5; echo left", after: ["1"]),
+                Self.script("3", "sleep 0.5; echo right", after: ["1"]),
+                ["refId": "4", "type": "noop", "requisiteStageRefIds": ["2", "3"]],
+            ]))
+            let state = try await engine.finished(id)
+            #expect(state.status == .succeeded, "\(engine.process.text)")
+            #expect(state.stage("2").outputs["stdout"] == "left\n")
+            let events = try await engine.repository.events(of: id)
+            func index(_ target: ExecutionEvent) -> Int? { events.firstIndex(of: target) }
+            let started2 = try #require(index(.stageStarted(refID: "2", attempt: 1)))
+            let started3 = try #require(index(.stageStarted(refID: "3", attempt: 1)))
+            let completed2 = try #require(events.firstIndex { if case .stageCompleted("2", _, _) = $0 { true } else { false } })
+            let completed3 = try #require(events.firstIndex { if case .stageCompleted("3", _, _) = $0 { true } else { false } })
+            let started4 = try #require(index(.stageStarted(refID: "4", attempt: 1)))
+            #expect(max(started2, started3) < min(completed2, completed3), "the branches ran one after the other")
+            #expect(started4 > max(completed2, completed3))
+        }
+    }
+
+    @Test("a failing stage ends the execution TERMINAL and kills the other branch's script")
+    func failureCancelsOtherBranches() async throws {
+        try await TestDatabase.with { db in
+            let engine = try Engine(db)
+            defer { engine.process.terminate() }
+            let marker = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("marker-")).path
+            let id = try await engine.run(Self.pipeline([
+                Self.script("fail", "sleep 0.3; exit 7"),
+                Self.script("slow", "sleep 3; touch \(marker)"),
+                ["refId": "after", "type": "noop", "requisiteStageRefIds": ["fail"]],
+            ]))
+            let state = try await engine.finished(id)
+            #expect(state.status == .terminal)
+            #expect(state.stage("fail").status == .terminal)
+            #expect(state.stage("fail").outputs["exitCode"] == 7)
+            #expect(state.stage("slow").status == .canceled)
+            #expect(state.stage("after").status == .notStarted)
+            try await Task.sleep(for: .seconds(4))
+            #expect(!FileManager.default.fileExists(atPath: marker), "the canceled script kept running")
+        }
+    }
+
+    @Test("continuePipeline: FAILED_CONTINUE and the downstream stage runs")
+    func continuePipeline() async throws {
+        try await TestDatabase.with { db in
+            let engine = try Engine(db)
+            defer { engine.process.terminate() }
+            let id = try await engine.run(Self.pipeline([
+                Self.script("1", "exit 1", ["continuePipeline": true, "failPipeline": false]),
+                Self.script("2", "echo ran", after: ["1"]),
+            ]))
+            let state = try await engine.finished(id)
+            #expect(state.stage("1").status == .failedContinue)
+            #expect(state.stage("2").status == .succeeded)
+            #expect(state.status == .succeeded)
+        }
+    }
+
+    @Test("cancel during a script kills it and the execution ends CANCELED")
+    func cancelDuringScript() async throws {
+        try await TestDatabase.with { db in
+            let engine = try Engine(db)
+            defer { engine.process.terminate() }
+            let marker = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("marker-")).path
+            let id = try await engine.run(Self.pipeline([Self.script("1", "sleep 3; touch \(marker)")]))
+            try await eventually("the script to start") { try await engine.repository.load(id).stage("1").status == .running }
+            try await engine.repository.handle(.cancel(by: "tester", reason: "test"), executionID: id, metadata: EventMetadata(actor: "tester", source: "test"))
+            let state = try await engine.finished(id)
+            #expect(state.status == .canceled)
+            #expect(state.stage("1").status == .canceled)
+            try await Task.sleep(for: .seconds(4))
+            #expect(!FileManager.default.fileExists(atPath: marker), "the canceled script kept running")
+        }
+    }
+
+    @Test("kill -9 of the engine while pipelines run: each execution ends as a crash-free run does, no stage completed twice")
+    func survivesKills() async throws {
+        try await TestDatabase.with { db in
+            var engine = try Engine(db)
+            defer { engine.process.killHard() }
+            let shapes: [(JSONValue, ExecutionStatus)] = [
+                (Self.pipeline([Self.script("1", "sleep 0.2"), Self.script("2", "sleep 0.2", after: ["1"]), Self.script("3", "true", after: ["2"])]), .succeeded),
+                (Self.pipeline([Self.script("1", "sleep 0.3"), Self.script("2", "exit 2", after: ["1"]), Self.script("3", "true", after: ["2"])]), .terminal),
+                (Self.pipeline([["refId": "a", "type": "noop"], Self.script("b", "sleep 0.4", after: ["a"]), Self.script("c", "sleep 0.1", after: ["a"]),
+                                ["refId": "d", "type": "noop", "requisiteStageRefIds": ["b", "c"]]]), .succeeded),
+            ]
+            var expected: [String: ExecutionStatus] = [:]
+            for round in 0..<4 {
+                for (json, status) in shapes { expected[try await engine.run(json)] = status }
+                try await Task.sleep(for: .milliseconds(300 + 150 * round))
+                engine.process.killHard()
+                try engine.restart()
+            }
+            for (id, status) in expected {
+                let state = try await engine.finished(id, timeout: .seconds(90))
+                #expect(state.status == status, "execution \(id)")
+                let events = try await engine.repository.events(of: id)
+                var completions: [String: Int] = [:]
+                for case let .stageCompleted(ref, _, _) in events { completions[ref, default: 0] += 1 }
+                #expect(completions.values.allSatisfy { $0 == 1 }, "a stage completed twice: \(completions)")
+            }
+        }
+    }
+}

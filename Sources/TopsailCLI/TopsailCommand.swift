@@ -14,7 +14,7 @@ public struct TopsailCommand: AsyncParsableCommand {
             .topsail/services.env.
             """,
         subcommands: [
-            MigrateCommand.self, EventsCommand.self, PipelineCommand.self, RelayCommand.self, OrchestratorCommand.self,
+            MigrateCommand.self, EventsCommand.self, PipelineCommand.self, ExecutionsCommand.self, RelayCommand.self, OrchestratorCommand.self,
             WorkerCommand.self, AllCommand.self, BenchCommand.self,
         ]
     )

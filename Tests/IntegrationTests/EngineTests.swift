@@ -174,4 +174,47 @@ struct EngineTests {
             }
         }
     }
+
+    @Test("the CLI: pipeline run --wait exit codes, executions show, cancel and restart")
+    func commandLine() async throws {
+        try await TestDatabase.with { db in
+            let engine = try Engine(db)
+            defer { engine.process.terminate() }
+            let env = ["TOPSAIL_DATABASE_URL": db.url]
+            let directory = FileManager.default.temporaryDirectory
+            let marker = directory.appendingPathComponent(TestEnvironment.uniqueName("flag-")).path
+            // Fails until the marker exists: the restart then succeeds.
+            let file = directory.appendingPathComponent(TestEnvironment.uniqueName("pipeline-") + ".json").path
+            try """
+                {"application": "cli", "name": "retry", "limitConcurrent": false, "stages": [
+                  {"refId": "1", "type": "script", "command": "test -e \(marker)"},
+                  {"refId": "2", "type": "noop", "requisiteStageRefIds": ["1"]}]}
+                """.write(toFile: file, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(atPath: file) }
+
+            let failed = try CLITests.run(["pipeline", "run", "-f", file, "--wait"], environment: env)
+            #expect(failed.status == 1, "\(failed.stdout)\(failed.stderr)")
+            #expect(failed.stdout.contains("stage 1 (1, script) TERMINAL"))
+            #expect(failed.stdout.contains("execution TERMINAL"))
+            let id = try #require(failed.stdout.split(separator: "\n").first?.split(separator: " ").last.map(String.init))
+
+            FileManager.default.createFile(atPath: marker, contents: Data())
+            defer { try? FileManager.default.removeItem(atPath: marker) }
+            let restarted = try CLITests.run(["executions", "restart", id, "--stage", "1"], environment: env)
+            #expect(restarted.status == 0, "\(restarted.stderr)")
+            let state = try await engine.finished(id)
+            #expect(state.status == .succeeded)
+            #expect(state.stage("1").attempt == 2)
+            let shown = try CLITests.run(["executions", "show", id], environment: env)
+            #expect(shown.stdout.contains("execution \(id) SUCCEEDED"))
+            #expect(shown.stdout.contains("attempt 2"))
+
+            let again = try CLITests.run(["executions", "cancel", id], environment: env)
+            #expect(again.status == 1)
+            #expect(again.stderr.contains("cannot cancel execution \(id): it is SUCCEEDED"))
+            let unknown = try CLITests.run(["executions", "show", "no-such-id"], environment: env)
+            #expect(unknown.status == 1)
+            #expect(unknown.stderr.contains("no execution no-such-id"))
+        }
+    }
 }

@@ -1,0 +1,111 @@
+import ArgumentParser
+import EventLog
+import Foundation
+import Orchestration
+import PipelineEngine
+import PostgresEventStore
+
+struct ExecutionsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "executions",
+        abstract: "Look at and control executions.",
+        subcommands: [
+            ShowExecutionCommand.self, CancelExecutionCommand.self, PauseExecutionCommand.self,
+            ResumeExecutionCommand.self, RestartStageCommand.self,
+        ]
+    )
+}
+
+/// Runs one control message through its handler and reports what it changed.
+struct ExecutionControl {
+    let options: CommonOptions
+
+    func send(_ message: ExecutionMessage, to id: String, describing action: String) async throws {
+        let database = try options.database()
+        let logger = options.logger("topsail.executions")
+        let user = ProcessInfo.processInfo.environment["USER"] ?? "cli"
+        try await withDatabase(database, logger: logger) { client in
+            let repository = ExecutionRepository(store: PostgresEventStore(client: client, logger: logger), logger: logger)
+            let state = try await repository.load(id)
+            guard state.version > 0 else { throw CLIError("no execution \(id)") }
+            let events = try await repository.handle(message, executionID: id, metadata: EventMetadata(actor: user, source: "cli"))
+            guard !events.isEmpty else {
+                throw CLIError("cannot \(action) execution \(id): it is \(state.status.rawValue)")
+            }
+            let after = try await repository.load(id)
+            print("\(action): execution \(id) is \(after.status.rawValue)")
+        }
+    }
+}
+
+struct ShowExecutionCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "show", abstract: "Print an execution: its status and each stage's.")
+
+    @OptionGroup var options: CommonOptions
+    @Argument(help: "The execution id.") var id: String
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        let database = try options.database()
+        let logger = options.logger("topsail.executions")
+        let (id, json) = (self.id, self.json)
+        try await withDatabase(database, logger: logger) { client in
+            let state = try await ExecutionRepository(store: PostgresEventStore(client: client, logger: logger), logger: logger).load(id)
+            guard state.version > 0 else { throw CLIError("no execution \(id)") }
+            let view = ExecutionView(id: id, state: state)
+            if json {
+                print(try view.jsonText())
+                return
+            }
+            print("execution \(id) \(view.status) (\(view.application ?? "-") / \(view.pipeline ?? "-"))")
+            for stage in view.stages {
+                print("  \(stage.refId)\t\(stage.status)\t\(stage.type)\t\(stage.name)" + (stage.attempt > 1 ? "\tattempt \(stage.attempt)" : ""))
+            }
+        }
+    }
+}
+
+struct CancelExecutionCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "cancel", abstract: "Cancel an execution: running stages are stopped, nothing new starts.")
+    @OptionGroup var options: CommonOptions
+    @Argument(help: "The execution id.") var id: String
+    @Option(help: "Why, recorded in the event.") var reason: String?
+
+    func run() async throws {
+        let user = ProcessInfo.processInfo.environment["USER"]
+        try await ExecutionControl(options: options).send(.cancel(by: user, reason: reason), to: id, describing: "cancel")
+    }
+}
+
+struct PauseExecutionCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "pause", abstract: "Pause a running execution: no stage starts until it resumes.")
+    @OptionGroup var options: CommonOptions
+    @Argument(help: "The execution id.") var id: String
+
+    func run() async throws {
+        try await ExecutionControl(options: options).send(.pause(by: ProcessInfo.processInfo.environment["USER"]), to: id, describing: "pause")
+    }
+}
+
+struct ResumeExecutionCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "resume", abstract: "Resume a paused execution.")
+    @OptionGroup var options: CommonOptions
+    @Argument(help: "The execution id.") var id: String
+
+    func run() async throws {
+        try await ExecutionControl(options: options).send(.resume(by: ProcessInfo.processInfo.environment["USER"]), to: id, describing: "resume")
+    }
+}
+
+struct RestartStageCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "restart", abstract: "Run a completed stage again, with everything downstream of it; earlier attempts stay in the history.")
+    @OptionGroup var options: CommonOptions
+    @Argument(help: "The execution id.") var id: String
+    @Option(help: "The stage's refId.") var stage: String
+
+    func run() async throws {
+        try await ExecutionControl(options: options).send(
+            .restartStage(refID: stage, by: ProcessInfo.processInfo.environment["USER"]), to: id, describing: "restart stage \(stage) of")
+    }
+}

@@ -21,6 +21,8 @@ public enum ExecutionDecider {
             ResumeExecutionHandler.handle(by: by, state: state)
         case let .restartStage(ref, by):
             RestartStageHandler.handle(ref, by: by, state: state)
+        case let .judge(ref, judgment, input, by):
+            JudgeStageHandler.handle(ref, judgment: judgment, input: input, by: by, state: state)
         case .runStage, .cancelStageWork, .startWaitingExecutions:
             // Worker and queue messages; they change no execution state by themselves.
             .none
@@ -138,5 +140,20 @@ public enum RestartStageHandler {
         let ordered = state.graph.order.filter(reset.contains)
         if ordered.contains(where: { state.stage($0).status == .running }) { return .none }
         return Decision(events: [.stageRestarted(refID: ref, reset: ordered)])
+    }
+}
+
+/// Answers a running manual judgment stage: continue succeeds it; stop fails it with the stage's
+/// failure options (TERMINAL by default). Only while the execution runs.
+public enum JudgeStageHandler {
+    public static func handle(_ ref: String, judgment: Judgment, input: String?, by: String?, state: ExecutionState) -> Decision {
+        guard state.status == .running, state.stage(ref).status == .running,
+              let config = state.config(ref), config.type == "manualJudgment"
+        else { return .none }
+        var outputs: [String: JSONValue] = ["judgmentStatus": .string(judgment.rawValue)]
+        if let input { outputs["judgmentInput"] = .string(input) }
+        if let by { outputs["lastModifiedBy"] = .string(by) }
+        let status: ExecutionStatus = judgment == .continue ? .succeeded : config.failureStatus
+        return Decision(events: [.stageCompleted(refID: ref, status: status, outputs: outputs)])
     }
 }

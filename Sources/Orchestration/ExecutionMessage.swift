@@ -15,6 +15,8 @@ public enum ExecutionMessage: Sendable, Hashable {
     case pause(by: String?)
     case resume(by: String?)
     case restartStage(refID: String, by: String?)
+    /// A person's answer to a manual judgment stage.
+    case judge(refID: String, judgment: Judgment, input: String?, by: String?)
     /// For the orchestrator: a slot of this pipeline became free.
     case startWaitingExecutions(pipelineID: String)
 }
@@ -46,4 +48,10 @@ public struct DecisionContext: Sendable {
         self.stageEnabled = stageEnabled
         self.runningExecutionsOfPipeline = runningExecutionsOfPipeline
     }
+}
+
+/// A manual judgment's answer.
+public enum Judgment: String, Sendable, Hashable {
+    case `continue`
+    case stop
 }

@@ -59,3 +59,11 @@ struct NoopStageRunner: StageRunner {
         StageOutcome(status: .succeeded)
     }
 }
+
+/// `manualJudgment`: nothing to run; the stage waits for `topsail executions judge` (or the API)
+/// to complete it. Returning nil tells the worker to leave the stage running.
+struct ManualJudgmentStageRunner: StageRunner {
+    func run(_ stage: StageConfig, in execution: ExecutionState, work: WorkHandle) async -> StageOutcome {
+        StageOutcome(status: .running)
+    }
+}

@@ -27,7 +27,7 @@ public final class WorkerService: Service {
         self.topicPrefix = topicPrefix
         self.partitions = partitions
         self.concurrency = concurrency
-        self.runners = ["noop": NoopStageRunner(), "script": ScriptStageRunner()]
+        self.runners = ["noop": NoopStageRunner(), "script": ScriptStageRunner(), "manualJudgment": ManualJudgmentStageRunner()]
         self.logger = logger
     }
 
@@ -75,10 +75,15 @@ public final class WorkerService: Service {
         let key = Self.key(executionID, ref)
         running.withLock { $0[key] = work }
         defer { running.withLock { _ = $0.removeValue(forKey: key) } }
+        // A cancel handled between the load above and the registration found nothing to stop;
+        // looking again now that the work is registered closes that gap.
+        let current = try await repository.load(executionID).stage(ref)
+        if current.status != .running || current.attempt != attempt { work.cancel() }
         logger.debug("stage running", metadata: ["execution.id": "\(executionID)", "stage.ref": "\(ref)", "stage.type": "\(type)"])
         let outcome = await runner.run(stage, in: state, work: work)
-        // A canceled stage was already completed by the cancel.
-        guard outcome.status != .canceled else { return }
+        // A canceled stage was already completed by the cancel; a RUNNING outcome waits for
+        // someone else to complete the stage (a judgment, a timer).
+        guard outcome.status.isComplete, outcome.status != .canceled else { return }
         try await repository.handle(.completeStage(refID: ref, status: outcome.status, outputs: outcome.outputs), executionID: executionID, metadata: metadata)
     }
 

@@ -11,7 +11,7 @@ struct ExecutionsCommand: AsyncParsableCommand {
         abstract: "Look at and control executions.",
         subcommands: [
             ShowExecutionCommand.self, CancelExecutionCommand.self, PauseExecutionCommand.self,
-            ResumeExecutionCommand.self, RestartStageCommand.self,
+            ResumeExecutionCommand.self, RestartStageCommand.self, JudgeStageCommand.self,
         ]
     )
 }
@@ -107,5 +107,27 @@ struct RestartStageCommand: AsyncParsableCommand {
     func run() async throws {
         try await ExecutionControl(options: options).send(
             .restartStage(refID: stage, by: ProcessInfo.processInfo.environment["USER"]), to: id, describing: "restart stage \(stage) of")
+    }
+}
+
+struct JudgeStageCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "judge", abstract: "Answer a manual judgment stage: --continue lets the pipeline go on, --stop fails the stage.")
+    @OptionGroup var options: CommonOptions
+    @Argument(help: "The execution id.") var id: String
+    @Option(help: "The manual judgment stage's refId.") var stage: String
+    @Flag(name: .customLong("continue"), help: "Continue the pipeline.") var proceed = false
+    @Flag(help: "Stop: the stage fails with its failure options.") var stop = false
+    @Option(help: "The chosen judgment input (one of the stage's judgmentInputs).") var input: String?
+
+    func validate() throws {
+        guard proceed != stop else { throw ValidationError("give exactly one of --continue and --stop") }
+    }
+
+    func run() async throws {
+        let judgment: Judgment = proceed ? .continue : .stop
+        try await ExecutionControl(options: options).send(
+            .judge(refID: stage, judgment: judgment, input: input, by: ProcessInfo.processInfo.environment["USER"]),
+            to: id, describing: "judge stage \(stage) of")
     }
 }

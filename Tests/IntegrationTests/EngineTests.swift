@@ -61,6 +61,21 @@ struct EngineTests {
         return .object(stage)
     }
 
+    /// A `sleep` long enough to outlast any test, recognisable among the machine's processes.
+    static func uniqueSleep() -> String {
+        "sleep 60.\(Int.random(in: 100_000...999_999))"
+    }
+
+    static func isRunning(_ command: String) -> Bool {
+        let pgrep = Process()
+        pgrep.executableURL = URL(fileURLWithPath: "/usr/bin/pgrep")
+        pgrep.arguments = ["-f", command]
+        pgrep.standardOutput = FileHandle.nullDevice
+        guard (try? pgrep.run()) != nil else { return true }
+        while pgrep.isRunning { usleep(10_000) }
+        return pgrep.terminationStatus == 0
+    }
+
     static func pipeline(_ stages: [JSONValue]) -> JSONValue {
         ["application": "test", "name": "engine", "limitConcurrent": false, "stages": .array(stages)]
     }
@@ -96,10 +111,10 @@ struct EngineTests {
         try await TestDatabase.with { db in
             let engine = try Engine(db)
             defer { engine.process.terminate() }
-            let marker = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("marker-")).path
+            let sleeper = Self.uniqueSleep()
             let id = try await engine.run(Self.pipeline([
                 Self.script("fail", "sleep 0.3; exit 7"),
-                Self.script("slow", "sleep 3; touch \(marker)"),
+                Self.script("slow", "\(sleeper); echo finished"),
                 ["refId": "after", "type": "noop", "requisiteStageRefIds": ["fail"]],
             ]))
             let state = try await engine.finished(id)
@@ -108,8 +123,7 @@ struct EngineTests {
             #expect(state.stage("fail").outputs["exitCode"] == 7)
             #expect(state.stage("slow").status == .canceled)
             #expect(state.stage("after").status == .notStarted)
-            try await Task.sleep(for: .seconds(4))
-            #expect(!FileManager.default.fileExists(atPath: marker), "the canceled script kept running")
+            try await eventually(timeout: .seconds(10), "the canceled script to be killed") { !Self.isRunning(sleeper) }
         }
     }
 
@@ -134,15 +148,14 @@ struct EngineTests {
         try await TestDatabase.with { db in
             let engine = try Engine(db)
             defer { engine.process.terminate() }
-            let marker = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("marker-")).path
-            let id = try await engine.run(Self.pipeline([Self.script("1", "sleep 3; touch \(marker)")]))
+            let sleeper = Self.uniqueSleep()
+            let id = try await engine.run(Self.pipeline([Self.script("1", "\(sleeper); echo finished")]))
             try await eventually("the script to start") { try await engine.repository.load(id).stage("1").status == .running }
             try await engine.repository.handle(.cancel(by: "tester", reason: "test"), executionID: id, metadata: EventMetadata(actor: "tester", source: "test"))
             let state = try await engine.finished(id)
             #expect(state.status == .canceled)
             #expect(state.stage("1").status == .canceled)
-            try await Task.sleep(for: .seconds(4))
-            #expect(!FileManager.default.fileExists(atPath: marker), "the canceled script kept running")
+            try await eventually(timeout: .seconds(10), "the canceled script to be killed") { !Self.isRunning(sleeper) }
         }
     }
 
@@ -215,6 +228,28 @@ struct EngineTests {
             let unknown = try CLITests.run(["executions", "show", "no-such-id"], environment: env)
             #expect(unknown.status == 1)
             #expect(unknown.stderr.contains("no execution no-such-id"))
+        }
+    }
+
+    @Test("a manual judgment waits for an answer given with executions judge")
+    func manualJudgment() async throws {
+        try await TestDatabase.with { db in
+            let engine = try Engine(db)
+            defer { engine.process.terminate() }
+            let id = try await engine.run(Self.pipeline([
+                ["refId": "approve", "type": "manualJudgment", "instructions": "ship it?"],
+                Self.script("deploy", "echo deployed", after: ["approve"]),
+            ]))
+            try await eventually("the judgment stage to wait") { try await engine.repository.load(id).stage("approve").status == .running }
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(try await engine.repository.load(id).stage("approve").status == .running, "the judgment completed by itself")
+            let answer = try CLITests.run(["executions", "judge", id, "--stage", "approve", "--continue", "--input", "yes"],
+                                          environment: ["TOPSAIL_DATABASE_URL": db.url])
+            #expect(answer.status == 0, "\(answer.stderr)")
+            let state = try await engine.finished(id)
+            #expect(state.status == .succeeded)
+            #expect(state.stage("approve").outputs["judgmentInput"] == "yes")
+            #expect(state.stage("deploy").outputs["stdout"] == "deployed\n")
         }
     }
 }

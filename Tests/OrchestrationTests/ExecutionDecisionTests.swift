@@ -198,3 +198,46 @@ struct ControlTests {
         #expect(ExecutionPolicy.reactions(to: .completed(status: .canceled), after: after) == [.startWaitingExecutions(pipelineID: "p1")])
     }
 }
+
+@Suite("Execution decisions: manual judgment")
+struct JudgmentTests {
+    static func waitingForJudgment(_ options: [String: JSONValue] = [:]) -> Simulation {
+        var stage: [String: JSONValue] = ["type": "manualJudgment"]
+        stage.merge(options) { $1 }
+        var run = Simulation(pipeline([("approve", [], stage), ("deploy", ["approve"], [:])]))
+        run.hanging = ["approve"]
+        run.send(.startExecution)
+        return run
+    }
+
+    @Test func continueLetsThePipelineGoOn() {
+        var run = Self.waitingForJudgment()
+        run.send(.judge(refID: "approve", judgment: .continue, input: "ship", by: "erin"))
+        #expect(run.status("approve") == .succeeded)
+        #expect(run.state.stage("approve").outputs == ["judgmentStatus": "continue", "judgmentInput": "ship", "lastModifiedBy": "erin"])
+        #expect(run.status("deploy") == .succeeded)
+        #expect(run.state.status == .succeeded)
+    }
+
+    @Test func stopFailsTheStageWithItsOptions() {
+        var run = Self.waitingForJudgment()
+        run.send(.judge(refID: "approve", judgment: .stop, input: nil, by: "erin"))
+        #expect(run.status("approve") == .terminal)
+        #expect(run.state.status == .terminal)
+        var lenient = Self.waitingForJudgment(["failPipeline": false])
+        lenient.send(.judge(refID: "approve", judgment: .stop, input: nil, by: "erin"))
+        #expect(lenient.status("approve") == .stopped)
+        #expect(lenient.status("deploy") == .notStarted)
+        #expect(lenient.state.status == .succeeded)
+    }
+
+    @Test func onlyRunningJudgmentStagesTakeAnswers() {
+        var run = Self.waitingForJudgment()
+        run.send(.judge(refID: "approve", judgment: .continue, input: nil, by: nil))
+        #expect(ExecutionDecider.decide(.judge(refID: "approve", judgment: .stop, input: nil, by: nil), state: run.state) == .none)
+        var scripted = Simulation(pipeline([("1", [], ["type": "script", "command": "true"])]))
+        scripted.hanging = ["1"]
+        scripted.send(.startExecution)
+        #expect(ExecutionDecider.decide(.judge(refID: "1", judgment: .continue, input: nil, by: nil), state: scripted.state) == .none)
+    }
+}

@@ -21,6 +21,8 @@ public enum ExecutionDecider {
             ResumeExecutionHandler.handle(by: by, state: state)
         case let .restartStage(ref, by):
             RestartStageHandler.handle(ref, by: by, state: state)
+        case let .timerFired(ref, attempt):
+            TimerFiredHandler.handle(ref, attempt: attempt, state: state)
         case let .judge(ref, judgment, input, by):
             JudgeStageHandler.handle(ref, judgment: judgment, input: input, by: by, state: state)
         case .runStage, .cancelStageWork, .startWaitingExecutions:
@@ -155,5 +157,14 @@ public enum JudgeStageHandler {
         if let by { outputs["lastModifiedBy"] = .string(by) }
         let status: ExecutionStatus = judgment == .continue ? .succeeded : config.failureStatus
         return Decision(events: [.stageCompleted(refID: ref, status: status, outputs: outputs)])
+    }
+}
+
+/// A stage's timer fired: the wait is over. A timer of an earlier attempt (the stage was
+/// restarted) or of a stage that no longer runs changes nothing.
+public enum TimerFiredHandler {
+    public static func handle(_ ref: String, attempt: Int, state: ExecutionState) -> Decision {
+        guard state.status == .running, state.stage(ref).status == .running, state.stage(ref).attempt == attempt else { return .none }
+        return Decision(events: [.stageCompleted(refID: ref, status: .succeeded, outputs: [:])])
     }
 }

@@ -15,6 +15,8 @@ public enum ExecutionMessage: Sendable, Hashable {
     case pause(by: String?)
     case resume(by: String?)
     case restartStage(refID: String, by: String?)
+    /// A stage's durable timer fired (a wait elapsed) for the given attempt.
+    case timerFired(refID: String, attempt: Int)
     /// A person's answer to a manual judgment stage.
     case judge(refID: String, judgment: Judgment, input: String?, by: String?)
     /// For the orchestrator: a slot of this pipeline became free.

@@ -13,7 +13,8 @@ struct ScriptStageRunner: StageRunner {
     static let outputLimit = 64 * 1024
     static let defaultTimeout = Duration.seconds(3600)
 
-    func run(_ stage: StageConfig, in execution: ExecutionState, work: WorkHandle) async -> StageOutcome {
+    func run(_ run: StageRun) async throws -> StageOutcome {
+        let (stage, work) = (run.stage, run.work)
         guard let command = stage.json["command"]?.stringValue else {
             return StageOutcome(status: stage.failureStatus, outputs: ["error": "script stage has no command"])
         }

@@ -14,9 +14,21 @@ public struct StageOutcome: Sendable, Hashable {
     }
 }
 
-/// Runs one stage type's work.
+/// One attempt of one stage, as a runner sees it.
+public struct StageRun: Sendable {
+    public let executionID: String
+    public let refID: String
+    public let attempt: Int
+    public let stage: StageConfig
+    public let execution: ExecutionState
+    /// Tells the work when the stage is canceled.
+    public let work: WorkHandle
+}
+
+/// Runs one stage type's work. A RUNNING outcome leaves the stage running for something else to
+/// complete (a timer, a judgment); throwing means "try again later" (the event is re-handled).
 public protocol StageRunner: Sendable {
-    func run(_ stage: StageConfig, in execution: ExecutionState, work: WorkHandle) async -> StageOutcome
+    func run(_ run: StageRun) async throws -> StageOutcome
 }
 
 /// Lets the worker stop a stage's running work from outside (cancel) and the work react.
@@ -55,15 +67,15 @@ public final class WorkHandle: Sendable {
 
 /// `noop`: succeeds.
 struct NoopStageRunner: StageRunner {
-    func run(_ stage: StageConfig, in execution: ExecutionState, work: WorkHandle) async -> StageOutcome {
+    func run(_ run: StageRun) async throws -> StageOutcome {
         StageOutcome(status: .succeeded)
     }
 }
 
 /// `manualJudgment`: nothing to run; the stage waits for `topsail executions judge` (or the API)
-/// to complete it. Returning nil tells the worker to leave the stage running.
+/// to complete it. A RUNNING outcome leaves the stage running.
 struct ManualJudgmentStageRunner: StageRunner {
-    func run(_ stage: StageConfig, in execution: ExecutionState, work: WorkHandle) async -> StageOutcome {
+    func run(_ run: StageRun) async throws -> StageOutcome {
         StageOutcome(status: .running)
     }
 }

@@ -19,7 +19,7 @@ public final class WorkerService: Service {
     private let running = Mutex<[String: WorkHandle]>([:])
 
     public init(
-        repository: ExecutionRepository, kafka: KafkaConfiguration, topicPrefix: String, partitions: Int,
+        repository: ExecutionRepository, timers: TimerStore, kafka: KafkaConfiguration, topicPrefix: String, partitions: Int,
         concurrency: Int = 64, logger: Logger
     ) {
         self.repository = repository
@@ -27,7 +27,10 @@ public final class WorkerService: Service {
         self.topicPrefix = topicPrefix
         self.partitions = partitions
         self.concurrency = concurrency
-        self.runners = ["noop": NoopStageRunner(), "script": ScriptStageRunner(), "manualJudgment": ManualJudgmentStageRunner()]
+        self.runners = [
+            "noop": NoopStageRunner(), "script": ScriptStageRunner(), "manualJudgment": ManualJudgmentStageRunner(),
+            "wait": WaitStageRunner(timers: timers),
+        ]
         self.logger = logger
     }
 
@@ -80,7 +83,7 @@ public final class WorkerService: Service {
         let current = try await repository.load(executionID).stage(ref)
         if current.status != .running || current.attempt != attempt { work.cancel() }
         logger.debug("stage running", metadata: ["execution.id": "\(executionID)", "stage.ref": "\(ref)", "stage.type": "\(type)"])
-        let outcome = await runner.run(stage, in: state, work: work)
+        let outcome = try await runner.run(StageRun(executionID: executionID, refID: ref, attempt: attempt, stage: stage, execution: state, work: work))
         // A canceled stage was already completed by the cancel; a RUNNING outcome waits for
         // someone else to complete the stage (a judgment, a timer).
         guard outcome.status.isComplete, outcome.status != .canceled else { return }

@@ -3,7 +3,7 @@ import ArgumentParser
 struct AllCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "all",
-        abstract: "Run every role in one process: relay, orchestrator, worker, and the HTTP endpoints /health and /ready.",
+        abstract: "Run every role in one process: relay, orchestrator, worker, scheduler, and the HTTP endpoints /health and /ready.",
         discussion: "SIGTERM or Ctrl-C shuts every role down gracefully."
     )
 
@@ -19,7 +19,7 @@ struct AllCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await Roles(options: options, topics: topics).run([
-            .relay(relay.configuration(topics: topics)), .orchestrator, .worker, .http(host: httpHost, port: httpPort),
+            .relay(relay.configuration(topics: topics)), .orchestrator, .worker, .scheduler, .http(host: httpHost, port: httpPort),
         ])
     }
 }
@@ -42,7 +42,7 @@ struct OrchestratorCommand: AsyncParsableCommand {
 struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "worker",
-        abstract: "Run stages' work (noop, script): consume execution events (group <prefix>worker) and report outcomes.",
+        abstract: "Run stages' work (noop, script, wait, manualJudgment): consume execution events (group <prefix>worker) and report outcomes.",
         discussion: "Any number may run. SIGTERM or Ctrl-C stops it gracefully."
     )
 
@@ -51,5 +51,20 @@ struct WorkerCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await Roles(options: options, topics: topics).run([.worker])
+    }
+}
+
+struct SchedulerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scheduler",
+        abstract: "Fire due durable timers (wait stages) into events.",
+        discussion: "Any number may run; each timer is locked by one. SIGTERM or Ctrl-C stops it gracefully."
+    )
+
+    @OptionGroup var options: CommonOptions
+    @OptionGroup var topics: TopicOptions
+
+    func run() async throws {
+        try await Roles(options: options, topics: topics).run([.scheduler])
     }
 }

@@ -14,6 +14,7 @@ struct Roles {
         case relay(RelayConfiguration)
         case orchestrator
         case worker
+        case scheduler
         case http(host: String, port: Int)
     }
 
@@ -32,6 +33,7 @@ struct Roles {
     func run(_ roles: [Role]) async throws {
         let client = PostgresClient(configuration: database.clientConfiguration, backgroundLogger: logger)
         let repository = ExecutionRepository(store: PostgresEventStore(client: client, logger: logger), logger: logger)
+        let timers = TimerStore(client: client, logger: logger)
         var services: [any Service] = [client]
         for role in roles {
             switch role {
@@ -40,7 +42,9 @@ struct Roles {
             case .orchestrator:
                 services.append(OrchestratorService(repository: repository, kafka: kafka, topicPrefix: topics.topicPrefix, partitions: topics.partitions, logger: logger))
             case .worker:
-                services.append(WorkerService(repository: repository, kafka: kafka, topicPrefix: topics.topicPrefix, partitions: topics.partitions, logger: logger))
+                services.append(WorkerService(repository: repository, timers: timers, kafka: kafka, topicPrefix: topics.topicPrefix, partitions: topics.partitions, logger: logger))
+            case .scheduler:
+                services.append(SchedulerService(timers: timers, repository: repository, logger: logger))
             case let .http(host, port):
                 services.append(HealthEndpoint.application(client: client, host: host, port: port, logger: logger))
             }

@@ -36,7 +36,7 @@ struct CLITests {
             let env = ["TOPSAIL_DATABASE_URL": db.url]
             let migrated = try Self.run(["migrate"], environment: env)
             #expect(migrated.status == 0, "\(migrated.stderr)")
-            #expect(migrated.stdout.contains("2 applied, 0 already applied"))
+            #expect(migrated.stdout.contains("3 applied, 0 already applied"))
 
             let id = UUID().uuidString
             let first = try Self.run(["events", "append", "--stream", "deploy-42", "--type", "deploy.requested",

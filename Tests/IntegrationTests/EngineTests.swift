@@ -252,4 +252,31 @@ struct EngineTests {
             #expect(state.stage("deploy").outputs["stdout"] == "deployed\n")
         }
     }
+
+    @Test("a wait stage is a durable timer: it completes after waitTime, across a kill -9 of the engine")
+    func durableWait() async throws {
+        try await TestDatabase.with { db in
+            var engine = try Engine(db)
+            defer { engine.process.terminate() }
+            let started = ContinuousClock.now
+            let id = try await engine.run(Self.pipeline([
+                ["refId": "soak", "type": "wait", "waitTime": 3],
+                Self.script("after", "echo done", after: ["soak"]),
+            ]))
+            try await eventually("the wait to begin") { try await engine.repository.load(id).stage("soak").status == .running }
+            var timers = 0
+            try await eventually("the timer to be stored") {
+                for try await count in try await db.client.query("SELECT count(*)::int FROM timers").decode(Int.self) { timers = count }
+                return timers == 1
+            }
+            engine.process.killHard()
+            try engine.restart()
+            let state = try await engine.finished(id)
+            #expect(state.status == .succeeded)
+            #expect(state.stage("after").outputs["stdout"] == "done\n")
+            #expect(ContinuousClock.now - started >= .seconds(3), "the wait ended early")
+            for try await count in try await db.client.query("SELECT count(*)::int FROM timers").decode(Int.self) { timers = count }
+            #expect(timers == 0, "a fired timer stays behind")
+        }
+    }
 }

@@ -241,3 +241,17 @@ struct JudgmentTests {
         #expect(ExecutionDecider.decide(.judge(refID: "1", judgment: .continue, input: nil, by: nil), state: scripted.state) == .none)
     }
 }
+
+@Suite("Execution decisions: timers")
+struct TimerTests {
+    @Test func aTimerCompletesOnlyTheAttemptThatSetIt() {
+        var run = Simulation(pipeline([("w", [], ["type": "wait", "waitTime": 5]), ("next", ["w"], [:])]))
+        run.hanging = ["w"]
+        run.send(.startExecution)
+        #expect(ExecutionDecider.decide(.timerFired(refID: "w", attempt: 2), state: run.state) == .none, "a timer of another attempt")
+        run.send(.timerFired(refID: "w", attempt: 1))
+        #expect(run.status("w") == .succeeded)
+        #expect(run.state.status == .succeeded)
+        #expect(ExecutionDecider.decide(.timerFired(refID: "w", attempt: 1), state: run.state) == .none, "a timer that fires twice")
+    }
+}

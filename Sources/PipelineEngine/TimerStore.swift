@@ -1,0 +1,80 @@
+import EventLog
+import Foundation
+import Logging
+import PostgresEventStore
+import PostgresNIO
+
+/// Durable timers in PostgreSQL (`migrations/0003_timers.sql`).
+public struct TimerStore: Sendable {
+    let client: PostgresClient
+    let logger: Logger
+
+    public init(client: PostgresClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+    }
+
+    /// A timer of a stage attempt: when it is due, the stage's wait is over.
+    public struct StageTimer: Sendable, Hashable {
+        public let executionID: String
+        public let refID: String
+        public let attempt: Int
+
+        var id: String { "\(executionID)/\(refID)/\(attempt)" }
+    }
+
+    /// Sets the timer unless one with the same id exists (a re-run of the same attempt keeps the
+    /// first due time).
+    public func set(_ timer: StageTimer, dueIn delay: Duration) async throws {
+        let message: JSONValue = ["executionId": .string(timer.executionID), "refId": .string(timer.refID), "attempt": .number(Double(timer.attempt))]
+        let milliseconds = Int64(delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000)
+        do {
+            try await client.query("""
+                INSERT INTO timers (timer_id, stream_id, due_at, message)
+                VALUES (\(timer.id), \("execution-" + timer.executionID), now() + make_interval(secs => \(Double(milliseconds) / 1000)),
+                        \(try JSONText(encoding: message).text)::jsonb)
+                ON CONFLICT (timer_id) DO NOTHING
+                """, logger: logger)
+        } catch {
+            throw DatabaseError.wrapping(error, doing: "set a timer")
+        }
+    }
+
+    /// Fires due timers: each is locked (other schedulers skip it), handed to `fire`, and deleted
+    /// when `fire` returns — all in one transaction, so a crash leaves it to fire again.
+    /// Returns how many fired.
+    public func fireDue(limit: Int = 100, _ fire: @Sendable (StageTimer) async throws -> Void) async throws -> Int {
+        do {
+            return try await client.withConnection { connection in
+                try await connection.query("BEGIN", logger: logger)
+                do {
+                    var due: [(String, StageTimer)] = []
+                    let rows = try await connection.query("""
+                        SELECT timer_id, message::text FROM timers WHERE due_at <= now()
+                         ORDER BY due_at LIMIT \(limit) FOR UPDATE SKIP LOCKED
+                        """, logger: logger)
+                    for try await (id, text) in rows.decode((String, String).self) {
+                        let message = try JSONText(unchecked: text).decode(JSONValue.self)
+                        guard let execution = message["executionId"]?.stringValue, let ref = message["refId"]?.stringValue,
+                              let attempt = message["attempt"]?.intValue
+                        else { continue }
+                        due.append((id, StageTimer(executionID: execution, refID: ref, attempt: attempt)))
+                    }
+                    for (id, timer) in due {
+                        try await fire(timer)
+                        try await connection.query("DELETE FROM timers WHERE timer_id = \(id)", logger: logger)
+                    }
+                    try await connection.query("COMMIT", logger: logger)
+                    return due.count
+                } catch {
+                    _ = try? await connection.query("ROLLBACK", logger: logger)
+                    throw error
+                }
+            }
+        } catch let error as DatabaseError {
+            throw error
+        } catch {
+            throw DatabaseError.wrapping(error, doing: "fire timers")
+        }
+    }
+}

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Orchestration
 import Pipelines
+import Synchronization
 
 /// Loads executions from the log and stores handlers' decisions with version-checked appends.
 public struct ExecutionRepository: Sendable {
@@ -10,21 +11,25 @@ public struct ExecutionRepository: Sendable {
 
     let store: any EventStore
     let logger: Logger
+    let cache: ExecutionHistoryCache
 
-    public init(store: any EventStore, logger: Logger) {
+    public init(store: any EventStore, logger: Logger, cacheCapacity: Int = 10_000) {
         self.store = store
         self.logger = logger
+        self.cache = ExecutionHistoryCache(capacity: cacheCapacity)
     }
 
     public static func streamID(_ executionID: String) throws -> StreamID {
         try StreamID(category: category, id: executionID)
     }
 
-    /// Every event of the execution, in order.
+    /// Every event of the execution, in order. A stream only grows, so what was read before is
+    /// kept and only newer events are read and decoded.
     public func events(of executionID: String) async throws -> [ExecutionEvent] {
         let stream = try Self.streamID(executionID)
-        var events: [ExecutionEvent] = []
-        var version: Int64 = 1
+        var events = cache.history(of: executionID)
+        var version = Int64(events.count) + 1
+        defer { cache.remember(events, of: executionID) }
         while true {
             let batch = try await store.readStream(stream, from: version, direction: .forward, limit: 500)
             for recorded in batch {
@@ -87,4 +92,44 @@ public struct ExecutionRepository: Sendable {
 public struct EngineError: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
+}
+
+/// Decoded execution histories, most recently used kept, bounded in count.
+final class ExecutionHistoryCache: Sendable {
+    private struct State {
+        var histories: [String: (events: [ExecutionEvent], used: UInt64)] = [:]
+        var clock: UInt64 = 0
+    }
+
+    let capacity: Int
+    private let state = Mutex(State())
+
+    init(capacity: Int) {
+        self.capacity = capacity
+    }
+
+    func history(of id: String) -> [ExecutionEvent] {
+        state.withLock { state in
+            state.clock &+= 1
+            guard let entry = state.histories[id] else { return [] }
+            state.histories[id] = (entry.events, state.clock)
+            return entry.events
+        }
+    }
+
+    func remember(_ events: [ExecutionEvent], of id: String) {
+        guard capacity > 0, !events.isEmpty else { return }
+        state.withLock { state in
+            state.clock &+= 1
+            // Keep the longest history seen: a concurrent reader may hold an older one.
+            if let known = state.histories[id], known.events.count > events.count { return }
+            state.histories[id] = (events, state.clock)
+            if state.histories.count > capacity {
+                let excess = state.histories.count - capacity + max(1, capacity / 10)
+                for (key, _) in state.histories.sorted(by: { $0.value.used < $1.value.used }).prefix(excess) {
+                    state.histories.removeValue(forKey: key)
+                }
+            }
+        }
+    }
 }

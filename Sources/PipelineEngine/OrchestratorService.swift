@@ -22,16 +22,10 @@ public final class OrchestratorService: Service {
     }
 
     public func run() async throws {
-        let consumer = try await ExecutionTopic.consumer(kafka: kafka, topicPrefix: topicPrefix, partitions: partitions, role: "orchestrator", logger: logger)
-        defer { consumer.close() }
-        do {
-            try await cancelWhenGracefulShutdown {
-                try await ExecutionEventConsumer(consumer: consumer, concurrency: 16, logger: self.logger).run { event in
-                    try await self.advance(after: event)
-                }
-            }
-        } catch is CancellationError {
-            // Graceful shutdown: offsets of unfinished events stay uncommitted; they come again.
+        try await ExecutionTopic.consume(
+            kafka: kafka, topicPrefix: topicPrefix, partitions: partitions, role: "orchestrator", concurrency: 16, logger: logger
+        ) { event in
+            try await self.advance(after: event)
         }
     }
 
@@ -61,14 +55,26 @@ extension ExecutionMessage {
     }
 }
 
-/// The Kafka topic of execution events, and consumers of it for each role.
+/// The Kafka topic of execution events, consumed by each role in a group of its own.
 enum ExecutionTopic {
-    static func consumer(kafka: KafkaConfiguration, topicPrefix: String, partitions: Int, role: String, logger: Logger) async throws -> KafkaConsumer {
+    /// Consumes the execution events as `<prefix><role>` until graceful shutdown.
+    static func consume(
+        kafka: KafkaConfiguration, topicPrefix: String, partitions: Int, role: String, concurrency: Int, logger: Logger,
+        _ handle: @escaping @Sendable (RecordedEvent) async throws -> Void
+    ) async throws {
         let topic = topicPrefix + ExecutionRepository.category
         // Created up front so that the consumer is assigned partitions before the first event.
         let producer = try KafkaProducer(configuration: kafka, logger: logger)
         try await producer.createTopic(topic, partitions: partitions)
         producer.close()
-        return try KafkaConsumer(configuration: kafka, groupID: topicPrefix + role, topics: [topic], logger: logger)
+        let consumer = try KafkaConsumer(configuration: kafka, groupID: topicPrefix + role, topics: [topic], logger: logger)
+        defer { consumer.close() }
+        do {
+            try await cancelWhenGracefulShutdown {
+                try await ExecutionEventConsumer(consumer: consumer, concurrency: concurrency, logger: logger).run(handle)
+            }
+        } catch is CancellationError {
+            // Graceful shutdown: offsets of unfinished events stay uncommitted; they come again.
+        }
     }
 }

@@ -35,16 +35,10 @@ public final class WorkerService: Service {
     }
 
     public func run() async throws {
-        let consumer = try await ExecutionTopic.consumer(kafka: kafka, topicPrefix: topicPrefix, partitions: partitions, role: "worker", logger: logger)
-        defer { consumer.close() }
-        do {
-            try await cancelWhenGracefulShutdown {
-                try await ExecutionEventConsumer(consumer: consumer, concurrency: self.concurrency, logger: self.logger).run { event in
-                    try await self.work(after: event)
-                }
-            }
-        } catch is CancellationError {
-            // Graceful shutdown: offsets of unfinished events stay uncommitted; they come again.
+        try await ExecutionTopic.consume(
+            kafka: kafka, topicPrefix: topicPrefix, partitions: partitions, role: "worker", concurrency: concurrency, logger: logger
+        ) { event in
+            try await self.work(after: event)
         }
     }
 

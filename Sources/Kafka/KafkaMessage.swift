@@ -22,6 +22,9 @@ public struct KafkaMessage: Sendable, Hashable {
     public var value: [UInt8]
     public var headers: [KafkaHeader]
 
+    /// An empty message, for tests of code that tracks messages.
+    public static let placeholder = KafkaMessage(topic: "", partition: 0, offset: 0, key: [], value: [], headers: [])
+
     public func header(_ name: String) -> String? {
         headers.first { $0.name == name }.map { String(decoding: $0.value, as: UTF8.self) }
     }

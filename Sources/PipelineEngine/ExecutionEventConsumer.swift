@@ -2,6 +2,7 @@ import EventLog
 import Kafka
 import Logging
 import PostgresEventStore
+import Synchronization
 
 /// Consumes one role's view of the execution events from Kafka: decodes each message, drops
 /// duplicates by (stream, version), runs the role's handler — up to `concurrency` at once — and
@@ -15,13 +16,25 @@ struct ExecutionEventConsumer {
     func run(_ handle: @escaping @Sendable (RecordedEvent) async throws -> Void) async throws {
         var offsets = OffsetTracker()
         var dedupe = StreamVersionDeduplicator()
-        try await withThrowingTaskGroup(of: KafkaMessage.self) { group in
+        // Handlers report here as they finish, so offsets move on with every new message, not
+        // only when all `concurrency` slots are busy.
+        let finished = FinishedMessages()
+        // A discarding group keeps nothing of finished handlers, however long the role runs.
+        try await withThrowingDiscardingTaskGroup { group in
             var running = 0
-            for try await message in consumer.messages {
-                // Take what finished meanwhile, then make room.
-                while running >= concurrency, let done = try await group.next() {
+            func settle() async throws {
+                var commits: [OffsetTracker.Partition: KafkaMessage] = [:]
+                for done in finished.take() {
                     running -= 1
-                    try await commit(offsets.finished(done))
+                    if let commit = offsets.finished(done) { commits[OffsetTracker.Partition(topic: commit.topic, partition: commit.partition)] = commit }
+                }
+                for commit in commits.values { try await consumer.commit(commit) }
+            }
+            for try await message in consumer.messages {
+                try await settle()
+                while running >= concurrency {
+                    try await Task.sleep(for: .milliseconds(1))
+                    try await settle()
                 }
                 let event: RecordedEvent
                 do {
@@ -35,14 +48,10 @@ struct ExecutionEventConsumer {
                 running += 1
                 group.addTask {
                     await handleWithRetry(event, handle)
-                    return message
+                    finished.add(message)
                 }
             }
         }
-    }
-
-    private func commit(_ message: KafkaMessage?) async throws {
-        if let message { try await consumer.commit(message) }
     }
 
     /// Retries while the failure may pass (PostgreSQL restarting); skips what can never succeed.
@@ -94,4 +103,13 @@ struct OffsetTracker {
         }
         return highest
     }
+}
+
+/// Messages whose handlers finished, waiting for the consume loop to account for them.
+final class FinishedMessages: Sendable {
+    private let messages = Mutex<[KafkaMessage]>([])
+
+    func add(_ message: KafkaMessage) { messages.withLock { $0.append(message) } }
+
+    func take() -> [KafkaMessage] { messages.withLock { list in defer { list = [] }; return list } }
 }

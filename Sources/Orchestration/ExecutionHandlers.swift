@@ -21,8 +21,8 @@ public enum ExecutionDecider {
             ResumeExecutionHandler.handle(by: by, state: state)
         case let .restartStage(ref, by):
             RestartStageHandler.handle(ref, by: by, state: state)
-        case let .timerFired(ref, attempt):
-            TimerFiredHandler.handle(ref, attempt: attempt, state: state)
+        case let .timerFired(ref, attempt, kind):
+            TimerFiredHandler.handle(ref, attempt: attempt, kind: kind, state: state)
         case let .judge(ref, judgment, input, by):
             JudgeStageHandler.handle(ref, judgment: judgment, input: input, by: by, state: state)
         case .runStage, .cancelStageWork, .startWaitingExecutions:
@@ -160,11 +160,20 @@ public enum JudgeStageHandler {
     }
 }
 
-/// A stage's timer fired: the wait is over. A timer of an earlier attempt (the stage was
-/// restarted) or of a stage that no longer runs changes nothing.
+/// A stage's timer fired: a wait is over, or the stage ran out of time. A timer of an earlier
+/// attempt (the stage was restarted) or of a stage that no longer runs changes nothing.
 public enum TimerFiredHandler {
-    public static func handle(_ ref: String, attempt: Int, state: ExecutionState) -> Decision {
-        guard state.status == .running, state.stage(ref).status == .running, state.stage(ref).attempt == attempt else { return .none }
-        return Decision(events: [.stageCompleted(refID: ref, status: .succeeded, outputs: [:])])
+    public static func handle(_ ref: String, attempt: Int, kind: StageTimerKind, state: ExecutionState) -> Decision {
+        guard state.status == .running, state.stage(ref).status == .running, state.stage(ref).attempt == attempt,
+              let config = state.config(ref)
+        else { return .none }
+        switch kind {
+        case .waitElapsed:
+            return Decision(events: [.stageCompleted(refID: ref, status: .succeeded, outputs: [:])])
+        case .stageTimeout:
+            let status: ExecutionStatus = config.markSuccessfulOnTimeout ? .succeeded : config.failureStatus
+            let limit = config.stageTimeoutMs.map { "\($0) ms" } ?? "its time limit"
+            return Decision(events: [.stageCompleted(refID: ref, status: status, outputs: ["error": .string("stage timed out after \(limit)")])])
+        }
     }
 }

@@ -15,8 +15,8 @@ public enum ExecutionMessage: Sendable, Hashable {
     case pause(by: String?)
     case resume(by: String?)
     case restartStage(refID: String, by: String?)
-    /// A stage's durable timer fired (a wait elapsed) for the given attempt.
-    case timerFired(refID: String, attempt: Int)
+    /// A stage's durable timer fired for the given attempt.
+    case timerFired(refID: String, attempt: Int, kind: StageTimerKind)
     /// A person's answer to a manual judgment stage.
     case judge(refID: String, judgment: Judgment, input: String?, by: String?)
     /// For the orchestrator: a slot of this pipeline became free.
@@ -56,4 +56,13 @@ public struct DecisionContext: Sendable {
 public enum Judgment: String, Sendable, Hashable {
     case `continue`
     case stop
+}
+
+/// What a stage's durable timer stands for.
+public enum StageTimerKind: String, Sendable, Hashable {
+    /// A wait stage's time is up: the stage succeeds.
+    case waitElapsed
+    /// `stageTimeoutMs` ran out: the stage fails with its failure options, or succeeds with
+    /// `markSuccessfulOnTimeout`.
+    case stageTimeout
 }

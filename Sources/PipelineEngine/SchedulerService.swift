@@ -25,7 +25,7 @@ public final class SchedulerService: Service {
                 do {
                     let fired = try await self.timers.fireDue { timer in
                         try await self.repository.handle(
-                            .timerFired(refID: timer.refID, attempt: timer.attempt), executionID: timer.executionID,
+                            .timerFired(refID: timer.refID, attempt: timer.attempt, kind: timer.kind), executionID: timer.executionID,
                             metadata: EventMetadata(correlationID: timer.executionID, actor: "scheduler", source: "scheduler"))
                     }
                     if fired > 0 { continue }

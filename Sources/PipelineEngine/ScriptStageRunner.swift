@@ -7,7 +7,7 @@ import Synchronization
 /// `script`: runs `command` through `/bin/sh -c` with `args`, `env` and `workingDirectory`.
 /// stdout and stderr are captured into the stage's outputs, each capped; exit code 0 succeeds,
 /// anything else fails the stage with its failure options. The process group is killed on cancel
-/// and after `timeoutSeconds` (or the stage's `stageTimeoutMs`).
+/// (including a `stageTimeoutMs` timeout) and after `timeoutSeconds`.
 struct ScriptStageRunner: StageRunner {
     /// Bytes of stdout and of stderr kept in the stage (the rest is dropped and flagged).
     static let outputLimit = 64 * 1024
@@ -43,8 +43,8 @@ struct ScriptStageRunner: StageRunner {
             errPipe.fileHandleForReading.readabilityHandler = nil
         }
 
-        let timeout = stage.json["timeoutSeconds"]?.intValue.map { Duration.seconds($0) }
-            ?? stage.stageTimeoutMs.map { Duration.milliseconds($0) } ?? Self.defaultTimeout
+        // stageTimeoutMs is enforced by a durable timer for every stage type; this is the script's own.
+        let timeout = stage.json["timeoutSeconds"]?.intValue.map { Duration.seconds($0) } ?? Self.defaultTimeout
         let ending = EndReason()
         let exitCode: Int32 = await withCheckedContinuation { continuation in
             process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }

@@ -1,6 +1,7 @@
 import EventLog
 import Foundation
 import Logging
+import Orchestration
 import PostgresEventStore
 import PostgresNIO
 
@@ -14,19 +15,23 @@ public struct TimerStore: Sendable {
         self.logger = logger
     }
 
-    /// A timer of a stage attempt: when it is due, the stage's wait is over.
+    /// A timer of a stage attempt.
     public struct StageTimer: Sendable, Hashable {
         public let executionID: String
         public let refID: String
         public let attempt: Int
+        public let kind: StageTimerKind
 
-        var id: String { "\(executionID)/\(refID)/\(attempt)" }
+        var id: String { "\(executionID)/\(refID)/\(attempt)/\(kind.rawValue)" }
     }
 
     /// Sets the timer unless one with the same id exists (a re-run of the same attempt keeps the
     /// first due time).
     public func set(_ timer: StageTimer, dueIn delay: Duration) async throws {
-        let message: JSONValue = ["executionId": .string(timer.executionID), "refId": .string(timer.refID), "attempt": .number(Double(timer.attempt))]
+        let message: JSONValue = [
+            "executionId": .string(timer.executionID), "refId": .string(timer.refID), "attempt": .number(Double(timer.attempt)),
+            "kind": .string(timer.kind.rawValue),
+        ]
         let milliseconds = Int64(delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000)
         do {
             try await client.query("""
@@ -56,9 +61,14 @@ public struct TimerStore: Sendable {
                     for try await (id, text) in rows.decode((String, String).self) {
                         let message = try JSONText(unchecked: text).decode(JSONValue.self)
                         guard let execution = message["executionId"]?.stringValue, let ref = message["refId"]?.stringValue,
-                              let attempt = message["attempt"]?.intValue
-                        else { continue }
-                        due.append((id, StageTimer(executionID: execution, refID: ref, attempt: attempt)))
+                              let attempt = message["attempt"]?.intValue,
+                              let kind = message["kind"]?.stringValue.flatMap(StageTimerKind.init(rawValue:))
+                        else {
+                            logger.error("malformed timer dropped", metadata: ["timer.id": "\(id)"])
+                            try await connection.query("DELETE FROM timers WHERE timer_id = \(id)", logger: logger)
+                            continue
+                        }
+                        due.append((id, StageTimer(executionID: execution, refID: ref, attempt: attempt, kind: kind)))
                     }
                     for (id, timer) in due {
                         try await fire(timer)

@@ -17,7 +17,7 @@ struct WaitStageRunner: StageRunner {
                 "error": .string("waitTime must be a number of seconds from 0 to \(Int(Self.maximumSeconds))"),
             ])
         }
-        try await timers.set(TimerStore.StageTimer(executionID: run.executionID, refID: run.refID, attempt: run.attempt),
+        try await timers.set(TimerStore.StageTimer(executionID: run.executionID, refID: run.refID, attempt: run.attempt, kind: .waitElapsed),
                              dueIn: .milliseconds(Int64(seconds * 1000)))
         return StageOutcome(status: .running)
     }

@@ -15,6 +15,7 @@ public final class WorkerService: Service {
     let partitions: Int
     let concurrency: Int
     let runners: [String: any StageRunner]
+    let timers: TimerStore
     let logger: Logger
     private let running = Mutex<[String: WorkHandle]>([:])
 
@@ -27,6 +28,7 @@ public final class WorkerService: Service {
         self.topicPrefix = topicPrefix
         self.partitions = partitions
         self.concurrency = concurrency
+        self.timers = timers
         self.runners = [
             "noop": NoopStageRunner(), "script": ScriptStageRunner(), "manualJudgment": ManualJudgmentStageRunner(),
             "wait": WaitStageRunner(timers: timers),
@@ -48,7 +50,9 @@ public final class WorkerService: Service {
         switch event {
         case let .stageStarted(ref, attempt):
             try await runStage(ref, attempt: attempt, executionID: executionID, cause: recorded)
-        case .stageCompleted(let ref, .canceled, _):
+        case .stageCompleted(let ref, _, _):
+            // Canceled, timed out, or judged while work still runs: stop it. (Work that completed
+            // the stage itself is no longer registered.)
             running.withLock { $0[Self.key(executionID, ref)] }?.cancel()
         default:
             break
@@ -67,6 +71,10 @@ public final class WorkerService: Service {
                 .completeStage(refID: ref, status: .terminal, outputs: ["error": .string("this worker cannot run stage type '\(stage.type ?? "")'")]),
                 executionID: executionID, metadata: metadata)
             return
+        }
+        if let timeout = stage.stageTimeoutMs {
+            try await timers.set(TimerStore.StageTimer(executionID: executionID, refID: ref, attempt: attempt, kind: .stageTimeout),
+                                 dueIn: .milliseconds(timeout))
         }
         let work = WorkHandle()
         let key = Self.key(executionID, ref)

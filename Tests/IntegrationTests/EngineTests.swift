@@ -279,4 +279,23 @@ struct EngineTests {
             #expect(timers == 0, "a fired timer stays behind")
         }
     }
+
+    @Test("stageTimeoutMs: a durable timer fails a stage that runs too long and its script is killed")
+    func stageTimeout() async throws {
+        try await TestDatabase.with { db in
+            let engine = try Engine(db)
+            defer { engine.process.terminate() }
+            let sleeper = Self.uniqueSleep()
+            let id = try await engine.run(Self.pipeline([
+                Self.script("slow", sleeper, ["stageTimeoutMs": 1000]),
+                ["refId": "soak", "type": "wait", "waitTime": 3600, "stageTimeoutMs": 500, "markSuccessfulOnTimeout": true],
+            ]))
+            let state = try await engine.finished(id)
+            #expect(state.stage("slow").status == .terminal)
+            #expect(state.stage("slow").outputs["error"] == "stage timed out after 1000 ms")
+            #expect(state.stage("soak").status == .succeeded, "markSuccessfulOnTimeout")
+            #expect(state.status == .terminal)
+            try await eventually(timeout: .seconds(10), "the timed-out script to be killed") { !Self.isRunning(sleeper) }
+        }
+    }
 }

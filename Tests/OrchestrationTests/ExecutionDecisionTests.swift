@@ -248,10 +248,41 @@ struct TimerTests {
         var run = Simulation(pipeline([("w", [], ["type": "wait", "waitTime": 5]), ("next", ["w"], [:])]))
         run.hanging = ["w"]
         run.send(.startExecution)
-        #expect(ExecutionDecider.decide(.timerFired(refID: "w", attempt: 2), state: run.state) == .none, "a timer of another attempt")
-        run.send(.timerFired(refID: "w", attempt: 1))
+        #expect(ExecutionDecider.decide(.timerFired(refID: "w", attempt: 2, kind: .waitElapsed), state: run.state) == .none, "a timer of another attempt")
+        run.send(.timerFired(refID: "w", attempt: 1, kind: .waitElapsed))
         #expect(run.status("w") == .succeeded)
         #expect(run.state.status == .succeeded)
-        #expect(ExecutionDecider.decide(.timerFired(refID: "w", attempt: 1), state: run.state) == .none, "a timer that fires twice")
+        #expect(ExecutionDecider.decide(.timerFired(refID: "w", attempt: 1, kind: .waitElapsed), state: run.state) == .none, "a timer that fires twice")
+    }
+}
+
+@Suite("Execution decisions: stage timeouts")
+struct StageTimeoutTests {
+    static func running(_ options: [String: JSONValue]) -> Simulation {
+        var stage: [String: JSONValue] = ["type": "script", "command": "sleep 60", "stageTimeoutMs": 1000]
+        stage.merge(options) { $1 }
+        var run = Simulation(pipeline([("1", [], stage), ("2", ["1"], [:])]))
+        run.hanging = ["1"]
+        run.send(.startExecution)
+        return run
+    }
+
+    @Test func aTimeoutFailsTheStageWithItsOptions() {
+        var run = Self.running([:])
+        run.send(.timerFired(refID: "1", attempt: 1, kind: .stageTimeout))
+        #expect(run.status("1") == .terminal)
+        #expect(run.state.stage("1").outputs["error"] == "stage timed out after 1000 ms")
+        #expect(run.state.status == .terminal)
+        var lenient = Self.running(["continuePipeline": true])
+        lenient.send(.timerFired(refID: "1", attempt: 1, kind: .stageTimeout))
+        #expect(lenient.status("1") == .failedContinue)
+        #expect(lenient.status("2") == .succeeded)
+    }
+
+    @Test func markSuccessfulOnTimeout() {
+        var run = Self.running(["markSuccessfulOnTimeout": true])
+        run.send(.timerFired(refID: "1", attempt: 1, kind: .stageTimeout))
+        #expect(run.status("1") == .succeeded)
+        #expect(run.state.status == .succeeded)
     }
 }

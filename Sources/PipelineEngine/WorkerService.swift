@@ -83,7 +83,7 @@ public final class WorkerService: Service {
         // A cancel handled between the load above and the registration found nothing to stop;
         // looking again now that the work is registered closes that gap.
         let current = try await repository.load(executionID).stage(ref)
-        if current.status != .running || current.attempt != attempt { work.cancel() }
+        guard current.status == .running, current.attempt == attempt else { return }
         logger.debug("stage running", metadata: ["execution.id": "\(executionID)", "stage.ref": "\(ref)", "stage.type": "\(type)"])
         let outcome = try await runner.run(StageRun(executionID: executionID, refID: ref, attempt: attempt, stage: stage, execution: state, work: work))
         // A canceled stage was already completed by the cancel; a RUNNING outcome waits for

@@ -21,6 +21,8 @@ let package = Package(
         .target(name: "EventLog", swiftSettings: strict),
         // Pure domain: Spinnaker pipeline JSON, validation, statuses and the stage DAG.
         .target(name: "Pipelines", dependencies: ["EventLog"], swiftSettings: strict),
+        // Pure: Topsail's ${…} expression language (Spinnaker's SpEL subset), sandboxed.
+        .target(name: "Expressions", dependencies: ["EventLog"], swiftSettings: strict),
         // Pure domain: executions as events, and one decision handler per message.
         .target(name: "Orchestration", dependencies: ["Pipelines", "EventLog"], swiftSettings: strict),
         // librdkafka's C API; only the Kafka module may import it.
@@ -77,6 +79,7 @@ let package = Package(
         .testTarget(name: "EventLogTests", dependencies: ["EventLog"], swiftSettings: strict),
         .testTarget(name: "PipelinesTests", dependencies: ["Pipelines", "EventLog"], swiftSettings: strict),
         .testTarget(name: "OrchestrationTests", dependencies: ["Orchestration", "Pipelines", "EventLog"], swiftSettings: strict),
+        .testTarget(name: "ExpressionsTests", dependencies: ["Expressions", "EventLog"], swiftSettings: strict),
         .testTarget(name: "PipelineEngineTests", dependencies: ["PipelineEngine", "Kafka"], swiftSettings: strict),
         .testTarget(name: "PostgresEventStoreTests", dependencies: ["PostgresEventStore"], swiftSettings: strict),
         .testTarget(

@@ -38,8 +38,9 @@ public final class OrchestratorService: Service {
         let metadata = EventMetadata(
             correlationID: recorded.metadata.correlationID ?? executionID, causationID: recorded.id.uuidString.lowercased(),
             actor: "orchestrator", source: "orchestrator")
+        let context = ExpressionScope.decisionContext(executionID: executionID)
         for message in ExecutionPolicy.reactions(to: event, after: stateAtEvent) where message.isForOrchestrator {
-            try await repository.handle(message, executionID: executionID, metadata: metadata)
+            try await repository.handle(message, executionID: executionID, metadata: metadata, context: context)
         }
     }
 }

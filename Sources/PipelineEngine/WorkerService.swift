@@ -1,4 +1,5 @@
 import EventLog
+import Expressions
 import Kafka
 import Logging
 import Orchestration
@@ -85,7 +86,21 @@ public final class WorkerService: Service {
         let current = try await repository.load(executionID).stage(ref)
         guard current.status == .running, current.attempt == attempt else { return }
         logger.debug("stage running", metadata: ["execution.id": "\(executionID)", "stage.ref": "\(ref)", "stage.type": "\(type)"])
-        let outcome = try await runner.run(StageRun(executionID: executionID, refID: ref, attempt: attempt, stage: stage, execution: state, work: work))
+        // Expressions are evaluated when the stage starts; a field whose expression fails stays as
+        // written and is reported in the stage's outputs.
+        let scope = ExpressionEvaluator(context: ExpressionScope.context(executionID: executionID, state: state))
+        let (evaluated, failures) = Template.evaluate(.object(stage.json), with: scope)
+        let summary: [String: JSONValue] = failures.isEmpty ? [:] : [
+            "expressionEvaluationSummary": .array(failures.map { ["path": .string($0.path), "expression": .string($0.expression), "error": .string($0.error)] }),
+        ]
+        var outcome: StageOutcome
+        if !failures.isEmpty && stage.json["failOnFailedExpressions"]?.boolValue == true {
+            outcome = StageOutcome(status: stage.failureStatus, outputs: ["error": "expressions failed to evaluate"])
+        } else {
+            let evaluatedStage = StageConfig(json: evaluated.objectValue ?? stage.json)
+            outcome = try await runner.run(StageRun(executionID: executionID, refID: ref, attempt: attempt, stage: evaluatedStage, execution: state, work: work))
+        }
+        outcome.outputs.merge(summary) { current, _ in current }
         // A canceled stage was already completed by the cancel; a RUNNING outcome waits for
         // someone else to complete the stage (a judgment, a timer).
         guard outcome.status.isComplete, outcome.status != .canceled else { return }

@@ -298,4 +298,28 @@ struct EngineTests {
             try await eventually(timeout: .seconds(10), "the timed-out script to be killed") { !Self.isRunning(sleeper) }
         }
     }
+
+    @Test("expressions: stageEnabled skips stages, fields are evaluated at stage start, failures are reported")
+    func stageEnabled() async throws {
+        try await TestDatabase.with { db in
+            let engine = try Engine(db)
+            defer { engine.process.terminate() }
+            guard case .success(let pipeline) = PipelineValidation.parse(Self.pipeline([
+                Self.script("deploy", "echo deploying", ["stageEnabled": ["type": "expression", "expression": "${parameters.env == 'prod'}"]]),
+                Self.script("notify", "echo ${parameters.env}", after: ["deploy"]),
+                Self.script("shell", "echo ${parameters.nope}${HOME:+ok}", after: ["deploy"]),
+            ])) else { throw SetupError("invalid test pipeline") }
+            let id = try await engine.repository.trigger(pipeline, trigger: ["type": "manual"], parameters: ["env": "staging"],
+                                                         metadata: EventMetadata(source: "test"))
+            let state = try await engine.finished(id)
+            #expect(state.stage("deploy").status == .skipped)
+            #expect(state.stage("notify").status == .succeeded)
+            #expect(state.stage("notify").outputs["stdout"] == "staging\n")
+            // A failed expression is left to the shell, and reported with the original text.
+            let summary = state.stage("shell").outputs["expressionEvaluationSummary"]?.arrayValue ?? []
+            #expect(summary.first?["path"] == "$.command")
+            #expect(summary.first?["error"] == "no property 'nope'")
+            #expect(state.status == .terminal, "the shell rejects the unevaluated ${parameters.nope}")
+        }
+    }
 }

@@ -32,7 +32,8 @@ public final class WorkerService: Service {
         self.timers = timers
         self.runners = [
             "noop": NoopStageRunner(), "script": ScriptStageRunner(), "manualJudgment": ManualJudgmentStageRunner(),
-            "wait": WaitStageRunner(timers: timers),
+            "wait": WaitStageRunner(timers: timers), "evaluateVariables": EvaluateVariablesStageRunner(),
+            "checkPreconditions": CheckPreconditionsStageRunner(),
         ]
         self.logger = logger
     }

@@ -42,7 +42,7 @@ struct OrchestratorCommand: AsyncParsableCommand {
 struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "worker",
-        abstract: "Run stages' work (noop, script, wait, manualJudgment): consume execution events (group <prefix>worker) and report outcomes.",
+        abstract: "Run stages' work (noop, script, wait, manualJudgment, evaluateVariables, checkPreconditions): consume execution events (group <prefix>worker) and report outcomes.",
         discussion: "Any number may run. SIGTERM or Ctrl-C stops it gracefully."
     )
 

@@ -322,4 +322,30 @@ struct EngineTests {
             #expect(state.status == .terminal, "the shell rejects the unevaluated ${parameters.nope}")
         }
     }
+
+    @Test("evaluateVariables outputs flow to later stages; checkPreconditions gates the pipeline")
+    func variablesAndPreconditions() async throws {
+        try await TestDatabase.with { db in
+            let engine = try Engine(db)
+            defer { engine.process.terminate() }
+            guard case .success(let pipeline) = PipelineValidation.parse(Self.pipeline([
+                ["refId": "vars", "name": "vars", "type": "evaluateVariables",
+                 "variables": [["key": "greeting", "value": "hello ${parameters.who}"]]],
+                ["refId": "check", "type": "checkPreconditions", "requisiteStageRefIds": ["vars"],
+                 "preconditions": [["type": "expression", "context": ["expression": "${#stage('vars').outputs.greeting == 'hello world'}"]]]],
+                Self.script("say", "echo '${#stage(\"vars\").outputs.greeting}'", after: ["check"]),
+            ])) else { throw SetupError("invalid test pipeline") }
+            let passing = try await engine.repository.trigger(pipeline, trigger: ["type": "manual"], parameters: ["who": "world"],
+                                                              metadata: EventMetadata(source: "test"))
+            let failing = try await engine.repository.trigger(pipeline, trigger: ["type": "manual"], parameters: ["who": "moon"],
+                                                              metadata: EventMetadata(source: "test"))
+            let passed = try await engine.finished(passing)
+            #expect(passed.status == .succeeded)
+            #expect(passed.stage("say").outputs["stdout"] == "hello world\n")
+            let stopped = try await engine.finished(failing)
+            #expect(stopped.stage("check").status == .terminal)
+            #expect(stopped.stage("say").status == .notStarted)
+            #expect(stopped.status == .terminal)
+        }
+    }
 }

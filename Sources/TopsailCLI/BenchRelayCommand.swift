@@ -43,7 +43,7 @@ struct BenchRelayCommand: AsyncParsableCommand {
         var received: Int
         var sendRatePerSecond: Double
         var latency: LatencySummary
-        /// The most events published or appended but not yet consumed, sampled every 50 ms.
+        /// The most events published or appended but not yet consumed at any moment.
         var maximumBacklog: Int
         /// From the last send to the last message consumed.
         var drainMs: Double
@@ -166,14 +166,6 @@ struct BenchRelayCommand: AsyncParsableCommand {
         let senders = min(32, max(1, rate / 100))
         let start = clock.now + .milliseconds(50)
         let interval = Duration.seconds(1) / rate
-        let sampler = Task {
-            var maximum = 0
-            while !Task.isCancelled {
-                maximum = max(maximum, tracker.backlog)
-                try? await Task.sleep(for: .milliseconds(50))
-            }
-            return maximum
-        }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for sender in 0..<senders {
                 group.addTask {
@@ -194,9 +186,7 @@ struct BenchRelayCommand: AsyncParsableCommand {
             try await Task.sleep(for: .milliseconds(1))
         }
         let drained = clock.now - lastSend
-        sampler.cancel()
-        let maximumBacklog = await sampler.value
-        let (sent, latencies) = tracker.reset()
+        let (sent, latencies, maximumBacklog) = tracker.reset()
         return Phase(samples: latencies, sent: sent, received: latencies.count, sendRatePerSecond: Double(sent) / (sendingTook.milliseconds / 1000),
                      latency: LatencySummary(latencies), maximumBacklog: maximumBacklog, drainMs: drained.milliseconds)
     }
@@ -211,6 +201,7 @@ final class LatencyTracker: Sendable {
         var receivedIDs: Set<String> = []
         /// Receipts that overtook the sender's bookkeeping (the append returned after the relay published).
         var early: [String: ContinuousClock.Instant] = [:]
+        var maximumBacklog = 0
     }
 
     private let state = Mutex(State())
@@ -224,6 +215,7 @@ final class LatencyTracker: Sendable {
                 state.receivedIDs.insert(id)
             } else {
                 state.pending[id] = now
+                state.maximumBacklog = max(state.maximumBacklog, state.pending.count)
             }
         }
     }
@@ -245,10 +237,10 @@ final class LatencyTracker: Sendable {
     var backlog: Int { state.withLock { $0.pending.count } }
 
     @discardableResult
-    func reset() -> (sent: Int, latencies: [Duration]) {
+    func reset() -> (sent: Int, latencies: [Duration], maximumBacklog: Int) {
         state.withLock { state in
             defer { state = State() }
-            return (state.sent, state.latencies)
+            return (state.sent, state.latencies, state.maximumBacklog)
         }
     }
 }

@@ -79,7 +79,10 @@ enum HealthEndpoint {
     static func databaseAnswers(_ client: PostgresClient) async -> Bool {
         await withTaskGroup(of: Bool.self) { group in
             group.addTask { (try? await client.query("SELECT 1")) != nil }
-            group.addTask { (try? await Task.sleep(for: .seconds(2))) == nil ? false : false }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(2))
+                return false
+            }
             defer { group.cancelAll() }
             return await group.next() ?? false
         }

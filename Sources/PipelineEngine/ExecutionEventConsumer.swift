@@ -54,14 +54,15 @@ struct ExecutionEventConsumer {
         }
     }
 
-    /// Retries while the failure may pass (PostgreSQL restarting); skips what can never succeed.
+    /// Retries while the failure may pass (PostgreSQL restarting, an execution that kept changing
+    /// under its handler); skips what can never succeed (an event that does not decode).
     private func handleWithRetry(_ event: RecordedEvent, _ handle: @Sendable (RecordedEvent) async throws -> Void) async {
         var delay = Duration.milliseconds(100)
         while !Task.isCancelled {
             do {
                 try await handle(event)
                 return
-            } catch let error as DatabaseError where error.isRetriable {
+            } catch where Self.mayPass(error) {
                 logger.warning("handling an event failed; retrying", metadata: ["event.stream": "\(event.streamID)", "error": "\(error)"])
                 try? await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(5))
@@ -72,6 +73,11 @@ struct ExecutionEventConsumer {
                 return
             }
         }
+    }
+
+    static func mayPass(_ error: any Error) -> Bool {
+        if let error = error as? DatabaseError { return error.isRetriable }
+        return error is EngineError
     }
 }
 

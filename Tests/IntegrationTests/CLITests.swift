@@ -190,3 +190,32 @@ struct PipelineValidateCLITests {
         #expect(missing.stderr.contains("cannot read /nonexistent/p.json"))
     }
 }
+
+/// The benchmarks are measured by hand (docs/benchmarks.md); this keeps them working.
+@Suite("Command line: benchmarks run")
+struct BenchSmokeTests {
+    static func json(_ arguments: [String]) throws -> [String: Any] {
+        let outcome = try CLITests.run(arguments + ["--json"], environment: ["TOPSAIL_MIGRATIONS_DIR": TestEnvironment.migrationsDirectory.path])
+        #expect(outcome.status == 0, "\(outcome.stderr.suffix(2000))")
+        return (try JSONSerialization.jsonObject(with: Data(outcome.stdout.utf8)) as? [String: Any]) ?? [:]
+    }
+
+    @Test func append() throws {
+        let result = try Self.json(["bench", "append", "--writers", "2", "--batch", "5", "--duration", "1"])
+        let topsail = result["topsail"] as? [String: Any]
+        #expect((topsail?["eventsPerSecond"] as? Double ?? 0) > 0)
+        #expect((result["ratio"] as? Double ?? 0) > 0)
+    }
+
+    @Test func relay() throws {
+        let result = try Self.json(["bench", "relay", "--rate", "50", "--duration", "1"])
+        let relay = result["relay"] as? [String: Any]
+        #expect(relay?["sent"] as? Int == 50)
+        #expect(relay?["received"] as? Int == 50)
+    }
+
+    @Test func pipeline() throws {
+        let result = try Self.json(["bench", "pipeline", "--stages", "3", "--executions", "2"])
+        #expect((result["transition"] as? [String: Any])?["count"] as? Int == 4)
+    }
+}

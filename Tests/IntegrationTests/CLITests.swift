@@ -14,7 +14,17 @@ struct CLITests {
         let stderr: String
     }
 
-    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Outcome {
+    /// Runs the executable to completion on a thread of its own: blocking a test's cooperative
+    /// thread while a command runs would stall every other test in the process.
+    static func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> Outcome {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                do { continuation.resume(returning: try runBlocking(arguments, environment: environment)) } catch { continuation.resume(throwing: error) }
+            }
+        }
+    }
+
+    private static func runBlocking(_ arguments: [String], environment: [String: String]) throws -> Outcome {
         let process = Process()
         process.executableURL = try TestEnvironment.topsailExecutable()
         process.arguments = arguments
@@ -34,22 +44,22 @@ struct CLITests {
     func appendAndRead() async throws {
         try await TestDatabase.with(migrate: false) { db in
             let env = ["TOPSAIL_DATABASE_URL": db.url]
-            let migrated = try Self.run(["migrate"], environment: env)
+            let migrated = try await Self.run(["migrate"], environment: env)
             #expect(migrated.status == 0, "\(migrated.stderr)")
             #expect(migrated.stdout.contains("3 applied, 0 already applied"))
 
             let id = UUID().uuidString
-            let first = try Self.run(["events", "append", "--stream", "deploy-42", "--type", "deploy.requested",
+            let first = try await Self.run(["events", "append", "--stream", "deploy-42", "--type", "deploy.requested",
                                       "--data", #"{"version":"1.2.3"}"#, "--id", id, "--expected-version", "no-stream"], environment: env)
             #expect(first.status == 0, "\(first.stderr)")
             let position = first.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
             #expect(Int(position) != nil)
-            let retry = try Self.run(["events", "append", "--stream", "deploy-42", "--type", "deploy.requested",
+            let retry = try await Self.run(["events", "append", "--stream", "deploy-42", "--type", "deploy.requested",
                                       "--data", #"{"version":"1.2.3"}"#, "--id", id, "--expected-version", "no-stream"], environment: env)
             #expect(retry.status == 0)
             #expect(retry.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == position)
 
-            let read = try Self.run(["events", "read", "--stream", "deploy-42"], environment: env)
+            let read = try await Self.run(["events", "read", "--stream", "deploy-42"], environment: env)
             let lines = read.stdout.split(separator: "\n")
             #expect(lines.count == 1)
             let object = try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as? [String: Any]
@@ -70,7 +80,7 @@ struct CLITests {
     ])
     func badInput(_ arguments: [String], _ message: String) async throws {
         try await TestDatabase.with { db in
-            let outcome = try Self.run(arguments, environment: ["TOPSAIL_DATABASE_URL": db.url])
+            let outcome = try await Self.run(arguments, environment: ["TOPSAIL_DATABASE_URL": db.url])
             #expect(outcome.status != 0)
             #expect(outcome.stderr.contains(message), "stderr: \(outcome.stderr)")
             #expect(!outcome.stderr.contains("Fatal error"))
@@ -78,17 +88,17 @@ struct CLITests {
     }
 
     @Test("an unreachable database is reported within seconds, naming what to do")
-    func unreachableDatabase() throws {
+    func unreachableDatabase() async throws {
         let started = ContinuousClock.now
-        let outcome = try Self.run(["events", "read", "--all"], environment: ["TOPSAIL_DATABASE_URL": "postgres://postgres@127.0.0.1:1/topsail"])
+        let outcome = try await Self.run(["events", "read", "--all"], environment: ["TOPSAIL_DATABASE_URL": "postgres://postgres@127.0.0.1:1/topsail"])
         #expect(outcome.status == 1)
         #expect(outcome.stderr.contains("PostgreSQL"))
         #expect(ContinuousClock.now - started < .seconds(15))
     }
 
     @Test("missing configuration names the variable to set")
-    func missingConfiguration() throws {
-        let outcome = try Self.run(["events", "read", "--all"], environment: ["TOPSAIL_DATABASE_URL": ""])
+    func missingConfiguration() async throws {
+        let outcome = try await Self.run(["events", "read", "--all"], environment: ["TOPSAIL_DATABASE_URL": ""])
         #expect(outcome.status != 0)
         #expect(outcome.stderr.contains("TOPSAIL_DATABASE_URL"))
     }
@@ -152,40 +162,40 @@ struct PipelineValidateCLITests {
     }
 
     @Test("a valid pipeline: summary and exit 0")
-    func valid() throws {
+    func valid() async throws {
         let path = try Self.write("""
             {"application": "web", "name": "p", "stages": [
               {"refId": "1", "type": "wait", "waitTime": 1},
               {"refId": "2", "type": "noop", "requisiteStageRefIds": ["1"]}]}
             """)
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let outcome = try CLITests.run(["pipeline", "validate", "-f", path])
+        let outcome = try await CLITests.run(["pipeline", "validate", "-f", path])
         #expect(outcome.status == 0, "\(outcome.stderr)")
         #expect(outcome.stdout.contains("valid: 2 stages, starting with 1"))
     }
 
     @Test("an invalid pipeline: every problem with stage and path, exit 1")
-    func invalid() throws {
+    func invalid() async throws {
         let path = try Self.write("""
             {"stages": [
               {"refId": "1", "type": "script"},
               {"refId": "2", "type": "noop", "requisiteStageRefIds": ["9"]}]}
             """)
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let outcome = try CLITests.run(["pipeline", "validate", "-f", path])
+        let outcome = try await CLITests.run(["pipeline", "validate", "-f", path])
         #expect(outcome.status == 1)
         #expect(outcome.stderr.contains("stage '1' (stages[0].command): a script stage needs 'command'"))
         #expect(outcome.stderr.contains("stage '2' (stages[1].requisiteStageRefIds[0]): unknown refId '9'"))
     }
 
     @Test("not JSON, or no such file: one clear line")
-    func unreadable() throws {
+    func unreadable() async throws {
         let path = try Self.write("{nope")
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let garbage = try CLITests.run(["pipeline", "validate", "-f", path])
+        let garbage = try await CLITests.run(["pipeline", "validate", "-f", path])
         #expect(garbage.status != 0)
         #expect(garbage.stderr.contains("is not valid JSON"))
-        let missing = try CLITests.run(["pipeline", "validate", "-f", "/nonexistent/p.json"])
+        let missing = try await CLITests.run(["pipeline", "validate", "-f", "/nonexistent/p.json"])
         #expect(missing.status != 0)
         #expect(missing.stderr.contains("cannot read /nonexistent/p.json"))
     }
@@ -194,28 +204,28 @@ struct PipelineValidateCLITests {
 /// The benchmarks are measured by hand (docs/benchmarks.md); this keeps them working.
 @Suite("Command line: benchmarks run")
 struct BenchSmokeTests {
-    static func json(_ arguments: [String]) throws -> [String: Any] {
-        let outcome = try CLITests.run(arguments + ["--json"], environment: ["TOPSAIL_MIGRATIONS_DIR": TestEnvironment.migrationsDirectory.path])
+    static func json(_ arguments: [String]) async throws -> [String: Any] {
+        let outcome = try await CLITests.run(arguments + ["--json"], environment: ["TOPSAIL_MIGRATIONS_DIR": TestEnvironment.migrationsDirectory.path])
         #expect(outcome.status == 0, "\(outcome.stderr.suffix(2000))")
         return (try JSONSerialization.jsonObject(with: Data(outcome.stdout.utf8)) as? [String: Any]) ?? [:]
     }
 
-    @Test func append() throws {
-        let result = try Self.json(["bench", "append", "--writers", "2", "--batch", "5", "--duration", "1"])
+    @Test func append() async throws {
+        let result = try await Self.json(["bench", "append", "--writers", "2", "--batch", "5", "--duration", "1"])
         let topsail = result["topsail"] as? [String: Any]
         #expect((topsail?["eventsPerSecond"] as? Double ?? 0) > 0)
         #expect((result["ratio"] as? Double ?? 0) > 0)
     }
 
-    @Test func relay() throws {
-        let result = try Self.json(["bench", "relay", "--rate", "50", "--duration", "1"])
+    @Test func relay() async throws {
+        let result = try await Self.json(["bench", "relay", "--rate", "50", "--duration", "1"])
         let relay = result["relay"] as? [String: Any]
         #expect(relay?["sent"] as? Int == 50)
         #expect(relay?["received"] as? Int == 50)
     }
 
-    @Test func pipeline() throws {
-        let result = try Self.json(["bench", "pipeline", "--stages", "3", "--executions", "2"])
+    @Test func pipeline() async throws {
+        let result = try await Self.json(["bench", "pipeline", "--stages", "3", "--executions", "2"])
         #expect((result["transition"] as? [String: Any])?["count"] as? Int == 4)
     }
 }

@@ -205,7 +205,7 @@ struct EngineTests {
                 """.write(toFile: file, atomically: true, encoding: .utf8)
             defer { try? FileManager.default.removeItem(atPath: file) }
 
-            let failed = try CLITests.run(["pipeline", "run", "-f", file, "--wait"], environment: env)
+            let failed = try await CLITests.run(["pipeline", "run", "-f", file, "--wait"], environment: env)
             #expect(failed.status == 1, "\(failed.stdout)\(failed.stderr)")
             #expect(failed.stdout.contains("stage 1 (1, script) TERMINAL"))
             #expect(failed.stdout.contains("execution TERMINAL"))
@@ -213,19 +213,19 @@ struct EngineTests {
 
             FileManager.default.createFile(atPath: marker, contents: Data())
             defer { try? FileManager.default.removeItem(atPath: marker) }
-            let restarted = try CLITests.run(["executions", "restart", id, "--stage", "1"], environment: env)
+            let restarted = try await CLITests.run(["executions", "restart", id, "--stage", "1"], environment: env)
             #expect(restarted.status == 0, "\(restarted.stderr)")
             let state = try await engine.finished(id)
             #expect(state.status == .succeeded)
             #expect(state.stage("1").attempt == 2)
-            let shown = try CLITests.run(["executions", "show", id], environment: env)
+            let shown = try await CLITests.run(["executions", "show", id], environment: env)
             #expect(shown.stdout.contains("execution \(id) SUCCEEDED"))
             #expect(shown.stdout.contains("attempt 2"))
 
-            let again = try CLITests.run(["executions", "cancel", id], environment: env)
+            let again = try await CLITests.run(["executions", "cancel", id], environment: env)
             #expect(again.status == 1)
             #expect(again.stderr.contains("cannot cancel execution \(id): it is SUCCEEDED"))
-            let unknown = try CLITests.run(["executions", "show", "no-such-id"], environment: env)
+            let unknown = try await CLITests.run(["executions", "show", "no-such-id"], environment: env)
             #expect(unknown.status == 1)
             #expect(unknown.stderr.contains("no execution no-such-id"))
         }
@@ -243,7 +243,7 @@ struct EngineTests {
             try await eventually("the judgment stage to wait") { try await engine.repository.load(id).stage("approve").status == .running }
             try await Task.sleep(for: .milliseconds(500))
             #expect(try await engine.repository.load(id).stage("approve").status == .running, "the judgment completed by itself")
-            let answer = try CLITests.run(["executions", "judge", id, "--stage", "approve", "--continue", "--input", "yes"],
+            let answer = try await CLITests.run(["executions", "judge", id, "--stage", "approve", "--continue", "--input", "yes"],
                                           environment: ["TOPSAIL_DATABASE_URL": db.url])
             #expect(answer.status == 0, "\(answer.stderr)")
             let state = try await engine.finished(id)

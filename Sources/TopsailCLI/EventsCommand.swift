@@ -171,8 +171,7 @@ struct TailEventsCommand: AsyncParsableCommand {
             for try await event in LogSubscription(store: store, after: start) {
                 if alreadyCommitted.remove(event.id) != nil { continue }
                 if let category, event.streamID.category != category { continue }
-                // Unbuffered: a follower sees each event when it commits.
-                FileHandle.standardOutput.write(Data((EventEnvelopeCodec.encode(event) + "\n").utf8))
+                Output.line(EventEnvelopeCodec.encode(event))
             }
         }
     }

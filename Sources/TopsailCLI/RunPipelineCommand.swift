@@ -56,9 +56,9 @@ struct RunPipelineCommand: AsyncParsableCommand {
                 print(json ? "{\"id\":\(id.jsonQuoted)}" : id)
                 return
             }
-            if !json { print("execution \(id)") }
+            if !json { Output.line("execution \(id)") }
             let final = try await ExecutionFollower(repository: repository, executionID: id).follow { line in
-                if !json { print(line) }
+                if !json { Output.line(line) }
             }
             if json { print(try ExecutionView(id: id, state: final).jsonText()) }
             guard final.status == .succeeded else { throw ExitCode(1) }

@@ -174,6 +174,14 @@ struct PipelineValidateCLITests {
         #expect(outcome.stdout.contains("valid: 2 stages, starting with 1"))
     }
 
+    @Test("the README's example pipeline is valid")
+    func example() async throws {
+        let path = TestEnvironment.packageRoot.appendingPathComponent("examples/hello-pipeline.json").path
+        let outcome = try await CLITests.run(["pipeline", "validate", "-f", path])
+        #expect(outcome.status == 0, "\(outcome.stderr)")
+        #expect(outcome.stdout.contains("valid: 5 stages, starting with 1"))
+    }
+
     @Test("an invalid pipeline: every problem with stage and path, exit 1")
     func invalid() async throws {
         let path = try Self.write("""

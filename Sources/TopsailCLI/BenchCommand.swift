@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Kafka
 import Logging
 import PostgresEventStore
 import PostgresNIO
@@ -72,4 +73,15 @@ func printJSON<T: Encodable>(_ value: T) throws {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
+extension CommonOptions {
+    /// Kafka settings for a benchmark's own consumers: a first group join takes about half the
+    /// session timeout, which would otherwise dominate a short run.
+    func benchKafka() throws -> KafkaConfiguration {
+        var kafka = try kafka()
+        kafka.sessionTimeout = .milliseconds(2000)
+        kafka.heartbeatInterval = .milliseconds(500)
+        return kafka
+    }
 }

@@ -51,10 +51,7 @@ struct BenchPipelineCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = options.logger("topsail.bench")
-        var kafka = try options.kafka()
-        kafka.sessionTimeout = .milliseconds(2000)
-        kafka.heartbeatInterval = .milliseconds(500)
-        let kafkaConfiguration = kafka
+        let kafkaConfiguration = try options.benchKafka()
         let (stageCount, executionCount) = (stages, executions)
         let result = try await withBenchSchema(options, logger: logger, connections: 40) { client, _ in
             let prefix = "bench" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(10) + "."

@@ -70,10 +70,7 @@ struct BenchRelayCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = options.logger("topsail.bench")
-        var kafka = try options.kafka()
-        kafka.sessionTimeout = .milliseconds(2000)
-        kafka.heartbeatInterval = .milliseconds(500)
-        let kafkaConfiguration = kafka
+        let kafkaConfiguration = try options.benchKafka()
         let (rate, duration) = (self.rate, self.duration)
         let result = try await withBenchSchema(options, logger: logger, connections: 24) { client, _ in
             let category = "bench" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(10)

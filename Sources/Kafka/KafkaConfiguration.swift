@@ -44,6 +44,8 @@ public struct KafkaConfiguration: Sendable, Hashable {
         var values = [
             "enable.idempotence": "true",
             "acks": "all",
+            // Kafka's own hash, so that Topsail can tell which partition a stream's events go to.
+            "partitioner": "murmur2_random",
             "linger.ms": String(linger.milliseconds),
             "message.timeout.ms": String(messageTimeout.milliseconds),
             "topic.metadata.refresh.interval.ms": "10000",

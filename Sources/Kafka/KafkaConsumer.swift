@@ -88,6 +88,39 @@ public final class KafkaConsumer: Sendable {
         }
     }
 
+    /// The partitions the group gave this member, per topic (empty before the first assignment).
+    public func assignment() -> [String: Set<Int32>] {
+        var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+        guard rd_kafka_assignment(handle.pointer, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list else { return [:] }
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        var result: [String: Set<Int32>] = [:]
+        for index in 0..<Int(list.pointee.cnt) {
+            let entry = list.pointee.elems[index]
+            result[String(cString: entry.topic), default: []].insert(entry.partition)
+        }
+        return result
+    }
+
+    /// How many partitions `topic` has, asked of the brokers.
+    public func partitionCount(of topic: String, timeout: Duration = .seconds(5)) async throws -> Int {
+        let handle = self.handle
+        return try await handle.blocking { () throws(KafkaError) -> Int in
+            guard let topicHandle = rd_kafka_topic_new(handle.pointer, topic, nil) else {
+                throw KafkaError(code: .configuration, message: "cannot describe topic \(topic)")
+            }
+            defer { rd_kafka_topic_destroy(topicHandle) }
+            var metadata: UnsafePointer<rd_kafka_metadata>?
+            let err = rd_kafka_metadata(handle.pointer, 0, topicHandle, &metadata, Int32(clamping: timeout.milliseconds))
+            defer { if let metadata { rd_kafka_metadata_destroy(metadata) } }
+            guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata, metadata.pointee.topic_cnt > 0 else {
+                throw KafkaError(err, "cannot read the metadata of topic \(topic)")
+            }
+            let described = metadata.pointee.topics[0]
+            guard described.err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(described.err, "topic \(topic)") }
+            return Int(described.partition_cnt)
+        }
+    }
+
     /// Leaves the group (committing nothing) and stops polling.
     public func close() {
         guard !closed.set() else { return }

@@ -12,15 +12,32 @@ struct ExecutionEventConsumer {
     let consumer: KafkaConsumer
     let concurrency: Int
     let logger: Logger
+    /// Events this process appended, handed over without the trip through Kafka.
+    var inbox: LocalInbox?
 
     func run(_ handle: @escaping @Sendable (RecordedEvent) async throws -> Void) async throws {
         var offsets = OffsetTracker()
         var dedupe = StreamVersionDeduplicator()
+        let handled = inbox?.handled ?? HandledEvents()
         // Handlers report here as they finish, so offsets move on with every new message, not
         // only when all `concurrency` slots are busy.
         let finished = FinishedMessages()
         // A discarding group keeps nothing of finished handlers, however long the role runs.
         try await withThrowingDiscardingTaskGroup { group in
+            if let inbox {
+                group.addTask {
+                    await withDiscardingTaskGroup { local in
+                        for await event in inbox.events {
+                            let key = HandledEvents.Key(event)
+                            guard handled.claim(key) else { continue }
+                            local.addTask {
+                                await handleWithRetry(event, handle)
+                                handled.finish(key)
+                            }
+                        }
+                    }
+                }
+            }
             var running = 0
             func settle() async throws {
                 var commits: [OffsetTracker.Partition: KafkaMessage] = [:]
@@ -47,7 +64,16 @@ struct ExecutionEventConsumer {
                 offsets.started(message)
                 running += 1
                 group.addTask {
-                    await handleWithRetry(event, handle)
+                    // The in-process copy may have been (or be being) handled: then only wait for
+                    // it, so the offset is committed after the handler finished, never before.
+                    let key = HandledEvents.Key(event)
+                    if handled.claim(key) {
+                        await handleWithRetry(event, handle)
+                        handled.finish(key)
+                    } else {
+                        await handled.waitUntilFinished(key)
+                    }
+                    handled.forget(key)
                     finished.add(message)
                 }
             }

@@ -12,11 +12,14 @@ public struct ExecutionRepository: Sendable {
     let store: any EventStore
     let logger: Logger
     let cache: ExecutionHistoryCache
+    /// Roles of this process that take the events appended here without waiting for Kafka.
+    public let handoff: LocalHandoff
 
-    public init(store: any EventStore, logger: Logger, cacheCapacity: Int = 10_000) {
+    public init(store: any EventStore, logger: Logger, cacheCapacity: Int = 10_000, handoff: LocalHandoff = LocalHandoff()) {
         self.store = store
         self.logger = logger
         self.cache = ExecutionHistoryCache(capacity: cacheCapacity)
+        self.handoff = handoff
     }
 
     public static func streamID(_ executionID: String) throws -> StreamID {
@@ -24,19 +27,21 @@ public struct ExecutionRepository: Sendable {
     }
 
     /// Every event of the execution, in order. A stream only grows, so what was read before is
-    /// kept and only newer events are read and decoded.
-    public func events(of executionID: String) async throws -> [ExecutionEvent] {
+    /// kept and only newer events are read and decoded. With `atLeast`, a cached history that
+    /// already holds that many events is returned without asking the log.
+    public func events(of executionID: String, atLeast version: Int64? = nil) async throws -> [ExecutionEvent] {
         let stream = try Self.streamID(executionID)
         var events = cache.history(of: executionID)
-        var version = Int64(events.count) + 1
+        if let version, events.count >= version { return events }
+        var next = Int64(events.count) + 1
         defer { cache.remember(events, of: executionID) }
         while true {
-            let batch = try await store.readStream(stream, from: version, direction: .forward, limit: 500)
+            let batch = try await store.readStream(stream, from: next, direction: .forward, limit: 500)
             for recorded in batch {
                 events.append(try ExecutionEventCodec.decode(type: recorded.type, payload: try recorded.payload.decode(JSONValue.self)))
             }
             guard let last = batch.last, batch.count == 500 else { break }
-            version = last.streamVersion + 1
+            next = last.streamVersion + 1
         }
         return events
     }
@@ -53,33 +58,51 @@ public struct ExecutionRepository: Sendable {
         var metadata = metadata
         metadata.correlationID = metadata.correlationID ?? executionID
         let event = ExecutionEvent.triggered(pipeline: pipeline, trigger: trigger, parameters: parameters)
-        _ = try await store.append(to: try Self.streamID(executionID), expected: .noStream, events: [try Self.newEvent(event, metadata: metadata)])
+        try await append([try Self.newEvent(event, metadata: metadata)], to: try Self.streamID(executionID), expected: .noStream)
+        cache.remember([event], of: executionID)
         return executionID
     }
 
     /// Loads the execution, lets the message's handler decide, and appends the decision. A
     /// concurrent writer makes the append conflict: the handler then decides again on the newer
     /// state, so a message never applies twice and never applies to a state it did not see.
+    ///
+    /// The first decision is made on the cached history without reading the log: the append's
+    /// version check proves it current, and a decision of nothing is re-made on a fresh read
+    /// (a history that lags may not show yet what the message is about).
     @discardableResult
     public func handle(
         _ message: ExecutionMessage, executionID: String, metadata: EventMetadata, context: DecisionContext = DecisionContext()
     ) async throws -> [ExecutionEvent] {
         let stream = try Self.streamID(executionID)
+        var history = cache.history(of: executionID)
+        var fresh = history.isEmpty
+        if fresh { history = try await events(of: executionID) }
         for _ in 0..<10 {
-            let state = try await load(executionID)
+            let state = ExecutionState(history)
             guard state.version > 0 else { return [] }
             let decision = ExecutionDecider.decide(message, state: state, context: context)
-            guard !decision.events.isEmpty else { return [] }
+            if decision.events.isEmpty {
+                if fresh { return [] }
+                history = try await events(of: executionID)
+                fresh = true
+                continue
+            }
             do {
-                _ = try await store.append(
-                    to: stream, expected: .exact(state.version),
-                    events: try decision.events.map { try Self.newEvent($0, metadata: metadata) })
+                try await append(decision.events.map { try Self.newEvent($0, metadata: metadata) }, to: stream, expected: .exact(state.version))
+                cache.remember(history + decision.events, of: executionID)
                 return decision.events
             } catch EventStoreError.versionConflict {
-                continue
+                history = try await events(of: executionID)
+                fresh = true
             }
         }
         throw EngineError("execution \(executionID) kept changing while handling \(message); giving up after 10 attempts")
+    }
+
+    private func append(_ events: [NewEvent], to stream: StreamID, expected: ExpectedVersion) async throws {
+        let result = try await store.append(to: stream, expected: expected, events: events)
+        handoff.deliver(LocalHandoff.recorded(events, stream: stream, result: result))
     }
 
     static func newEvent(_ event: ExecutionEvent, metadata: EventMetadata) throws -> NewEvent {

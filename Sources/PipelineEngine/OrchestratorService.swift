@@ -23,7 +23,8 @@ public final class OrchestratorService: Service {
 
     public func run() async throws {
         try await ExecutionTopic.consume(
-            kafka: kafka, topicPrefix: topicPrefix, partitions: partitions, role: "orchestrator", concurrency: 16, logger: logger
+            kafka: kafka, topicPrefix: topicPrefix, partitions: partitions, role: "orchestrator", concurrency: 16,
+            handoff: repository.handoff, logger: logger
         ) { event in
             try await self.advance(after: event)
         }
@@ -32,7 +33,7 @@ public final class OrchestratorService: Service {
     func advance(after recorded: RecordedEvent) async throws {
         let executionID = recorded.streamID.id
         let event = try ExecutionEventCodec.decode(type: recorded.type, payload: try recorded.payload.decode(JSONValue.self))
-        let history = try await repository.events(of: executionID)
+        let history = try await repository.events(of: executionID, atLeast: recorded.streamVersion)
         guard history.count >= recorded.streamVersion else { return }
         let stateAtEvent = ExecutionState(Array(history.prefix(Int(recorded.streamVersion))))
         let metadata = EventMetadata(
@@ -58,10 +59,11 @@ extension ExecutionMessage {
 
 /// The Kafka topic of execution events, consumed by each role in a group of its own.
 enum ExecutionTopic {
-    /// Consumes the execution events as `<prefix><role>` until graceful shutdown.
+    /// Consumes the execution events as `<prefix><role>` until graceful shutdown, together with
+    /// the events this process appends to partitions the role owns (``LocalHandoff``).
     static func consume(
-        kafka: KafkaConfiguration, topicPrefix: String, partitions: Int, role: String, concurrency: Int, logger: Logger,
-        _ handle: @escaping @Sendable (RecordedEvent) async throws -> Void
+        kafka: KafkaConfiguration, topicPrefix: String, partitions: Int, role: String, concurrency: Int, handoff: LocalHandoff,
+        logger: Logger, _ handle: @escaping @Sendable (RecordedEvent) async throws -> Void
     ) async throws {
         let topic = topicPrefix + ExecutionRepository.category
         // Created up front so that the consumer is assigned partitions before the first event.
@@ -70,12 +72,44 @@ enum ExecutionTopic {
         producer.close()
         let consumer = try KafkaConsumer(configuration: kafka, groupID: topicPrefix + role, topics: [topic], logger: logger)
         defer { consumer.close() }
+        let inbox = handoff.open(role: role)
+        defer { handoff.close(inbox) }
         do {
             try await cancelWhenGracefulShutdown {
-                try await ExecutionEventConsumer(consumer: consumer, concurrency: concurrency, logger: logger).run(handle)
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await followAssignment(of: consumer, topic: topic, into: inbox, logger: logger) }
+                    group.addTask {
+                        try await ExecutionEventConsumer(consumer: consumer, concurrency: concurrency, logger: logger, inbox: inbox).run(handle)
+                    }
+                    defer { group.cancelAll() }
+                    try await group.next()
+                }
             }
         } catch is CancellationError {
             // Graceful shutdown: offsets of unfinished events stay uncommitted; they come again.
+        }
+    }
+
+    /// Keeps the inbox's idea of the partitions this member owns current. Between a rebalance and
+    /// the next look (at most `interval`), an in-process event may be handled here while its Kafka
+    /// copy goes to the new owner: the same at-least-once as any rebalance.
+    static func followAssignment(
+        of consumer: KafkaConsumer, topic: String, into inbox: LocalInbox, interval: Duration = .milliseconds(250), logger: Logger
+    ) async throws {
+        var partitionCount = 0
+        var countCheckedAt = ContinuousClock.now
+        while !Task.isCancelled {
+            let owned = consumer.assignment()[topic] ?? []
+            if !owned.isEmpty, partitionCount == 0 || ContinuousClock.now - countCheckedAt > .seconds(30) {
+                do {
+                    partitionCount = try await consumer.partitionCount(of: topic)
+                    countCheckedAt = .now
+                } catch {
+                    logger.debug("cannot read the partition count; events go through Kafka only", metadata: ["error": "\(error)"])
+                }
+            }
+            inbox.update(owned.isEmpty || partitionCount == 0 ? nil : LocalInbox.Ownership(topic: topic, partitionCount: partitionCount, partitions: owned))
+            try await Task.sleep(for: interval)
         }
     }
 }

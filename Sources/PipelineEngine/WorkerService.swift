@@ -40,7 +40,8 @@ public final class WorkerService: Service {
 
     public func run() async throws {
         try await ExecutionTopic.consume(
-            kafka: kafka, topicPrefix: topicPrefix, partitions: partitions, role: "worker", concurrency: concurrency, logger: logger
+            kafka: kafka, topicPrefix: topicPrefix, partitions: partitions, role: "worker", concurrency: concurrency,
+            handoff: repository.handoff, logger: logger
         ) { event in
             try await self.work(after: event)
         }
@@ -62,7 +63,7 @@ public final class WorkerService: Service {
     }
 
     private func runStage(_ ref: String, attempt: Int, executionID: String, cause: RecordedEvent) async throws {
-        let state = try await repository.load(executionID)
+        let state = ExecutionState(try await repository.events(of: executionID, atLeast: cause.streamVersion))
         // A re-delivered or superseded start: the stage has moved on.
         guard state.stage(ref).status == .running, state.stage(ref).attempt == attempt, let stage = state.config(ref) else { return }
         let metadata = EventMetadata(

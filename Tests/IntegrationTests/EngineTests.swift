@@ -14,9 +14,9 @@ struct EngineTests {
         let prefix: String
         var process: ChildProcess
 
-        init(_ db: TestDatabase) throws {
+        init(_ db: TestDatabase, prefix: String = TestEnvironment.uniqueName("t") + ".") throws {
             self.db = db
-            prefix = TestEnvironment.uniqueName("t") + "."
+            self.prefix = prefix
             process = try Self.start(db, prefix: prefix)
         }
 
@@ -41,16 +41,21 @@ struct EngineTests {
 
         func finished(_ id: String, timeout: Duration = .seconds(60)) async throws -> ExecutionState {
             var state = ExecutionState()
+            try await until(timeout: timeout, "execution \(id) to complete") {
+                state = try await repository.load(id)
+                return state.status.isComplete
+            }
+            return state
+        }
+
+        /// ``eventually``, with the engine's output in the report when the condition never holds.
+        func until(timeout: Duration = .seconds(30), _ what: String, _ condition: () async throws -> Bool) async throws {
             do {
-                try await eventually(timeout: timeout, "execution \(id) to complete") {
-                    state = try await repository.load(id)
-                    return state.status.isComplete
-                }
+                try await eventually(timeout: timeout, what, condition)
             } catch {
                 Issue.record("engine output:\n\(process.text.suffix(3000))")
                 throw error
             }
-            return state
         }
     }
 
@@ -150,7 +155,7 @@ struct EngineTests {
             defer { engine.process.terminate() }
             let sleeper = Self.uniqueSleep()
             let id = try await engine.run(Self.pipeline([Self.script("1", "\(sleeper); echo finished")]))
-            try await eventually("the script to start") { try await engine.repository.load(id).stage("1").status == .running }
+            try await engine.until("the script to start") { try await engine.repository.load(id).stage("1").status == .running }
             try await engine.repository.handle(.cancel(by: "tester", reason: "test"), executionID: id, metadata: EventMetadata(actor: "tester", source: "test"))
             let state = try await engine.finished(id)
             #expect(state.status == .canceled)
@@ -185,6 +190,36 @@ struct EngineTests {
                 for case let .stageCompleted(ref, _, _) in events { completions[ref, default: 0] += 1 }
                 #expect(completions.values.allSatisfy { $0 == 1 }, "a stage completed twice: \(completions)")
             }
+        }
+    }
+
+    @Test("two engine processes share the work: every script runs exactly once")
+    func twoProcesses() async throws {
+        try await TestDatabase.with { db in
+            let first = try Engine(db)
+            defer { first.process.terminate() }
+            let second = try Engine(db, prefix: first.prefix)
+            defer { second.process.terminate() }
+            // Both members have joined the groups once an execution has gone through and the
+            // groups had time to settle.
+            _ = try await first.finished(try await first.run(Self.pipeline([["refId": "1", "type": "noop"]])))
+            try await Task.sleep(for: .seconds(3))
+            let log = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("runs-")).path
+            defer { try? FileManager.default.removeItem(atPath: log) }
+            var ids: [String] = []
+            for _ in 0..<20 {
+                ids.append(try await first.run(Self.pipeline([
+                    Self.script("1", "sleep 0.2; echo \"${execution.id} 1 $PPID\" >> \(log)"),
+                    Self.script("2", "sleep 0.2; echo \"${execution.id} 2 $PPID\" >> \(log)", after: ["1"]),
+                ])))
+            }
+            for id in ids { #expect(try await first.finished(id).status == .succeeded) }
+            // Each line: execution id, stage, and the pid of the engine whose worker ran it.
+            let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+            #expect(lines.count == 40, "scripts ran \(lines.count) times for 40 stages")
+            #expect(Set(lines.map { $0.prefix(2) }).count == 40, "a stage's script ran twice")
+            // Two partitions, one per member: with 20 executions both engines ran stages.
+            #expect(Set(lines.compactMap(\.last)) == [String(first.process.pid), String(second.process.pid)])
         }
     }
 
@@ -240,7 +275,7 @@ struct EngineTests {
                 ["refId": "approve", "type": "manualJudgment", "instructions": "ship it?"],
                 Self.script("deploy", "echo deployed", after: ["approve"]),
             ]))
-            try await eventually("the judgment stage to wait") { try await engine.repository.load(id).stage("approve").status == .running }
+            try await engine.until("the judgment stage to wait") { try await engine.repository.load(id).stage("approve").status == .running }
             try await Task.sleep(for: .milliseconds(500))
             #expect(try await engine.repository.load(id).stage("approve").status == .running, "the judgment completed by itself")
             let answer = try await CLITests.run(["executions", "judge", id, "--stage", "approve", "--continue", "--input", "yes"],
@@ -263,9 +298,9 @@ struct EngineTests {
                 ["refId": "soak", "type": "wait", "waitTime": 3],
                 Self.script("after", "echo done", after: ["soak"]),
             ]))
-            try await eventually("the wait to begin") { try await engine.repository.load(id).stage("soak").status == .running }
+            try await engine.until("the wait to begin") { try await engine.repository.load(id).stage("soak").status == .running }
             var timers = 0
-            try await eventually("the timer to be stored") {
+            try await engine.until("the timer to be stored") {
                 for try await count in try await db.client.query("SELECT count(*)::int FROM timers").decode(Int.self) { timers = count }
                 return timers == 1
             }

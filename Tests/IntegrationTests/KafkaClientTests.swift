@@ -33,6 +33,35 @@ struct KafkaClientTests {
         #expect(try await read(6, committingAt: nil) == ["4", "5", "6", "7", "8", "9"])
     }
 
+    @Test("KafkaPartitioner names the partition the producer sends a key to; the consumer reports its assignment")
+    func partitioner() async throws {
+        // Reference values of Kafka's murmur2 (as in librdkafka's and the Java client's own tests).
+        #expect(KafkaPartitioner.murmur2(Array("kafka".utf8)) == 0xD067_CF64)
+        #expect(KafkaPartitioner.murmur2(Array("".utf8)) == 0x106E_08D9)
+        #expect(KafkaPartitioner.murmur2(Array("giberish123456789".utf8)) == 0x8F55_2B0C)
+
+        let topic = "topsail.test" + TestEnvironment.uniqueName("p")
+        let producer = try KafkaProducer(configuration: TestEnvironment.kafka(), logger: TestEnvironment.logger)
+        defer { producer.close() }
+        try await producer.createTopic(topic, partitions: 6)
+        let keys = (0..<60).map { "execution-\(UUID().uuidString.lowercased())-\($0)" }
+        try await producer.send(keys.map { KafkaOutgoingMessage(topic: topic, key: Array($0.utf8), value: Array($0.utf8)) })
+
+        let consumer = try KafkaConsumer(configuration: TestEnvironment.kafka(), groupID: TestEnvironment.uniqueName("group-"), topics: [topic], logger: TestEnvironment.logger)
+        defer { consumer.close() }
+        #expect(try await consumer.partitionCount(of: topic) == 6)
+        var seen: [String: Int32] = [:]
+        for try await message in consumer.messages {
+            seen[String(decoding: message.key, as: UTF8.self)] = message.partition
+            if seen.count == keys.count { break }
+        }
+        for key in keys {
+            #expect(seen[key] == KafkaPartitioner.partition(forKey: Array(key.utf8), partitionCount: 6), "\(key)")
+        }
+        #expect(Set(seen.values).count > 1, "every key went to one partition")
+        #expect(consumer.assignment()[topic] == Set(0..<6), "a group's only member owns every partition")
+    }
+
     @Test("the producer reports the cluster id and refuses bad configuration clearly")
     func clusterIDAndConfiguration() async throws {
         let producer = try KafkaProducer(configuration: TestEnvironment.kafka(), logger: TestEnvironment.logger)

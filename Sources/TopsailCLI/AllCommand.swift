@@ -3,7 +3,7 @@ import ArgumentParser
 struct AllCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "all",
-        abstract: "Run every role in one process: relay, orchestrator, worker, scheduler, and the HTTP endpoints /health and /ready.",
+        abstract: "Run every role in one process: relay, orchestrator, worker, scheduler, projector, and the HTTP endpoints /health and /ready.",
         discussion: "SIGTERM or Ctrl-C shuts every role down gracefully."
     )
 
@@ -19,7 +19,8 @@ struct AllCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await Roles(options: options, topics: topics).run([
-            .relay(relay.configuration(topics: topics)), .orchestrator, .worker, .scheduler, .http(host: httpHost, port: httpPort),
+            .relay(relay.configuration(topics: topics)), .orchestrator, .worker, .scheduler, .projector,
+            .http(host: httpHost, port: httpPort),
         ])
     }
 }
@@ -66,5 +67,21 @@ struct SchedulerCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await Roles(options: options, topics: topics).run([.scheduler])
+    }
+}
+
+struct ProjectorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "projector",
+        abstract: "Keep the read models (execution and stage statuses) current from the log.",
+        discussion: """
+            Follows the log in commit order and moves its checkpoint with the rows it writes. Several             may run; one advances at a time. `topsail projections rebuild` starts them over. SIGTERM             or Ctrl-C stops it gracefully.
+            """
+    )
+
+    @OptionGroup var options: CommonOptions
+
+    func run() async throws {
+        try await Roles(options: options, topics: TopicOptions()).run([.projector])
     }
 }

@@ -65,8 +65,9 @@ func withBenchSchema<T: Sendable>(
     }
 }
 
-func progress(_ text: String) {
-    FileHandle.standardError.write(Data("bench: \(text)\n".utf8))
+/// A progress line on standard error, named by the command that prints it.
+func progress(_ text: String, from command: String = "bench") {
+    FileHandle.standardError.write(Data("\(command): \(text)\n".utf8))
 }
 
 func printJSON<T: Encodable>(_ value: T) throws {

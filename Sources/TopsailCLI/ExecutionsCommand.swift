@@ -10,7 +10,7 @@ struct ExecutionsCommand: AsyncParsableCommand {
         commandName: "executions",
         abstract: "Look at and control executions.",
         subcommands: [
-            ShowExecutionCommand.self, CancelExecutionCommand.self, PauseExecutionCommand.self,
+            ListExecutionsCommand.self, ShowExecutionCommand.self, CancelExecutionCommand.self, PauseExecutionCommand.self,
             ResumeExecutionCommand.self, RestartStageCommand.self, JudgeStageCommand.self,
         ]
     )

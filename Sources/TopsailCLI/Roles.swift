@@ -15,6 +15,7 @@ struct Roles {
         case orchestrator
         case worker
         case scheduler
+        case projector
         case http(host: String, port: Int)
     }
 
@@ -45,6 +46,8 @@ struct Roles {
                 services.append(WorkerService(repository: repository, timers: timers, kafka: kafka, topicPrefix: topics.topicPrefix, partitions: topics.partitions, logger: logger))
             case .scheduler:
                 services.append(SchedulerService(timers: timers, repository: repository, logger: logger))
+            case .projector:
+                services.append(ExecutionProjector(client: client, logger: logger))
             case let .http(host, port):
                 services.append(HealthEndpoint.application(client: client, host: host, port: port, logger: logger))
             }

@@ -257,6 +257,25 @@ struct EngineTests {
             #expect(shown.stdout.contains("execution \(id) SUCCEEDED"))
             #expect(shown.stdout.contains("attempt 2"))
 
+            // The read model, kept by the engine's projector.
+            try await engine.until("executions list to show the execution SUCCEEDED") {
+                let listed = try await CLITests.run(["executions", "list", "--application", "cli", "--status", "succeeded", "--json"], environment: env)
+                return listed.status == 0 && listed.stdout.contains(#""id":"\#(id)""#) && listed.stdout.contains(#""status":"SUCCEEDED""#)
+            }
+            let table = try await CLITests.run(["executions", "list", "--pipeline", "retry"], environment: env)
+            #expect(table.stdout.hasPrefix("\(id)\tSUCCEEDED\tcli/retry\t"), "\(table.stdout)")
+            let none = try await CLITests.run(["executions", "list", "--status", "buffered"], environment: env)
+            #expect(none.stdout == "no executions match\n")
+            let badStatus = try await CLITests.run(["executions", "list", "--status", "DONE"], environment: env)
+            #expect(badStatus.status != 0 && badStatus.stderr.contains("unknown status 'DONE'"), "\(badStatus.stderr)")
+            let rebuilt = try await CLITests.run(["projections", "rebuild"], environment: env)
+            #expect(rebuilt.status == 0, "\(rebuilt.stderr)")
+            #expect(rebuilt.stdout.contains("rebuilt the executions read model"))
+            let after = try await CLITests.run(["executions", "list", "--pipeline", "retry"], environment: env)
+            #expect(after.stdout == table.stdout)
+            let status = try await CLITests.run(["projections", "status"], environment: env)
+            #expect(status.stdout.contains("SUCCEEDED\t1"), "\(status.stdout)")
+
             let again = try await CLITests.run(["executions", "cancel", id], environment: env)
             #expect(again.status == 1)
             #expect(again.stderr.contains("cannot cancel execution \(id): it is SUCCEEDED"))

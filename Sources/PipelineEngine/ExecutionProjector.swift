@@ -1,0 +1,278 @@
+import EventLog
+import Foundation
+import Logging
+import Orchestration
+import PostgresEventStore
+import PostgresNIO
+import ServiceLifecycle
+import Synchronization
+
+/// The `projector` role for executions: follows the log (gap-free, in commit order) and keeps
+/// `execution_summaries` and `stage_summaries` current. Rows and the checkpoint move in one
+/// transaction, so every event is projected exactly once; the checkpoint row is locked while a
+/// batch is written, so several projectors may run (one advances at a time) and a rebuild that
+/// resets the checkpoint is noticed by a running projector, which starts over with it.
+public final class ExecutionProjector: Service {
+    let client: PostgresClient
+    let store: PostgresEventStore
+    let logger: Logger
+    let batchSize: Int
+    let pollInterval: Duration
+    private let folds: FoldCache
+
+    public init(client: PostgresClient, logger: Logger, batchSize: Int = 500, pollInterval: Duration = .milliseconds(20), cacheCapacity: Int = 10_000) {
+        self.client = client
+        self.store = PostgresEventStore(client: client, logger: logger)
+        self.logger = logger
+        self.batchSize = batchSize
+        self.pollInterval = pollInterval
+        self.folds = FoldCache(capacity: cacheCapacity)
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            var position: LogPosition?
+            var delay = Duration.milliseconds(100)
+            while !Task.isCancelled {
+                do {
+                    let start: LogPosition
+                    if let position { start = position } else { start = try await self.checkpoint() }
+                    let step = try await self.project(after: start)
+                    position = step.position
+                    delay = .milliseconds(100)
+                    if step.events == 0 { try await Task.sleep(for: self.pollInterval) }
+                } catch is CancellationError {
+                    return
+                } catch {
+                    self.logger.warning("projecting executions failed; retrying", metadata: ["error": "\(error)"])
+                    position = nil
+                    try? await Task.sleep(for: delay)
+                    delay = min(delay * 2, .seconds(5))
+                }
+            }
+        }
+    }
+
+    /// Projects until the log's readable end; returns how many events it read. For rebuilds and
+    /// tests; `progress` hears the running count.
+    public func catchUp(progress: @Sendable (Int) -> Void = { _ in }) async throws -> Int {
+        var position = try await checkpoint()
+        var total = 0
+        while true {
+            let step = try await project(after: position)
+            guard step.events > 0 || step.position != position else { return total }
+            total += step.events
+            position = step.position
+            progress(total)
+        }
+    }
+
+    /// How many committed events the read model has not taken in yet.
+    public func lag() async throws -> Int {
+        let at = try await checkpoint()
+        do {
+            for try await count in try await client.query("""
+                SELECT count(*)::int FROM events WHERE (transaction_id, position) > (\(at.transaction), \(at.position))
+                """, logger: logger).decode(Int.self) {
+                return count
+            }
+            return 0
+        } catch {
+            throw DatabaseError.wrapping(error, doing: "measure the projection's lag")
+        }
+    }
+
+    /// The stored checkpoint (the log's start when there is none).
+    func checkpoint() async throws -> LogPosition {
+        do {
+            let rows = try await client.query(
+                "SELECT transaction_id, position FROM projection_checkpoints WHERE projection = \(ExecutionReadModel.projection)",
+                logger: logger)
+            for try await (transaction, position) in rows.decode((Int64, Int64).self) {
+                return LogPosition(transaction: transaction, position: position)
+            }
+            return .start
+        } catch {
+            throw DatabaseError.wrapping(error, doing: "read the projection checkpoint")
+        }
+    }
+
+    /// Reads one batch after `position` and writes what it changes. Returns where the projection
+    /// now is: after the batch, or wherever the stored checkpoint says when another projector or
+    /// a rebuild moved it.
+    func project(after position: LogPosition) async throws -> (events: Int, position: LogPosition) {
+        let batch = try await store.readAll(after: position, limit: batchSize)
+        guard let last = batch.last else { return (0, position) }
+        var touched: [String: ExecutionSummaryFold] = [:]
+        for event in batch where event.streamID.category == ExecutionRepository.category {
+            let id = event.streamID.id
+            var fold = touched[id] ?? folds.take(id) ?? ExecutionSummaryFold()
+            if fold.version < event.streamVersion - 1 {
+                // Not cached (evicted, or a projector that started mid-log): fold the stream's
+                // earlier events first.
+                fold = ExecutionSummaryFold()
+                for earlier in try await store.readStream(event.streamID, from: 1, direction: .forward, limit: Int(event.streamVersion - 1)) {
+                    try fold.apply(earlier)
+                }
+            }
+            if fold.version == event.streamVersion - 1 { try fold.apply(event) }
+            touched[id] = fold
+        }
+        let summaries = touched.values.compactMap(\.summary)
+        let moved: LogPosition? = try await write(summaries, from: position, to: last.logPosition)
+        if let moved {
+            // Someone else moved the checkpoint: what this batch folded may not match it.
+            folds.removeAll()
+            return (0, moved)
+        }
+        for (id, fold) in touched { folds.put(fold, for: id) }
+        return (batch.count, last.logPosition)
+    }
+
+    /// Writes the rows and moves the checkpoint from `from` to `to` in one transaction. Returns
+    /// the stored checkpoint instead, writing nothing, when it is not at `from`.
+    private func write(_ summaries: [ExecutionSummary], from: LogPosition, to: LogPosition) async throws -> LogPosition? {
+        let name = ExecutionReadModel.projection
+        do {
+            return try await client.withConnection { connection in
+                try await connection.query("BEGIN", logger: logger)
+                do {
+                    try await connection.query("""
+                        INSERT INTO projection_checkpoints (projection, transaction_id, position) VALUES (\(name), 0, 0)
+                        ON CONFLICT (projection) DO NOTHING
+                        """, logger: logger)
+                    var stored = LogPosition.start
+                    for try await (transaction, position) in try await connection.query(
+                        "SELECT transaction_id, position FROM projection_checkpoints WHERE projection = \(name) FOR UPDATE", logger: logger
+                    ).decode((Int64, Int64).self) {
+                        stored = LogPosition(transaction: transaction, position: position)
+                    }
+                    guard stored == from else {
+                        try await connection.query("ROLLBACK", logger: logger)
+                        return stored
+                    }
+                    if !summaries.isEmpty {
+                        let (executions, stages) = try Self.rows(summaries)
+                        try await connection.query("""
+                            INSERT INTO execution_summaries (\(unescaped: ExecutionReadModel.summaryColumns))
+                            SELECT execution_id, application, pipeline_name, pipeline_id, status, trigger_type, triggered_by,
+                                   triggered_at, started_at, completed_at, updated_at, stream_version
+                              FROM jsonb_to_recordset(\(executions)::jsonb) AS r(
+                                   execution_id text, application text, pipeline_name text, pipeline_id text, status text,
+                                   trigger_type text, triggered_by text, triggered_at timestamptz, started_at timestamptz,
+                                   completed_at timestamptz, updated_at timestamptz, stream_version bigint)
+                            ON CONFLICT (execution_id) DO UPDATE SET
+                                status = EXCLUDED.status, started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at,
+                                updated_at = EXCLUDED.updated_at, stream_version = EXCLUDED.stream_version
+                            """, logger: logger)
+                        try await connection.query("""
+                            INSERT INTO stage_summaries (execution_id, ref_id, stage_order, name, type, status, attempt, started_at, completed_at)
+                            SELECT execution_id, ref_id, stage_order, name, type, status, attempt, started_at, completed_at
+                              FROM jsonb_to_recordset(\(stages)::jsonb) AS r(
+                                   execution_id text, ref_id text, stage_order integer, name text, type text, status text,
+                                   attempt integer, started_at timestamptz, completed_at timestamptz)
+                            ON CONFLICT (execution_id, ref_id) DO UPDATE SET
+                                status = EXCLUDED.status, attempt = EXCLUDED.attempt, started_at = EXCLUDED.started_at,
+                                completed_at = EXCLUDED.completed_at
+                            """, logger: logger)
+                    }
+                    try await connection.query("""
+                        UPDATE projection_checkpoints SET transaction_id = \(to.transaction), position = \(to.position), updated_at = now()
+                         WHERE projection = \(name)
+                        """, logger: logger)
+                    try await connection.query("COMMIT", logger: logger)
+                    return nil
+                } catch {
+                    _ = try? await connection.query("ROLLBACK", logger: logger)
+                    throw error
+                }
+            }
+        } catch let error as DatabaseError {
+            throw error
+        } catch {
+            throw DatabaseError.wrapping(error, doing: "write the executions read model")
+        }
+    }
+
+    /// The rows as JSON arrays for `jsonb_to_recordset`: two statements per batch, whatever its size.
+    static func rows(_ summaries: [ExecutionSummary]) throws -> (executions: String, stages: String) {
+        func time(_ date: Date?) -> JSONValue {
+            date.map { .string($0.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))) } ?? .null
+        }
+        func text(_ value: String?) -> JSONValue { value.map(JSONValue.string) ?? .null }
+        var executions: [JSONValue] = []
+        var stages: [JSONValue] = []
+        for summary in summaries {
+            executions.append([
+                "execution_id": .string(summary.id), "application": text(summary.application), "pipeline_name": text(summary.pipelineName),
+                "pipeline_id": text(summary.pipelineID), "status": .string(summary.status.rawValue), "trigger_type": text(summary.triggerType),
+                "triggered_by": text(summary.triggeredBy), "triggered_at": time(summary.triggeredAt), "started_at": time(summary.startedAt),
+                "completed_at": time(summary.completedAt), "updated_at": time(summary.updatedAt), "stream_version": .number(Double(summary.version)),
+            ])
+            for (order, stage) in summary.stages.enumerated() {
+                stages.append([
+                    "execution_id": .string(summary.id), "ref_id": .string(stage.refID), "stage_order": .number(Double(order)),
+                    "name": text(stage.name), "type": text(stage.type), "status": .string(stage.status.rawValue),
+                    "attempt": .number(Double(stage.attempt)), "started_at": time(stage.startedAt), "completed_at": time(stage.completedAt),
+                ])
+            }
+        }
+        return (try JSONText(encoding: JSONValue.array(executions)).text, try JSONText(encoding: JSONValue.array(stages)).text)
+    }
+
+    /// Empties the read model and its checkpoint: the projector (or ``catchUp(progress:)``)
+    /// rebuilds it from the start of the log.
+    public static func reset(client: PostgresClient, logger: Logger) async throws {
+        do {
+            try await client.withConnection { connection in
+                try await connection.query("BEGIN", logger: logger)
+                do {
+                    try await connection.query("TRUNCATE stage_summaries, execution_summaries", logger: logger)
+                    try await connection.query("""
+                        INSERT INTO projection_checkpoints (projection, transaction_id, position) VALUES (\(ExecutionReadModel.projection), 0, 0)
+                        ON CONFLICT (projection) DO UPDATE SET transaction_id = 0, position = 0, updated_at = now()
+                        """, logger: logger)
+                    try await connection.query("COMMIT", logger: logger)
+                } catch {
+                    _ = try? await connection.query("ROLLBACK", logger: logger)
+                    throw error
+                }
+            }
+        } catch {
+            throw DatabaseError.wrapping(error, doing: "reset the executions read model")
+        }
+    }
+}
+
+/// Folded executions the projector keeps between batches, most recently used kept.
+final class FoldCache: Sendable {
+    private struct State {
+        var folds: [String: (fold: ExecutionSummaryFold, used: UInt64)] = [:]
+        var clock: UInt64 = 0
+    }
+
+    let capacity: Int
+    private let state: Mutex<State>
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        self.state = Mutex(State())
+    }
+
+    func take(_ id: String) -> ExecutionSummaryFold? {
+        state.withLock { $0.folds.removeValue(forKey: id)?.fold }
+    }
+
+    func put(_ fold: ExecutionSummaryFold, for id: String) {
+        state.withLock { state in
+            state.clock &+= 1
+            state.folds[id] = (fold, state.clock)
+            if state.folds.count > capacity {
+                let excess = state.folds.count - capacity + max(1, capacity / 10)
+                for (key, _) in state.folds.sorted(by: { $0.value.used < $1.value.used }).prefix(excess) { state.folds.removeValue(forKey: key) }
+            }
+        }
+    }
+
+    func removeAll() { state.withLock { $0.folds.removeAll() } }
+}

@@ -1,0 +1,116 @@
+import EventLog
+import Foundation
+import Logging
+import Orchestration
+import Pipelines
+import PostgresEventStore
+import PostgresNIO
+
+/// The executions read model (`migrations/0004_execution_read_model.sql`): fast queries over
+/// execution and stage statuses. The log stays the truth; these rows lag it by the projector's
+/// poll and can be rebuilt from it at any time.
+public struct ExecutionReadModel: Sendable {
+    public static let projection = "executions"
+
+    let client: PostgresClient
+    let logger: Logger
+
+    public init(client: PostgresClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+    }
+
+    public struct Filter: Sendable {
+        public var application: String?
+        public var pipelineName: String?
+        public var pipelineID: String?
+        public var statuses: [ExecutionStatus] = []
+        public var limit = 20
+        /// Keyset paging: executions triggered before this one (its id) in the listing's order.
+        public var after: String?
+
+        public init(application: String? = nil, pipelineName: String? = nil, statuses: [ExecutionStatus] = [], limit: Int = 20) {
+            self.application = application
+            self.pipelineName = pipelineName
+            self.statuses = statuses
+            self.limit = limit
+        }
+    }
+
+    static let summaryColumns = """
+        execution_id, application, pipeline_name, pipeline_id, status, trigger_type, triggered_by,
+        triggered_at, started_at, completed_at, updated_at, stream_version
+        """
+
+    /// Executions matching `filter`, newest first, without their stages.
+    public func list(_ filter: Filter) async throws -> [ExecutionSummary] {
+        let statuses = filter.statuses.map(\.rawValue)
+        let query: PostgresQuery = """
+            SELECT \(unescaped: Self.summaryColumns) FROM execution_summaries s
+             WHERE (\(filter.application)::text IS NULL OR application = \(filter.application))
+               AND (\(filter.pipelineName)::text IS NULL OR pipeline_name = \(filter.pipelineName))
+               AND (\(filter.pipelineID)::text IS NULL OR pipeline_id = \(filter.pipelineID))
+               AND (cardinality(\(statuses)::text[]) = 0 OR status = ANY(\(statuses)::text[]))
+               AND (\(filter.after)::text IS NULL OR (triggered_at, execution_id) <
+                    (SELECT triggered_at, execution_id FROM execution_summaries WHERE execution_id = \(filter.after)))
+             ORDER BY triggered_at DESC, execution_id DESC
+             LIMIT \(filter.limit)
+            """
+        return try await summaries(query, doing: "list executions")
+    }
+
+    /// One execution with its stages, or nil when the read model does not know it (yet).
+    public func get(_ executionID: String) async throws -> ExecutionSummary? {
+        guard var summary = try await summaries(
+            "SELECT \(unescaped: Self.summaryColumns) FROM execution_summaries WHERE execution_id = \(executionID)", doing: "read an execution"
+        ).first else { return nil }
+        do {
+            let rows = try await client.query("""
+                SELECT ref_id, name, type, status, attempt, started_at, completed_at FROM stage_summaries
+                 WHERE execution_id = \(executionID) ORDER BY stage_order
+                """, logger: logger)
+            for try await (ref, name, type, status, attempt, startedAt, completedAt) in rows.decode(
+                (String, String?, String?, String, Int, Date?, Date?).self
+            ) {
+                summary.stages.append(ExecutionSummary.Stage(
+                    refID: ref, name: name, type: type, status: ExecutionStatus(rawValue: status) ?? .notStarted, attempt: attempt,
+                    startedAt: startedAt, completedAt: completedAt))
+            }
+        } catch {
+            throw DatabaseError.wrapping(error, doing: "read an execution's stages")
+        }
+        return summary
+    }
+
+    /// Counts of executions per status (for the supervisor and operators).
+    public func countByStatus() async throws -> [ExecutionStatus: Int] {
+        var counts: [ExecutionStatus: Int] = [:]
+        do {
+            let rows = try await client.query("SELECT status, count(*)::int FROM execution_summaries GROUP BY status", logger: logger)
+            for try await (status, count) in rows.decode((String, Int).self) {
+                if let status = ExecutionStatus(rawValue: status) { counts[status] = count }
+            }
+        } catch {
+            throw DatabaseError.wrapping(error, doing: "count executions")
+        }
+        return counts
+    }
+
+    private func summaries(_ query: PostgresQuery, doing action: String) async throws -> [ExecutionSummary] {
+        var result: [ExecutionSummary] = []
+        do {
+            let rows = try await client.query(query, logger: logger)
+            for try await (id, application, name, pipelineID, status, triggerType, triggeredBy, triggeredAt, startedAt, completedAt, updatedAt, version)
+                in rows.decode((String, String?, String?, String?, String, String?, String?, Date, Date?, Date?, Date, Int64).self) {
+                result.append(ExecutionSummary(
+                    id: id, application: application, pipelineName: name, pipelineID: pipelineID,
+                    status: ExecutionStatus(rawValue: status) ?? .notStarted, triggerType: triggerType, triggeredBy: triggeredBy,
+                    triggeredAt: triggeredAt, startedAt: startedAt, completedAt: completedAt, updatedAt: updatedAt, version: version,
+                    stages: []))
+            }
+        } catch {
+            throw DatabaseError.wrapping(error, doing: action)
+        }
+        return result
+    }
+}

@@ -1,0 +1,55 @@
+import EventLog
+import Foundation
+import Orchestration
+@testable import PipelineEngine
+import Pipelines
+import Testing
+
+@Suite("Execution summaries folded from recorded events")
+struct ExecutionSummaryFoldTests {
+    static let pipeline = PipelineConfig(json: [
+        "application": "shop", "name": "api", "stages": [
+            ["refId": "a", "type": "noop"], ["refId": "b", "type": "script", "name": "Tests", "requisiteStageRefIds": ["a"]],
+        ],
+    ])
+
+    static func recorded(_ events: [ExecutionEvent]) throws -> [RecordedEvent] {
+        let start = Date(timeIntervalSince1970: 1_000_000)
+        return try events.enumerated().map { index, event in
+            let (type, payload) = ExecutionEventCodec.encode(event)
+            return RecordedEvent(
+                id: UUID(), streamID: try StreamID(category: "execution", id: "x1"), streamVersion: Int64(index + 1),
+                logPosition: LogPosition(transaction: 1, position: Int64(index + 1)), type: type, schemaVersion: 1,
+                recordedAt: start.addingTimeInterval(Double(index)), payload: try JSONText(encoding: payload),
+                metadata: EventMetadata(actor: "ci-bot"))
+        }
+    }
+
+    @Test func statusesTimesAndARestart() throws {
+        var fold = ExecutionSummaryFold()
+        let events = try Self.recorded([
+            .triggered(pipeline: Self.pipeline, trigger: ["type": "webhook"], parameters: [:]), .started,
+            .stageStarted(refID: "a", attempt: 1), .stageCompleted(refID: "a", status: .succeeded, outputs: [:]),
+            .stageStarted(refID: "b", attempt: 1), .stageCompleted(refID: "b", status: .terminal, outputs: [:]),
+            .completed(status: .terminal),
+        ])
+        for event in events { try fold.apply(event) }
+        var summary = try #require(fold.summary)
+        #expect(summary.status == .terminal)
+        #expect(summary.triggeredBy == "ci-bot", "no trigger user: the event's actor")
+        #expect(summary.triggerType == "webhook")
+        #expect(summary.stages.map(\.refID) == ["a", "b"])
+        #expect(summary.stages.map(\.name) == ["a", "Tests"])
+        #expect(summary.stages[1].startedAt == events[4].recordedAt && summary.stages[1].completedAt == events[5].recordedAt)
+        #expect(summary.completedAt == events[6].recordedAt && summary.startedAt == events[1].recordedAt)
+        #expect(summary.version == 7)
+
+        let restart = try Self.recorded(Array(repeating: .started, count: 7) + [.stageRestarted(refID: "b", reset: ["b"])])[7]
+        try fold.apply(restart)
+        summary = try #require(fold.summary)
+        #expect(summary.status == .running)
+        #expect(summary.completedAt == nil)
+        #expect(summary.stages[1].status == .notStarted && summary.stages[1].startedAt == nil)
+        #expect(summary.stages[1].attempt == 1, "the attempt counts up when the stage starts again")
+    }
+}

@@ -11,6 +11,11 @@ public enum ExecutionEvent: Sendable, Hashable {
     case started
     case stageStarted(refID: String, attempt: Int)
     case stageCompleted(refID: String, status: ExecutionStatus, outputs: [String: JSONValue])
+    /// A stage's work ran and is still running (a task attempt): `context` is what it carries to
+    /// its next check (merged into the stage's outputs), due after `retryAfterMs`.
+    case stageProgressed(refID: String, attempt: Int, poll: Int, context: [String: JSONValue], retryAfterMs: Int)
+    /// The back-off after progress `poll` of the stage is over: workers check on it again.
+    case stagePollDue(refID: String, attempt: Int, poll: Int)
     /// The stage and everything downstream of it go back to NOT_STARTED for another attempt.
     case stageRestarted(refID: String, reset: [String])
     case paused(by: String?)
@@ -25,6 +30,8 @@ public enum ExecutionEvent: Sendable, Hashable {
         public static let stageStarted = "execution.stage.started"
         public static let stageCompleted = "execution.stage.completed"
         public static let stageRestarted = "execution.stage.restarted"
+        public static let stageProgressed = "execution.stage.progressed"
+        public static let stagePollDue = "execution.stage.poll.due"
         public static let paused = "execution.paused"
         public static let resumed = "execution.resumed"
         public static let cancelRequested = "execution.cancel.requested"
@@ -39,6 +46,8 @@ public enum ExecutionEvent: Sendable, Hashable {
         case .stageStarted: WireType.stageStarted
         case .stageCompleted: WireType.stageCompleted
         case .stageRestarted: WireType.stageRestarted
+        case .stageProgressed: WireType.stageProgressed
+        case .stagePollDue: WireType.stagePollDue
         case .paused: WireType.paused
         case .resumed: WireType.resumed
         case .cancelRequested: WireType.cancelRequested

@@ -17,6 +17,11 @@ public enum ExecutionEventCodec {
             ["refId": .string(ref), "status": .string(status.rawValue), "outputs": .object(outputs)]
         case let .stageRestarted(ref, reset):
             ["refId": .string(ref), "reset": .array(reset.map(JSONValue.string))]
+        case let .stageProgressed(ref, attempt, poll, context, retryAfterMs):
+            ["refId": .string(ref), "attempt": .number(Double(attempt)), "poll": .number(Double(poll)), "context": .object(context),
+             "retryAfterMs": .number(Double(retryAfterMs))]
+        case let .stagePollDue(ref, attempt, poll):
+            ["refId": .string(ref), "attempt": .number(Double(attempt)), "poll": .number(Double(poll))]
         case .paused(let by), .resumed(let by):
             ["by": by.map(JSONValue.string) ?? .null]
         case let .cancelRequested(by, reason):
@@ -40,6 +45,10 @@ public enum ExecutionEventCodec {
             guard let value = ExecutionStatus(rawValue: try string(name)) else { throw ExecutionEventDecodingError(type: type, field: name) }
             return value
         }
+        func int(_ name: String) throws(ExecutionEventDecodingError) -> Int {
+            guard let value = try field(name).intValue else { throw ExecutionEventDecodingError(type: type, field: name) }
+            return value
+        }
         let by = payload["by"]?.stringValue
         switch type {
         case ExecutionEvent.WireType.triggered:
@@ -55,6 +64,11 @@ public enum ExecutionEventCodec {
             return .stageCompleted(refID: try string("refId"), status: try status("status"), outputs: payload["outputs"]?.objectValue ?? [:])
         case ExecutionEvent.WireType.stageRestarted:
             return .stageRestarted(refID: try string("refId"), reset: try field("reset").arrayValue?.compactMap(\.stringValue) ?? [])
+        case ExecutionEvent.WireType.stageProgressed:
+            return .stageProgressed(refID: try string("refId"), attempt: try int("attempt"), poll: try int("poll"),
+                                    context: payload["context"]?.objectValue ?? [:], retryAfterMs: try int("retryAfterMs"))
+        case ExecutionEvent.WireType.stagePollDue:
+            return .stagePollDue(refID: try string("refId"), attempt: try int("attempt"), poll: try int("poll"))
         case ExecutionEvent.WireType.paused: return .paused(by: by)
         case ExecutionEvent.WireType.resumed: return .resumed(by: by)
         case ExecutionEvent.WireType.cancelRequested: return .cancelRequested(by: by, reason: payload["reason"]?.stringValue)

@@ -25,7 +25,11 @@ public enum ExecutionDecider {
             TimerFiredHandler.handle(ref, attempt: attempt, kind: kind, state: state)
         case let .judge(ref, judgment, input, by):
             JudgeStageHandler.handle(ref, judgment: judgment, input: input, by: by, state: state)
-        case .runStage, .cancelStageWork, .startWaitingExecutions:
+        case let .recordProgress(ref, attempt, poll, context, retryAfterMs):
+            StageProgressHandler.record(ref, attempt: attempt, poll: poll, context: context, retryAfterMs: retryAfterMs, state: state)
+        case let .pollDue(ref, attempt, poll):
+            StageProgressHandler.pollDue(ref, attempt: attempt, poll: poll, state: state)
+        case .runStage, .cancelStageWork, .startWaitingExecutions, .schedulePoll:
             // Worker and queue messages; they change no execution state by themselves.
             .none
         }
@@ -170,10 +174,36 @@ public enum TimerFiredHandler {
         switch kind {
         case .waitElapsed:
             return Decision(events: [.stageCompleted(refID: ref, status: .succeeded, outputs: [:])])
+        case .poll:
+            // Poll timers arrive as pollDue messages, which know which check is due.
+            return .none
         case .stageTimeout:
             let status: ExecutionStatus = config.markSuccessfulOnTimeout ? .succeeded : config.failureStatus
             let limit = config.stageTimeoutMs.map { "\($0) ms" } ?? "its time limit"
             return Decision(events: [.stageCompleted(refID: ref, status: status, outputs: ["error": .string("stage timed out after \(limit)")])])
         }
+    }
+}
+
+/// Task attempts of a stage whose work keeps running (a webhook being monitored, a call being
+/// retried): each records its context, then a durable timer makes the next check due.
+public enum StageProgressHandler {
+    /// Records progress `poll` of the running attempt; a repeat of an already recorded poll, or
+    /// progress of an attempt or stage that has moved on, changes nothing.
+    public static func record(
+        _ ref: String, attempt: Int, poll: Int, context: [String: JSONValue], retryAfterMs: Int, state: ExecutionState
+    ) -> Decision {
+        let stage = state.stage(ref)
+        guard !state.status.isComplete, stage.status == .running, stage.attempt == attempt, stage.polls == poll else { return .none }
+        return Decision(events: [.stageProgressed(refID: ref, attempt: attempt, poll: poll, context: context, retryAfterMs: max(0, retryAfterMs))])
+    }
+
+    /// Makes the check after progress `poll` due, once, while the execution runs. A paused
+    /// execution lets it lapse: resuming runs every running stage's work again.
+    public static func pollDue(_ ref: String, attempt: Int, poll: Int, state: ExecutionState) -> Decision {
+        let stage = state.stage(ref)
+        guard state.status == .running, stage.status == .running, stage.attempt == attempt, stage.polls == poll + 1, !stage.pollDue
+        else { return .none }
+        return Decision(events: [.stagePollDue(refID: ref, attempt: attempt, poll: poll)])
     }
 }

@@ -19,6 +19,12 @@ public enum ExecutionMessage: Sendable, Hashable {
     case timerFired(refID: String, attempt: Int, kind: StageTimerKind)
     /// A person's answer to a manual judgment stage.
     case judge(refID: String, judgment: Judgment, input: String?, by: String?)
+    /// A worker's stage work is still running: record `context` and check again after the back-off.
+    case recordProgress(refID: String, attempt: Int, poll: Int, context: [String: JSONValue], retryAfterMs: Int)
+    /// For workers: set the durable timer after which progress `poll` is checked.
+    case schedulePoll(refID: String, attempt: Int, poll: Int, afterMs: Int)
+    /// The poll timer fired: the stage's work is checked again.
+    case pollDue(refID: String, attempt: Int, poll: Int)
     /// For the orchestrator: a slot of this pipeline became free.
     case startWaitingExecutions(pipelineID: String)
 }
@@ -65,4 +71,6 @@ public enum StageTimerKind: String, Sendable, Hashable {
     /// `stageTimeoutMs` ran out: the stage fails with its failure options, or succeeds with
     /// `markSuccessfulOnTimeout`.
     case stageTimeout
+    /// A running stage's back-off is over: its work is checked again (``ExecutionMessage/pollDue(refID:attempt:poll:)``).
+    case poll
 }

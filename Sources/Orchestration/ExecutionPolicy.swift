@@ -25,6 +25,10 @@ public enum ExecutionPolicy {
             if !ready.isEmpty { return ready.map { .startStage(refID: $0) } }
             if state.runningStages.isEmpty && state.readyStages.isEmpty { return [.completeExecution] }
             return []
+        case let .stageProgressed(ref, attempt, poll, _, retryAfterMs):
+            return [.schedulePoll(refID: ref, attempt: attempt, poll: poll, afterMs: retryAfterMs)]
+        case let .stagePollDue(ref, attempt, _):
+            return [.runStage(refID: ref, attempt: attempt)]
         case .stageRestarted(let ref, _):
             return [.startStage(refID: ref)]
         case .resumed:

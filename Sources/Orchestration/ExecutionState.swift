@@ -8,6 +8,10 @@ public struct ExecutionState: Sendable {
         /// 0 before the first start; each start or restart counts one up.
         public var attempt = 0
         public var outputs: [String: JSONValue] = [:]
+        /// Progress records of this attempt (task attempts that left it running).
+        public var polls = 0
+        /// Whether the check after the last progress record has been made due.
+        public var pollDue = false
     }
 
     public private(set) var status: ExecutionStatus = .notStarted
@@ -69,9 +73,18 @@ public struct ExecutionState: Sendable {
         case let .stageStarted(ref, attempt):
             stages[ref, default: Stage()].status = .running
             stages[ref, default: Stage()].attempt = attempt
+            stages[ref, default: Stage()].polls = 0
+            stages[ref, default: Stage()].pollDue = false
         case let .stageCompleted(ref, stageStatus, outputs):
             stages[ref, default: Stage()].status = stageStatus
-            stages[ref, default: Stage()].outputs = outputs
+            // What the stage's progress recorded stays, under what its completion reports.
+            stages[ref, default: Stage()].outputs.merge(outputs) { _, completed in completed }
+        case let .stageProgressed(ref, _, poll, context, _):
+            stages[ref, default: Stage()].outputs.merge(context) { _, new in new }
+            stages[ref, default: Stage()].polls = poll + 1
+            stages[ref, default: Stage()].pollDue = false
+        case .stagePollDue(let ref, _, _):
+            stages[ref, default: Stage()].pollDue = true
         case let .stageRestarted(_, reset):
             for ref in reset {
                 stages[ref, default: Stage()].status = .notStarted

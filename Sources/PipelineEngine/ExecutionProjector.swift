@@ -20,7 +20,7 @@ public final class ExecutionProjector: Service {
     let pollInterval: Duration
     private let folds: FoldCache
 
-    public init(client: PostgresClient, logger: Logger, batchSize: Int = 500, pollInterval: Duration = .milliseconds(20), cacheCapacity: Int = 10_000) {
+    public init(client: PostgresClient, logger: Logger, batchSize: Int = 500, pollInterval: Duration = .milliseconds(50), cacheCapacity: Int = 10_000) {
         self.client = client
         self.store = PostgresEventStore(client: client, logger: logger)
         self.logger = logger

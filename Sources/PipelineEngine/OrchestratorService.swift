@@ -98,8 +98,15 @@ enum ExecutionTopic {
     ) async throws {
         var partitionCount = 0
         var countCheckedAt = ContinuousClock.now
+        var reported: Set<Int32>?
         while !Task.isCancelled {
             let owned = consumer.assignment()[topic] ?? []
+            if owned != reported {
+                logger.info("partitions assigned", metadata: [
+                    "role": "\(inbox.role)", "kafka.topic": "\(topic)", "kafka.partitions": "\(owned.sorted())",
+                ])
+                reported = owned
+            }
             if !owned.isEmpty, partitionCount == 0 || ContinuousClock.now - countCheckedAt > .seconds(30) {
                 do {
                     partitionCount = try await consumer.partitionCount(of: topic)

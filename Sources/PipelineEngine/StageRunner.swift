@@ -7,10 +7,19 @@ import Synchronization
 public struct StageOutcome: Sendable, Hashable {
     public var status: ExecutionStatus
     public var outputs: [String: JSONValue]
+    /// For a RUNNING outcome: check again after this long (a durable timer), with `outputs` as
+    /// the stage's context. Nil leaves the stage to something else (a judgment, a wait's timer).
+    public var retryAfter: Duration?
 
-    public init(status: ExecutionStatus, outputs: [String: JSONValue] = [:]) {
+    public init(status: ExecutionStatus, outputs: [String: JSONValue] = [:], retryAfter: Duration? = nil) {
         self.status = status
         self.outputs = outputs
+        self.retryAfter = retryAfter
+    }
+
+    /// Still running: check again after `delay`, carrying `context`.
+    public static func poll(after delay: Duration, context: [String: JSONValue]) -> StageOutcome {
+        StageOutcome(status: .running, outputs: context, retryAfter: delay)
     }
 }
 
@@ -21,6 +30,10 @@ public struct StageRun: Sendable {
     public let attempt: Int
     public let stage: StageConfig
     public let execution: ExecutionState
+    /// 0 for the first run of this attempt; then how many checks came before (each left it running).
+    public var poll: Int = 0
+    /// What earlier checks of this attempt recorded (the stage's outputs so far).
+    public var context: [String: JSONValue] { execution.stage(refID).outputs }
     /// Tells the work when the stage is canceled.
     public let work: WorkHandle
 }

@@ -21,8 +21,18 @@ public struct TimerStore: Sendable {
         public let refID: String
         public let attempt: Int
         public let kind: StageTimerKind
+        /// For poll timers: the progress record after which the check is due.
+        public let poll: Int
 
-        var id: String { "\(executionID)/\(refID)/\(attempt)/\(kind.rawValue)" }
+        public init(executionID: String, refID: String, attempt: Int, kind: StageTimerKind, poll: Int = 0) {
+            self.executionID = executionID
+            self.refID = refID
+            self.attempt = attempt
+            self.kind = kind
+            self.poll = poll
+        }
+
+        var id: String { "\(executionID)/\(refID)/\(attempt)/\(kind.rawValue)" + (kind == .poll ? "/\(poll)" : "") }
     }
 
     /// Sets the timer unless one with the same id exists (a re-run of the same attempt keeps the
@@ -30,9 +40,9 @@ public struct TimerStore: Sendable {
     public func set(_ timer: StageTimer, dueIn delay: Duration) async throws {
         let message: JSONValue = [
             "executionId": .string(timer.executionID), "refId": .string(timer.refID), "attempt": .number(Double(timer.attempt)),
-            "kind": .string(timer.kind.rawValue),
+            "kind": .string(timer.kind.rawValue), "poll": .number(Double(timer.poll)),
         ]
-        let milliseconds = Int64(delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000)
+        let milliseconds = delay.wholeMilliseconds
         do {
             try await client.query("""
                 INSERT INTO timers (timer_id, stream_id, due_at, message)
@@ -68,7 +78,7 @@ public struct TimerStore: Sendable {
                             try await connection.query("DELETE FROM timers WHERE timer_id = \(id)", logger: logger)
                             continue
                         }
-                        due.append((id, StageTimer(executionID: execution, refID: ref, attempt: attempt, kind: kind)))
+                        due.append((id, StageTimer(executionID: execution, refID: ref, attempt: attempt, kind: kind, poll: message["poll"]?.intValue ?? 0)))
                     }
                     for (id, timer) in due {
                         try await fire(timer)
@@ -86,5 +96,12 @@ public struct TimerStore: Sendable {
         } catch {
             throw DatabaseError.wrapping(error, doing: "fire timers")
         }
+    }
+}
+
+extension Duration {
+    /// The duration in whole milliseconds (rounded down).
+    var wholeMilliseconds: Int64 {
+        components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
     }
 }

@@ -4,6 +4,7 @@ import Kafka
 import Logging
 import Orchestration
 import Pipelines
+import PostgresEventStore
 import ServiceLifecycle
 import Synchronization
 
@@ -33,7 +34,7 @@ public final class WorkerService: Service {
         self.runners = [
             "noop": NoopStageRunner(), "script": ScriptStageRunner(), "manualJudgment": ManualJudgmentStageRunner(),
             "wait": WaitStageRunner(timers: timers), "evaluateVariables": EvaluateVariablesStageRunner(),
-            "checkPreconditions": CheckPreconditionsStageRunner(),
+            "checkPreconditions": CheckPreconditionsStageRunner(), "webhook": WebhookStageRunner(),
         ]
         self.logger = logger
     }
@@ -51,8 +52,19 @@ public final class WorkerService: Service {
         let executionID = recorded.streamID.id
         let event = try ExecutionEventCodec.decode(type: recorded.type, payload: try recorded.payload.decode(JSONValue.self))
         switch event {
-        case let .stageStarted(ref, attempt):
+        case let .stageStarted(ref, attempt), let .stagePollDue(ref, attempt, _):
             try await runStage(ref, attempt: attempt, executionID: executionID, cause: recorded)
+        case let .stageProgressed(ref, attempt, poll, _, retryAfterMs):
+            try await timers.set(TimerStore.StageTimer(executionID: executionID, refID: ref, attempt: attempt, kind: .poll, poll: poll),
+                                 dueIn: .milliseconds(retryAfterMs))
+        case .resumed:
+            // Checks that fell due while the execution was paused lapsed; make them due again.
+            let state = ExecutionState(try await repository.events(of: executionID, atLeast: recorded.streamVersion))
+            for ref in state.runningStages where state.stage(ref).polls > 0 && !state.stage(ref).pollDue {
+                let stage = state.stage(ref)
+                try await timers.set(TimerStore.StageTimer(executionID: executionID, refID: ref, attempt: stage.attempt, kind: .poll, poll: stage.polls - 1),
+                                     dueIn: .zero)
+            }
         case .stageCompleted(let ref, _, _):
             // Canceled, timed out, or judged while work still runs: stop it. (Work that completed
             // the stage itself is no longer registered.)
@@ -64,8 +76,12 @@ public final class WorkerService: Service {
 
     private func runStage(_ ref: String, attempt: Int, executionID: String, cause: RecordedEvent) async throws {
         let state = ExecutionState(try await repository.events(of: executionID, atLeast: cause.streamVersion))
-        // A re-delivered or superseded start: the stage has moved on.
-        guard state.stage(ref).status == .running, state.stage(ref).attempt == attempt, let stage = state.config(ref) else { return }
+        let current = state.stage(ref)
+        // A re-delivered or superseded start, or a check that is not due: the stage has moved on.
+        guard current.status == .running, current.attempt == attempt, current.polls == 0 || current.pollDue,
+              let stage = state.config(ref)
+        else { return }
+        let poll = current.polls
         let metadata = EventMetadata(
             correlationID: cause.metadata.correlationID ?? executionID, causationID: cause.id.uuidString.lowercased(),
             actor: "worker", source: "worker")
@@ -75,20 +91,25 @@ public final class WorkerService: Service {
                 executionID: executionID, metadata: metadata)
             return
         }
-        if let timeout = stage.stageTimeoutMs {
+        if poll == 0, let timeout = stage.stageTimeoutMs {
             try await timers.set(TimerStore.StageTimer(executionID: executionID, refID: ref, attempt: attempt, kind: .stageTimeout),
                                  dueIn: .milliseconds(timeout))
         }
         let work = WorkHandle()
         let key = Self.key(executionID, ref)
-        running.withLock { $0[key] = work }
+        // Work of this stage already running here (its other copy, a resume) is left to finish.
+        guard running.withLock({ running in
+            guard running[key] == nil else { return false }
+            running[key] = work
+            return true
+        }) else { return }
         defer { running.withLock { _ = $0.removeValue(forKey: key) } }
         // A cancel handled between the load above and the registration found nothing to stop;
         // looking again now that the work is registered closes that gap.
-        let current = try await repository.load(executionID).stage(ref)
-        guard current.status == .running, current.attempt == attempt else { return }
-        logger.debug("stage running", metadata: ["execution.id": "\(executionID)", "stage.ref": "\(ref)", "stage.type": "\(type)"])
-        // Expressions are evaluated when the stage starts; a field whose expression fails stays as
+        let latest = try await repository.load(executionID).stage(ref)
+        guard latest.status == .running, latest.attempt == attempt, latest.polls == poll else { return }
+        logger.debug("stage running", metadata: ["execution.id": "\(executionID)", "stage.ref": "\(ref)", "stage.type": "\(type)", "stage.poll": "\(poll)"])
+        // Expressions are evaluated when the stage runs; a field whose expression fails stays as
         // written and is reported in the stage's outputs.
         let scope = ExpressionEvaluator(context: ExpressionScope.context(executionID: executionID, state: state))
         let (evaluated, failures) = Template.evaluate(.object(stage.json), with: scope)
@@ -100,12 +121,27 @@ public final class WorkerService: Service {
             outcome = StageOutcome(status: stage.failureStatus, outputs: ["error": "expressions failed to evaluate"])
         } else {
             let evaluatedStage = StageConfig(json: evaluated.objectValue ?? stage.json)
-            outcome = try await runner.run(StageRun(executionID: executionID, refID: ref, attempt: attempt, stage: evaluatedStage, execution: state, work: work))
+            do {
+                outcome = try await runner.run(StageRun(
+                    executionID: executionID, refID: ref, attempt: attempt, stage: evaluatedStage, execution: state, poll: poll, work: work))
+            } catch let error as DatabaseError where error.isRetriable {
+                throw error
+            } catch {
+                // A runner's own failure fails the stage (with its failure options) rather than
+                // leaving it running with nothing to complete it.
+                outcome = StageOutcome(status: stage.failureStatus, outputs: ["error": .string("\(error)")])
+            }
         }
         outcome.outputs.merge(summary) { current, _ in current }
-        // A canceled stage was already completed by the cancel; a RUNNING outcome waits for
-        // someone else to complete the stage (a judgment, a timer).
-        guard outcome.status.isComplete, outcome.status != .canceled else { return }
+        if outcome.status == .running, let delay = outcome.retryAfter {
+            try await repository.handle(
+                .recordProgress(refID: ref, attempt: attempt, poll: poll, context: outcome.outputs, retryAfterMs: Int(delay.wholeMilliseconds)),
+                executionID: executionID, metadata: metadata)
+            return
+        }
+        // Canceled work belongs to a stage that was completed from outside (cancel, timeout); a
+        // RUNNING outcome waits for someone else to complete the stage (a judgment, a timer).
+        guard outcome.status.isComplete, !work.isCanceled else { return }
         try await repository.handle(.completeStage(refID: ref, status: outcome.status, outputs: outcome.outputs), executionID: executionID, metadata: metadata)
     }
 

@@ -100,6 +100,11 @@ struct ExecutionFollower {
             let error = outputs["error"]?.stringValue.map { ": \($0)" } ?? ""
             return "\(stage(ref)) \(status.rawValue)\(error)"
         case .stageRestarted(let ref, _): return "\(stage(ref)) restarted"
+        case let .stageProgressed(ref, _, poll, context, retryAfterMs):
+            // A progress message the stage reports (a webhook's progressJsonPath), else the check count.
+            let note = context["progressMessage"]?.stringValue ?? context["error"]?.stringValue ?? "check \(poll + 1) still running"
+            return "\(stage(ref)) RUNNING: \(note); next check in \(retryAfterMs) ms"
+        case .stagePollDue: return nil
         case .paused(let by): return "PAUSED" + (by.map { " by \($0)" } ?? "")
         case .resumed(let by): return "resumed" + (by.map { " by \($0)" } ?? "")
         case let .cancelRequested(by, reason): return "cancel requested" + (by.map { " by \($0)" } ?? "") + (reason.map { ": \($0)" } ?? "")

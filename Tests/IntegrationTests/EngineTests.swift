@@ -24,7 +24,7 @@ struct EngineTests {
             try ChildProcess(try TestEnvironment.topsailExecutable(), [
                 "all", "--database-url", db.url, "--topic-prefix", prefix, "--partitions", "2",
                 "--http-port", String(try PrivateBroker.freePort()), "--relay-name", prefix,
-                "--kafka-property", "session.timeout.ms=2000", "--kafka-property", "heartbeat.interval.ms=500",
+                "--kafka-property", "session.timeout.ms=2000", "--kafka-property", "heartbeat.interval.ms=500", "--log-level", "debug",
             ])
         }
 
@@ -53,7 +53,14 @@ struct EngineTests {
             do {
                 try await eventually(timeout: timeout, what, condition)
             } catch {
-                Issue.record("engine output:\n\(process.text.suffix(3000))")
+                var log = ""
+                for try await (stream, version, type) in try await db.client.query(
+                    "SELECT stream_id, stream_version, type FROM events ORDER BY position", logger: TestEnvironment.logger
+                ).decode((String, Int64, String).self) {
+                    log += "\(stream) v\(version) \(type)\n"
+                }
+                let output = process.text.split(separator: "\n").filter { !$0.contains("CONFWARN") }.suffix(60).joined(separator: "\n")
+                Issue.record("the log:\n\(log)\nengine output:\n\(output)")
                 throw error
             }
         }

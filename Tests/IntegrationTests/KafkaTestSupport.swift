@@ -40,6 +40,18 @@ func createTopic(_ topic: String, brokers: String? = nil, partitions: Int = 3) a
     try await producer.createTopic(topic, partitions: partitions)
 }
 
+/// How many distinct events (by stream and version) the messages carry: after an outage the
+/// relay publishes some events twice, so a raw message count can be reached too early.
+func distinctEvents(_ messages: [KafkaMessage]) -> Int {
+    var seen = Set<String>()
+    for message in messages {
+        if let event = try? EventEnvelopeCodec.decode(String(decoding: message.value, as: UTF8.self)) {
+            seen.insert("\(event.streamID)/\(event.streamVersion)")
+        }
+    }
+    return seen.count
+}
+
 /// The events in the messages, decoded, checking that key and CloudEvents headers match the value.
 func decodeEvents(_ messages: [KafkaMessage]) throws -> [RecordedEvent] {
     try messages.map { message in

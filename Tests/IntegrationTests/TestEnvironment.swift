@@ -129,7 +129,7 @@ func eventually(timeout: Duration = .seconds(30), _ what: String, _ condition: (
         if try await condition() { return }
         try await Task.sleep(for: .milliseconds(50))
     }
-    Issue.record("timed out after \(timeout) waiting for: \(what)")
+    Issue.record("timed out after \(timeout) waiting for: \(what)\nopen write transactions on the server:\n\(openWriteTransactions())")
     throw SetupError("timed out waiting for: \(what)")
 }
 
@@ -143,4 +143,24 @@ func readLog(_ store: some EventStore, after position: LogPosition = .start, exp
     }
     #expect(events.count == count)
     return events
+}
+
+/// The server's write transactions older than a second (they hold every log reader back), for
+/// reports of tests that timed out.
+func openWriteTransactions() -> String {
+    guard let url = ProcessInfo.processInfo.environment["TOPSAIL_DATABASE_URL"] else { return "(no database)" }
+    let psql = Process()
+    psql.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    psql.arguments = ["psql", url.components(separatedBy: "?").first ?? url, "-Atc", """
+        SELECT pid, now() - xact_start, state, backend_xid, left(regexp_replace(query, '\\s+', ' ', 'g'), 100)
+          FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND now() - xact_start > interval '1 second' ORDER BY xact_start
+        """]
+    let pipe = Pipe()
+    psql.standardOutput = pipe
+    psql.standardError = pipe
+    do { try psql.run() } catch { return "(psql: \(error))" }
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    psql.waitUntilExit()
+    let text = String(decoding: data, as: UTF8.self)
+    return text.isEmpty ? "(none)" : text
 }

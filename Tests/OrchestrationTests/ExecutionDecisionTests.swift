@@ -286,3 +286,60 @@ struct StageTimeoutTests {
         #expect(run.state.status == .succeeded)
     }
 }
+
+@Suite("Execution decisions: task attempts and polling")
+struct StageProgressTests {
+    static func running() -> Simulation {
+        var run = Simulation(pipeline([("hook", [], ["type": "webhook", "url": "http://example.test"]), ("2", ["hook"], [:])]))
+        run.hanging = ["hook"]
+        run.send(.startExecution)
+        return run
+    }
+
+    @Test func progressIsRecordedOncePerPollAndSchedulesTheNextCheck() {
+        var run = Self.running()
+        let record = ExecutionMessage.recordProgress(refID: "hook", attempt: 1, poll: 0, context: ["webhook": ["statusEndpoint": "x"]], retryAfterMs: 500)
+        let decision = ExecutionDecider.decide(record, state: run.state)
+        #expect(decision.events == [.stageProgressed(refID: "hook", attempt: 1, poll: 0, context: ["webhook": ["statusEndpoint": "x"]], retryAfterMs: 500)])
+        run.send(record)
+        #expect(run.state.stage("hook").polls == 1)
+        #expect(run.state.stage("hook").outputs["webhook"]?["statusEndpoint"] == "x", "the context is the stage's outputs so far")
+        #expect(ExecutionDecider.decide(record, state: run.state) == .none, "a repeated progress record")
+        #expect(ExecutionDecider.decide(.recordProgress(refID: "hook", attempt: 2, poll: 1, context: [:], retryAfterMs: 1), state: run.state) == .none,
+                "progress of another attempt")
+        var after = run.state
+        let progressed = ExecutionEvent.stageProgressed(refID: "hook", attempt: 1, poll: 0, context: [:], retryAfterMs: 500)
+        after.evolve(progressed)
+        #expect(ExecutionPolicy.reactions(to: progressed, after: after) == [.schedulePoll(refID: "hook", attempt: 1, poll: 0, afterMs: 500)])
+    }
+
+    @Test func aCheckFallsDueOnceAndWorkersRunIt() {
+        var run = Self.running()
+        run.send(.recordProgress(refID: "hook", attempt: 1, poll: 0, context: [:], retryAfterMs: 10))
+        #expect(ExecutionDecider.decide(.pollDue(refID: "hook", attempt: 1, poll: 1), state: run.state) == .none, "a check not yet recorded")
+        let due = ExecutionDecider.decide(.pollDue(refID: "hook", attempt: 1, poll: 0), state: run.state)
+        #expect(due.events == [.stagePollDue(refID: "hook", attempt: 1, poll: 0)])
+        run.send(.pollDue(refID: "hook", attempt: 1, poll: 0))
+        #expect(run.state.stage("hook").pollDue)
+        #expect(ExecutionDecider.decide(.pollDue(refID: "hook", attempt: 1, poll: 0), state: run.state) == .none, "a timer that fires twice")
+        #expect(ExecutionPolicy.reactions(to: .stagePollDue(refID: "hook", attempt: 1, poll: 0), after: run.state) == [.runStage(refID: "hook", attempt: 1)])
+        // The check's outcome: still running (next progress), then done.
+        run.send(.recordProgress(refID: "hook", attempt: 1, poll: 1, context: ["n": 2], retryAfterMs: 10))
+        #expect(run.state.stage("hook").polls == 2 && !run.state.stage("hook").pollDue)
+        run.send(.completeStage(refID: "hook", status: .succeeded, outputs: ["final": true]))
+        #expect(run.state.stage("hook").outputs == ["n": 2, "final": true], "completion outputs merge over the progress context")
+        #expect(run.state.status == .succeeded)
+    }
+
+    @Test func checksLapseWhilePausedAndStopWhenTheStageCompletes() {
+        var run = Self.running()
+        run.send(.recordProgress(refID: "hook", attempt: 1, poll: 0, context: [:], retryAfterMs: 10))
+        run.send(.pause(by: "ana"))
+        #expect(ExecutionDecider.decide(.pollDue(refID: "hook", attempt: 1, poll: 0), state: run.state) == .none)
+        run.send(.resume(by: "ana"))
+        #expect(ExecutionDecider.decide(.pollDue(refID: "hook", attempt: 1, poll: 0), state: run.state).events.count == 1)
+        run.send(.cancel(by: "ana", reason: nil))
+        #expect(ExecutionDecider.decide(.pollDue(refID: "hook", attempt: 1, poll: 0), state: run.state) == .none)
+        #expect(ExecutionDecider.decide(.recordProgress(refID: "hook", attempt: 1, poll: 1, context: [:], retryAfterMs: 1), state: run.state) == .none)
+    }
+}

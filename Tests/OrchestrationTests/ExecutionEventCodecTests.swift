@@ -12,6 +12,8 @@ struct ExecutionEventCodecTests {
         .stageStarted(refID: "1", attempt: 2),
         .stageCompleted(refID: "1", status: .failedContinue, outputs: ["exitCode": 3]),
         .stageRestarted(refID: "1", reset: ["1", "2"]),
+        .stageProgressed(refID: "hook", attempt: 1, poll: 2, context: ["webhook": ["statusEndpoint": "http://x/status"]], retryAfterMs: 1500),
+        .stagePollDue(refID: "hook", attempt: 1, poll: 2),
         .paused(by: "bob"), .resumed(by: nil),
         .cancelRequested(by: "carol", reason: "wrong build"),
         .completed(status: .terminal),
@@ -34,6 +36,9 @@ struct ExecutionEventCodecTests {
              .stageCompleted(refID: "2", status: .succeeded, outputs: ["a": "b"])),
             ("execution.completed", #"{"status":"CANCELED"}"#, .completed(status: .canceled)),
             ("execution.cancel.requested", #"{"by":"x","reason":null}"#, .cancelRequested(by: "x", reason: nil)),
+            ("execution.stage.progressed", #"{"refId":"h","attempt":1,"poll":0,"context":{"n":1},"retryAfterMs":1000}"#,
+             .stageProgressed(refID: "h", attempt: 1, poll: 0, context: ["n": 1], retryAfterMs: 1000)),
+            ("execution.stage.poll.due", #"{"refId":"h","attempt":1,"poll":0}"#, .stagePollDue(refID: "h", attempt: 1, poll: 0)),
         ]
         for (type, json, expected) in fixtures {
             let payload = try JSONDecoder().decode(JSONValue.self, from: Data(json.utf8))

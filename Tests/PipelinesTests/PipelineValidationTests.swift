@@ -155,3 +155,31 @@ struct StatusTests {
         #expect(StageConfig(json: json).failureStatus == expected)
     }
 }
+
+@Suite("JSON paths for webhook responses")
+struct JSONPathTests {
+    static let body: JSONValue = ["status": ["state": "DONE", "steps": [["name": "a"], ["name": "b"]]], "odd key": 1, "list": [1, 2, 3]]
+
+    @Test func readsKeysIndexesAndQuotedNames() throws {
+        #expect(try JSONPath("$.status.state").value(in: Self.body) == "DONE")
+        #expect(try JSONPath("status.state").value(in: Self.body) == "DONE")
+        #expect(try JSONPath("$.status.steps[1].name").value(in: Self.body) == "b")
+        #expect(try JSONPath("$.list[-1]").value(in: Self.body) == 3)
+        #expect(try JSONPath("$['odd key']").value(in: Self.body) == 1)
+        #expect(try JSONPath(#"$["status"]['state']"#).value(in: Self.body) == "DONE")
+        #expect(try JSONPath("$").value(in: Self.body) == Self.body)
+    }
+
+    @Test func missingStepsAreNil() throws {
+        #expect(try JSONPath("$.status.nope").value(in: Self.body) == nil)
+        #expect(try JSONPath("$.list[7]").value(in: Self.body) == nil)
+        #expect(try JSONPath("$.status[0]").value(in: Self.body) == nil)
+    }
+
+    @Test func malformedPathsSayWhy() {
+        #expect(throws: JSONPathError(path: "$.a[", reason: "a '[' is not closed")) { try JSONPath("$.a[") }
+        #expect(throws: JSONPathError(path: "$..a", reason: "a '.' is not followed by a name")) { try JSONPath("$..a") }
+        #expect(throws: JSONPathError(path: "$[x]", reason: "'[x]' is neither a quoted name nor an index")) { try JSONPath("$[x]") }
+        #expect(throws: JSONPathError(path: "", reason: "it is empty")) { try JSONPath("") }
+    }
+}

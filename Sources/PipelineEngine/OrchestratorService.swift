@@ -43,13 +43,25 @@ public final class OrchestratorService: Service {
         for message in ExecutionPolicy.reactions(to: event, after: stateAtEvent) where message.isForOrchestrator {
             try await repository.handle(message, executionID: executionID, metadata: metadata, context: context)
         }
+        if case .completed = event { try await wakeParent(of: stateAtEvent, metadata: metadata) }
+    }
+
+    /// A child pipeline completed: its parent's pipeline stage checks it now rather than after
+    /// its back-off. (The back-off's timer then finds the check done and changes nothing.)
+    private func wakeParent(of child: ExecutionState, metadata: EventMetadata) async throws {
+        guard child.trigger["type"]?.stringValue == "pipeline", let parentID = child.trigger["parentExecution"]?["id"]?.stringValue,
+              let ref = child.trigger["parentPipelineStageId"]?.stringValue
+        else { return }
+        let stage = try await repository.load(parentID).stage(ref)
+        guard stage.status == .running, stage.polls > 0, !stage.pollDue else { return }
+        try await repository.handle(.pollDue(refID: ref, attempt: stage.attempt, poll: stage.polls - 1), executionID: parentID, metadata: metadata)
     }
 }
 
 extension ExecutionMessage {
     var isForOrchestrator: Bool {
         switch self {
-        case .runStage, .cancelStageWork: false
+        case .runStage, .cancelStageWork, .schedulePoll: false
         // Waiting executions are started by the concurrency queue, which needs a read model.
         case .startWaitingExecutions: false
         default: true

@@ -36,12 +36,6 @@ struct ScriptStageRunner: StageRunner {
         process.standardOutput = outPipe
         process.standardError = errPipe
         process.standardInput = FileHandle.nullDevice
-        outPipe.fileHandleForReading.readabilityHandler = { stdout.read(from: $0) }
-        errPipe.fileHandleForReading.readabilityHandler = { stderr.read(from: $0) }
-        defer {
-            outPipe.fileHandleForReading.readabilityHandler = nil
-            errPipe.fileHandleForReading.readabilityHandler = nil
-        }
 
         // stageTimeoutMs is enforced by a durable timer for every stage type; this is the script's own.
         let timeout = stage.json["timeoutSeconds"]?.intValue.map { Duration.seconds($0) } ?? Self.defaultTimeout
@@ -49,13 +43,22 @@ struct ScriptStageRunner: StageRunner {
         let exitCode: Int32 = await withCheckedContinuation { continuation in
             process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
             do {
+                // Foundation closes the parent's write ends once the child runs, so the readers see
+                // the end of the stream when the script (and whatever it started) closed theirs.
                 try process.run()
             } catch {
                 process.terminationHandler = nil
                 ending.set("cannot start /bin/sh: \(error)")
+                stdout.append(Data())
+                stderr.append(Data())
                 continuation.resume(returning: -1)
                 return
             }
+            // Each pipe is drained by a blocking reader of its own. (Foundation's readabilityHandler
+            // on Linux crashed in libdispatch when it was cleared at the end of the stream while the
+            // runner cleared it too.)
+            stdout.drain(outPipe.fileHandleForReading)
+            stderr.drain(errPipe.fileHandleForReading)
             let pid = process.processIdentifier
             work.onCancel {
                 ending.set("canceled")
@@ -102,12 +105,19 @@ final class CappedBuffer: Sendable {
 
     init(limit: Int) { self.limit = limit }
 
-    /// Takes what `handle` has; at the end of the stream, stops listening (the handler would
-    /// otherwise be called again and again).
-    func read(from handle: FileHandle) {
-        let data = handle.availableData
-        if data.isEmpty { handle.readabilityHandler = nil }
-        append(data)
+    /// Reads `handle` to its end on a thread of its own (blocking reads never hold a cooperative
+    /// thread), then closes it.
+    func drain(_ handle: FileHandle) {
+        let thread = Thread { [self] in
+            while true {
+                let data = handle.availableData
+                append(data)
+                if data.isEmpty { break }
+            }
+            try? handle.close()
+        }
+        thread.name = "topsail.script-output"
+        thread.start()
     }
 
     /// Appends a chunk; an empty chunk is the end of the stream.

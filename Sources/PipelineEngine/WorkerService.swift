@@ -35,6 +35,7 @@ public final class WorkerService: Service {
             "noop": NoopStageRunner(), "script": ScriptStageRunner(), "manualJudgment": ManualJudgmentStageRunner(),
             "wait": WaitStageRunner(timers: timers), "evaluateVariables": EvaluateVariablesStageRunner(),
             "checkPreconditions": CheckPreconditionsStageRunner(), "webhook": WebhookStageRunner(),
+            "pipeline": PipelineStageRunner(repository: repository, configs: PipelineConfigStore(store: repository.store)),
         ]
         self.logger = logger
     }
@@ -65,10 +66,11 @@ public final class WorkerService: Service {
                 try await timers.set(TimerStore.StageTimer(executionID: executionID, refID: ref, attempt: stage.attempt, kind: .poll, poll: stage.polls - 1),
                                      dueIn: .zero)
             }
-        case .stageCompleted(let ref, _, _):
+        case .stageCompleted(let ref, let status, _):
             // Canceled, timed out, or judged while work still runs: stop it. (Work that completed
             // the stage itself is no longer registered.)
             running.withLock { $0[Self.key(executionID, ref)] }?.cancel()
+            if status != .succeeded { try await cancelChild(of: ref, executionID: executionID, cause: recorded) }
         default:
             break
         }
@@ -143,6 +145,17 @@ public final class WorkerService: Service {
         // RUNNING outcome waits for someone else to complete the stage (a judgment, a timer).
         guard outcome.status.isComplete, !work.isCanceled else { return }
         try await repository.handle(.completeStage(refID: ref, status: outcome.status, outputs: outcome.outputs), executionID: executionID, metadata: metadata)
+    }
+
+    /// A child pipeline stage that ended without success (canceled, timed out, failed) cancels
+    /// its child execution; a child that already completed stays as it is.
+    private func cancelChild(of ref: String, executionID: String, cause: RecordedEvent) async throws {
+        let state = ExecutionState(try await repository.events(of: executionID, atLeast: cause.streamVersion))
+        guard state.config(ref)?.type == "pipeline", let child = state.stage(ref).outputs["executionId"]?.stringValue else { return }
+        try await repository.handle(
+            .cancel(by: "execution \(executionID)", reason: "its pipeline stage \(ref) ended \(state.stage(ref).status.rawValue)"),
+            executionID: child,
+            metadata: EventMetadata(correlationID: child, causationID: cause.id.uuidString.lowercased(), actor: "worker", source: "worker"))
     }
 
     static func key(_ executionID: String, _ ref: String) -> String { "\(executionID)/\(ref)" }

@@ -41,8 +41,29 @@ public struct PipelineConfig: Sendable, Hashable {
         }
     }
 
+    /// A run's parameters: the declared defaults, overridden by `given`. Fails naming every
+    /// required parameter that ends up missing or empty.
+    public func parameters(with given: [String: JSONValue]) throws(MissingParameters) -> [String: JSONValue] {
+        var values = parameterDefaults
+        values.merge(given) { _, new in new }
+        let missing = requiredParameters.filter { values[$0] == nil || values[$0] == "" || values[$0] == .null }
+        guard missing.isEmpty else { throw MissingParameters(names: missing) }
+        return values
+    }
+
     /// The stage with this refId.
     public func stage(_ refID: String) -> StageConfig? {
         stages.first { $0.refID == refID }
     }
+}
+
+/// Required pipeline parameters a trigger did not give.
+public struct MissingParameters: Error, Hashable, CustomStringConvertible {
+    public let names: [String]
+
+    public init(names: [String]) {
+        self.names = names
+    }
+
+    public var description: String { "missing required parameters: \(names.joined(separator: ", "))" }
 }

@@ -168,6 +168,8 @@ struct TailEventsCommand: AsyncParsableCommand {
             } else {
                 (start, alreadyCommitted) = try await store.liveStart()
             }
+            // On standard error, so that standard output stays JSON lines.
+            FileHandle.standardError.write(Data("tail: following the log after position \(start.position)\n".utf8))
             for try await event in LogSubscription(store: store, after: start) {
                 if alreadyCommitted.remove(event.id) != nil { continue }
                 if let category, event.streamID.category != category { continue }

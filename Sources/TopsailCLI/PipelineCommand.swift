@@ -1,13 +1,15 @@
 import ArgumentParser
 import EventLog
 import Foundation
+import PipelineEngine
 import Pipelines
+import PostgresEventStore
 
 struct PipelineCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pipeline",
         abstract: "Work with Spinnaker pipeline JSON.",
-        subcommands: [ValidatePipelineCommand.self, RunPipelineCommand.self]
+        subcommands: [ValidatePipelineCommand.self, SavePipelineCommand.self, RunPipelineCommand.self]
     )
 }
 
@@ -32,6 +34,46 @@ struct ValidatePipelineCommand: AsyncParsableCommand {
                 FileHandle.standardError.write(Data("\(file): \(problem)\n".utf8))
             }
             throw ExitCode(1)
+        }
+    }
+}
+
+struct SavePipelineCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "save",
+        abstract: "Validate a pipeline and save it as the newest version of its id.",
+        discussion: """
+            Saved pipelines run with `pipeline run --id ID` and as children of `pipeline` stages (their \
+            `pipeline` field names the id). The id comes from the JSON's "id" field or --id; each save \
+            is a new version and the earlier ones stay in the pipeline's history.
+            """
+    )
+
+    @OptionGroup var options: CommonOptions
+
+    @Option(name: .shortAndLong, help: "The pipeline JSON file ('-' reads standard input).")
+    var file: String
+
+    @Option(help: "The pipeline's id when the JSON has none (letters, digits, '-', '_', '.'; at most 100).")
+    var id: String?
+
+    func run() async throws {
+        var pipeline = try PipelineFile.load(file)
+        if let id {
+            if let existing = pipeline.id, existing != id { throw CLIError("\(file) has id '\(existing)', not '\(id)'") }
+            pipeline.json["id"] = .string(id)
+        }
+        guard let id = pipeline.id, !id.isEmpty else { throw CLIError("\(file) has no \"id\"; give one with --id") }
+        let allowed = id.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0) }
+        guard allowed, id.count <= 100 else { throw CLIError("pipeline id '\(id)' may hold letters, digits, '-', '_' and '.' (at most 100)") }
+        let database = try options.database()
+        let logger = options.logger("topsail.pipeline")
+        let user = ProcessInfo.processInfo.environment["USER"] ?? "cli"
+        let saved = pipeline
+        try await withDatabase(database, logger: logger) { client in
+            let version = try await PipelineConfigStore(store: PostgresEventStore(client: client, logger: logger))
+                .save(saved, metadata: EventMetadata(actor: user, source: "cli"))
+            Output.line("saved pipeline \(id) (\(saved.application ?? "-")/\(saved.name ?? "-")), version \(version)")
         }
     }
 }

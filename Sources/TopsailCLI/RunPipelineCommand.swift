@@ -9,7 +9,7 @@ import PostgresEventStore
 struct RunPipelineCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Trigger a run of a pipeline file and print the execution id; --wait follows it to the end.",
+        abstract: "Trigger a run of a pipeline (a file, or a saved one by id) and print the execution id; --wait follows it to the end.",
         discussion: """
             The orchestrator and worker roles (topsail all) run the execution. With --wait each stage's \
             status is printed as it changes and the exit status is 0 only when the execution SUCCEEDED \
@@ -20,7 +20,10 @@ struct RunPipelineCommand: AsyncParsableCommand {
     @OptionGroup var options: CommonOptions
 
     @Option(name: .shortAndLong, help: "The pipeline JSON file ('-' reads standard input).")
-    var file: String
+    var file: String?
+
+    @Option(help: "The id of a pipeline saved with `topsail pipeline save` (instead of -f).")
+    var id: String?
 
     @Option(name: .customLong("param"), help: ArgumentHelp("A pipeline parameter, repeatable.", valueName: "name=value"))
     var parameters: [String] = []
@@ -28,27 +31,45 @@ struct RunPipelineCommand: AsyncParsableCommand {
     @Flag(help: "Follow the execution until it completes.")
     var wait = false
 
+    func validate() throws {
+        guard (file == nil) != (id == nil) else { throw ValidationError("give exactly one of -f FILE and --id ID") }
+    }
+
     @Flag(help: "Print JSON: the execution reference, or with --wait the final execution.")
     var json = false
 
     func run() async throws {
-        let pipeline = try PipelineFile.load(file)
-        var values = pipeline.parameterDefaults
+        var given: [String: JSONValue] = [:]
         for item in parameters {
             let pair = item.split(separator: "=", maxSplits: 1)
             guard pair.count == 2, !pair[0].isEmpty else { throw CLIError("--param '\(item)' is not name=value") }
-            values[String(pair[0])] = .string(String(pair[1]))
+            given[String(pair[0])] = .string(String(pair[1]))
         }
-        let missing = pipeline.requiredParameters.filter { values[$0] == nil || values[$0] == "" }
-        guard missing.isEmpty else { throw CLIError("missing required parameters: \(missing.joined(separator: ", ")) (pass --param name=value)") }
-
+        let file = try self.file.map { try PipelineFile.load($0) }
         let database = try options.database()
         let logger = options.logger("topsail.pipeline")
         let user = ProcessInfo.processInfo.environment["USER"] ?? "cli"
-        let (wait, json) = (self.wait, self.json)
-        let parameterValues = values
+        let (wait, json, savedID, givenParameters) = (self.wait, self.json, self.id, given)
         try await withDatabase(database, logger: logger) { client in
-            let repository = ExecutionRepository(store: PostgresEventStore(client: client, logger: logger), logger: logger)
+            let store = PostgresEventStore(client: client, logger: logger)
+            let repository = ExecutionRepository(store: store, logger: logger)
+            let pipeline: PipelineConfig
+            if let file {
+                pipeline = file
+            } else {
+                let id = savedID ?? ""
+                guard let saved = try await PipelineConfigStore(store: store).load(id) else {
+                    throw CLIError("no saved pipeline \(id); save one with topsail pipeline save -f FILE")
+                }
+                guard !saved.disabled else { throw CLIError("pipeline \(id) is disabled") }
+                pipeline = saved
+            }
+            let parameterValues: [String: JSONValue]
+            do {
+                parameterValues = try pipeline.parameters(with: givenParameters)
+            } catch {
+                throw CLIError("\(error) (pass --param name=value)")
+            }
             let id = try await repository.trigger(
                 pipeline, trigger: ["type": "manual", "user": .string(user), "parameters": .object(parameterValues)],
                 parameters: parameterValues, metadata: EventMetadata(actor: user, source: "cli"))

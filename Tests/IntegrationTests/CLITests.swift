@@ -123,7 +123,7 @@ struct CLITests {
             #expect(String(decoding: body, as: UTF8.self).contains("ok"))
             let (_, ready) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/ready")!)
             #expect((ready as? HTTPURLResponse)?.statusCode == 200)
-            all.terminate()
+            #expect(await all.stopped(grace: .seconds(20)), "topsail all did not stop on SIGTERM")
             #expect(all.process.terminationStatus == 0, "\(all.text)")
         }
     }
@@ -137,7 +137,8 @@ struct TailTests {
             _ = try await db.store.append(to: try StreamID("old-1"), expected: .any, events: [NewEvent(type: "old.event", payload: .emptyObject)])
             let tail = try ChildProcess(try TestEnvironment.topsailExecutable(), ["events", "tail", "--database-url", db.url])
             defer { tail.terminate() }
-            try await Task.sleep(for: .milliseconds(500))
+            // Events appended before tail found the head of the log are not new to it.
+            try await eventually("tail to start following") { tail.text.contains("tail: following the log after position") }
             for index in 1...3 {
                 _ = try await db.store.append(to: try StreamID("new-1"), expected: .any, events: [
                     NewEvent(type: "new.event", payload: try JSONText("{\"n\":\(index)}")),
@@ -148,7 +149,7 @@ struct TailTests {
                 tail.text.split(separator: "\n").filter { $0.hasPrefix("{") }.count >= 3
             }
             let lines = tail.text.split(separator: "\n").filter { $0.hasPrefix("{") }
-            #expect(lines.count == 3)
+            #expect(lines.count == 3, "\(tail.text)")
             #expect(lines.allSatisfy { $0.contains("\"type\":\"new.event\"") }, "tail printed events from before it started")
             for (index, line) in lines.enumerated() {
                 #expect(line.contains("\"version\":\(index + 1),"), "line \(index): \(line)")

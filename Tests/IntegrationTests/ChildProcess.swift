@@ -14,16 +14,18 @@ final class ChildProcess: @unchecked Sendable {
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe
-        pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
-            let data = handle.availableData
-            guard let self, !data.isEmpty else {
-                // End of output: without this the handler fires again and again.
-                handle.readabilityHandler = nil
-                return
-            }
-            self.lock.withLock { self.output.append(data) }
-        }
         try process.run()
+        // A blocking reader on a thread of its own, as the script runner does (Foundation's
+        // readabilityHandler has crashed in libdispatch on Linux).
+        let handle = pipe.fileHandleForReading
+        let thread = Thread { [weak self] in
+            while true {
+                let data = handle.availableData
+                guard !data.isEmpty, let self else { break }
+                self.lock.withLock { self.output.append(data) }
+            }
+        }
+        thread.start()
     }
 
     var pid: Int32 { process.processIdentifier }
@@ -37,17 +39,33 @@ final class ChildProcess: @unchecked Sendable {
         while process.isRunning { usleep(20_000) }
     }
 
-    /// SIGTERM, then up to `grace` for it to exit, then SIGKILL. Returns whether it exited by itself.
+    /// SIGTERM now, SIGKILL if it still runs after `grace`; returns at once. Waiting here would
+    /// hold one of the test process's few cooperative threads for the whole shutdown and starve
+    /// every other test (which then time out); `stopped(grace:)` waits without blocking.
+    func terminate(grace: Duration = .seconds(10)) {
+        guard process.isRunning else { return }
+        process.terminate()
+        let process = self.process
+        let thread = Thread {
+            let deadline = ContinuousClock.now + grace
+            // Polling: waitUntilExit spins a run loop at full CPU off the main thread.
+            while process.isRunning && ContinuousClock.now < deadline { usleep(20_000) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
+        thread.start()
+    }
+
+    /// SIGTERM, then waits (suspending, not blocking) up to `grace` for the process to exit, then
+    /// SIGKILL. Returns whether it exited by itself.
     @discardableResult
-    func terminate(grace: Duration = .seconds(10)) -> Bool {
+    func stopped(grace: Duration = .seconds(10)) async -> Bool {
         guard process.isRunning else { return true }
         process.terminate()
         let deadline = ContinuousClock.now + grace
-        // Polling: waitUntilExit spins a run loop at full CPU off the main thread.
-        while process.isRunning && ContinuousClock.now < deadline { usleep(20_000) }
+        while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
         guard process.isRunning else { return true }
         kill(pid, SIGKILL)
-        while process.isRunning { usleep(20_000) }
+        while process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
         return false
     }
 

@@ -55,11 +55,14 @@ struct EngineTests {
             } catch {
                 var log = ""
                 for try await (stream, version, type) in try await db.client.query(
-                    "SELECT stream_id, stream_version, type FROM events ORDER BY position", logger: TestEnvironment.logger
+                    "SELECT stream_id, stream_version, event_type FROM events ORDER BY position", logger: TestEnvironment.logger
                 ).decode((String, Int64, String).self) {
                     log += "\(stream) v\(version) \(type)\n"
                 }
-                let output = process.text.split(separator: "\n").filter { !$0.contains("CONFWARN") }.suffix(60).joined(separator: "\n")
+                let lines = process.text.split(separator: "\n").filter { !$0.contains("CONFWARN") }
+                // A crash report starts with "Program crashed"; show its crashed thread.
+                let crash = lines.firstIndex { $0.contains("Program crashed") }
+                let output = (crash.map { Array(lines[$0...].prefix(80)) } ?? Array(lines.suffix(60))).joined(separator: "\n")
                 Issue.record("the log:\n\(log)\nengine output:\n\(output)")
                 throw error
             }
@@ -207,10 +210,12 @@ struct EngineTests {
             defer { first.process.terminate() }
             let second = try Engine(db, prefix: first.prefix)
             defer { second.process.terminate() }
-            // Both members have joined the groups once an execution has gone through and the
-            // groups had time to settle.
-            _ = try await first.finished(try await first.run(Self.pipeline([["refId": "1", "type": "noop"]])))
-            try await Task.sleep(for: .seconds(3))
+            // Both workers have joined their group once each owns one of the two partitions.
+            func ownsOnePartition(_ engine: Engine) -> Bool {
+                let last = engine.process.text.split(separator: "\n").last { $0.contains("partitions assigned") && $0.contains("role=worker") }
+                return last?.contains("kafka.partitions=[0] ") == true || last?.contains("kafka.partitions=[1] ") == true
+            }
+            try await first.until(timeout: .seconds(60), "each worker to own one partition") { ownsOnePartition(first) && ownsOnePartition(second) }
             let log = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("runs-")).path
             defer { try? FileManager.default.removeItem(atPath: log) }
             var ids: [String] = []
@@ -253,7 +258,7 @@ struct EngineTests {
             #expect(failed.stdout.contains("execution TERMINAL"))
             let id = try #require(failed.stdout.split(separator: "\n").first?.split(separator: " ").last.map(String.init))
 
-            FileManager.default.createFile(atPath: marker, contents: Data())
+            _ = FileManager.default.createFile(atPath: marker, contents: Data())
             defer { try? FileManager.default.removeItem(atPath: marker) }
             let restarted = try await CLITests.run(["executions", "restart", id, "--stage", "1"], environment: env)
             #expect(restarted.status == 0, "\(restarted.stderr)")
@@ -317,11 +322,13 @@ struct EngineTests {
     @Test("a wait stage is a durable timer: it completes after waitTime, across a kill -9 of the engine")
     func durableWait() async throws {
         try await TestDatabase.with { db in
+            // Long enough that a loaded machine still sees the wait running and its timer stored
+            // before the kill.
             var engine = try Engine(db)
             defer { engine.process.terminate() }
             let started = ContinuousClock.now
             let id = try await engine.run(Self.pipeline([
-                ["refId": "soak", "type": "wait", "waitTime": 3],
+                ["refId": "soak", "type": "wait", "waitTime": 8],
                 Self.script("after", "echo done", after: ["soak"]),
             ]))
             try await engine.until("the wait to begin") { try await engine.repository.load(id).stage("soak").status == .running }
@@ -335,7 +342,7 @@ struct EngineTests {
             let state = try await engine.finished(id)
             #expect(state.status == .succeeded)
             #expect(state.stage("after").outputs["stdout"] == "done\n")
-            #expect(ContinuousClock.now - started >= .seconds(3), "the wait ended early")
+            #expect(ContinuousClock.now - started >= .seconds(8), "the wait ended early")
             for try await count in try await db.client.query("SELECT count(*)::int FROM timers").decode(Int.self) { timers = count }
             #expect(timers == 0, "a fired timer stays behind")
         }

@@ -109,6 +109,8 @@ struct ProjectionTests {
             try await eventually("the rebuilt read model to match") { try await model.list(.init(limit: 100)) == before }
             #expect(try await model.get(id) == detail)
             #expect(detail?.stages.map(\.status) == [.succeeded, .canceled])
+            running.cancel()
+            _ = await running.result
         }
     }
 }

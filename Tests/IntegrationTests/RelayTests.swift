@@ -25,9 +25,10 @@ struct RelayTests {
             let running = Task { try await relay.run() }
             defer { running.cancel() }
             let versions = try await appendSpread(db.store, category: category, streams: 7, count: 300)
-            let messages = try await consume(topic: topic) { $0.count >= 300 }
+            // At least once: a batch the broker acknowledges late (a loaded machine) is sent again.
+            let messages = try await consume(topic: topic) { distinctEvents($0) >= 300 }
             let events = try decodeEvents(messages)
-            #expect(expectCompleteAndOrdered(events, versions: versions) == 0)
+            expectCompleteAndOrdered(events, versions: versions)
             #expect(streamsNeverSkipAhead(events))
         }
     }
@@ -75,8 +76,8 @@ struct RelayTests {
             let relay = try ChildProcess(try TestEnvironment.topsailExecutable(), Self.relayArguments(db, brokers: broker.address, name: name))
             defer { relay.terminate() }
             var versions = try await appendSpread(db.store, category: category, streams: 5, count: 100)
-            let before = try await consume(topic: topic, brokers: broker.address) { $0.count >= 100 }
-            #expect(before.count == 100)
+            let before = try await consume(topic: topic, brokers: broker.address) { distinctEvents($0) >= 100 }
+            #expect(distinctEvents(before) == 100)
 
             broker.stop()
             let more = try await appendSpread(db.store, category: category + "x", streams: 5, count: 100)
@@ -113,8 +114,8 @@ struct RelayTests {
             try await eventually("the second relay to stand by") { second.text.contains("standing by") }
 
             var versions = try await appendSpread(db.store, category: category, streams: 4, count: 200)
-            let firstRound = try await consume(topic: topic) { $0.count >= 200 }
-            #expect(expectCompleteAndOrdered(try decodeEvents(firstRound), versions: versions) == 0, "only the leader publishes")
+            let firstRound = try await consume(topic: topic) { distinctEvents($0) >= 200 }
+            expectCompleteAndOrdered(try decodeEvents(firstRound), versions: versions)
             #expect(!second.text.contains("relay leading"))
 
             first.killHard()

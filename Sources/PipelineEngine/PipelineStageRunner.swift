@@ -1,0 +1,80 @@
+import EventLog
+import Foundation
+import Orchestration
+import Pipelines
+
+/// `pipeline`: runs another saved pipeline (`pipeline`: its id) as a child execution with
+/// `pipelineParameters`; with `waitForCompletion` (the default) the stage ends as the child does.
+///
+/// The parent keeps a reference, never a copy: its outputs hold the child's `executionId`. The
+/// child's id is chosen and recorded before the child is triggered (a first progress record), and
+/// the trigger appends with "no stream yet", so a worker that crashes and runs the stage again
+/// finds the same child instead of starting a second one. The child is checked after each
+/// back-off, and at once when it completes (the orchestrator makes the parent's check due).
+struct PipelineStageRunner: StageRunner {
+    let repository: ExecutionRepository
+    let configs: PipelineConfigStore
+
+    func run(_ run: StageRun) async throws -> StageOutcome {
+        let stage = run.stage.json
+        let pollInterval = Duration.milliseconds(max(100, stage["backoffPeriodMs"]?.intValue ?? 1000))
+        guard let childID = run.context["executionId"]?.stringValue else {
+            // Record the child's id first: the trigger below is then idempotent.
+            return .poll(after: .zero, context: ["executionId": .string(UUID().uuidString.lowercased())])
+        }
+        var child = try await repository.load(childID)
+        if child.version == 0 {
+            guard let pipelineID = stage["pipeline"]?.stringValue, !pipelineID.isEmpty else {
+                return StageOutcome(status: run.stage.failureStatus, outputs: ["error": "the stage names no pipeline to run"])
+            }
+            guard let config = try await configs.load(pipelineID) else {
+                return StageOutcome(status: run.stage.failureStatus, outputs: [
+                    "error": .string("no saved pipeline \(pipelineID) (application \(stage["application"]?.stringValue ?? "-"))"),
+                ])
+            }
+            guard !config.disabled else {
+                return StageOutcome(status: run.stage.failureStatus, outputs: ["error": .string("pipeline \(pipelineID) is disabled")])
+            }
+            let parameters: [String: JSONValue]
+            do {
+                parameters = try config.parameters(with: stage["pipelineParameters"]?.objectValue ?? [:])
+            } catch {
+                return StageOutcome(status: run.stage.failureStatus, outputs: ["error": .string("child pipeline \(pipelineID): \(error)")])
+            }
+            let parent = run.execution
+            let trigger: JSONValue = [
+                "type": "pipeline", "parameters": .object(parameters),
+                "user": parent.trigger["user"] ?? .null,
+                "parentExecution": [
+                    "id": .string(run.executionID), "application": parent.pipeline.application.map(JSONValue.string) ?? .null,
+                    "name": parent.pipeline.name.map(JSONValue.string) ?? .null,
+                ],
+                "parentPipelineStageId": .string(run.refID),
+            ]
+            do {
+                _ = try await repository.trigger(
+                    config, trigger: trigger, parameters: parameters,
+                    metadata: EventMetadata(correlationID: childID, causationID: run.executionID, actor: "worker", source: "pipeline-stage"),
+                    executionID: childID)
+            } catch EventStoreError.versionConflict {
+                // Triggered by an earlier run of this stage that did not get to report it.
+            }
+            child = try await repository.load(childID)
+        }
+        var outputs: [String: JSONValue] = [
+            "executionId": .string(childID), "executionName": child.pipeline.name.map(JSONValue.string) ?? .null,
+            "application": child.pipeline.application.map(JSONValue.string) ?? .null, "status": .string(child.status.rawValue),
+        ]
+        guard stage["waitForCompletion"]?.boolValue ?? true else {
+            return StageOutcome(status: .succeeded, outputs: outputs)
+        }
+        guard child.status.isComplete else { return .poll(after: pollInterval, context: outputs) }
+        switch child.status {
+        case .succeeded:
+            return StageOutcome(status: .succeeded, outputs: outputs)
+        default:
+            outputs["error"] = .string("child pipeline execution \(childID) ended \(child.status.rawValue)")
+            return StageOutcome(status: run.stage.failureStatus, outputs: outputs)
+        }
+    }
+}

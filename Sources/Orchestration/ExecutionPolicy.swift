@@ -36,7 +36,9 @@ public enum ExecutionPolicy {
             next += state.runningStages.map { .runStage(refID: $0, attempt: state.stage($0).attempt) }
             return next.isEmpty ? [.completeExecution] : next
         case .completed:
-            return state.pipeline.id.map { [.startWaitingExecutions(pipelineID: $0)] } ?? []
+            // A gated pipeline's slot is free: the concurrency gate starts whoever waits for it.
+            guard state.pipeline.limitConcurrent else { return [] }
+            return [.startWaitingExecutions(pipelineID: state.pipeline.id ?? "")]
         case .buffered, .paused, .cancelRequested:
             return []
         }

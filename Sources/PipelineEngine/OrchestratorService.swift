@@ -2,6 +2,7 @@ import EventLog
 import Kafka
 import Logging
 import Orchestration
+import Pipelines
 import ServiceLifecycle
 
 /// The `orchestrator` role: advances executions. For every execution event it derives what
@@ -39,11 +40,41 @@ public final class OrchestratorService: Service {
         let metadata = EventMetadata(
             correlationID: recorded.metadata.correlationID ?? executionID, causationID: recorded.id.uuidString.lowercased(),
             actor: "orchestrator", source: "orchestrator")
-        let context = ExpressionScope.decisionContext(executionID: executionID)
+        let gate = ConcurrencyGate(store: repository.store)
         for message in ExecutionPolicy.reactions(to: event, after: stateAtEvent) where message.isForOrchestrator {
+            var context = ExpressionScope.decisionContext(executionID: executionID)
+            switch message {
+            case .startExecution where stateAtEvent.pipeline.limitConcurrent:
+                // A gated pipeline: the execution starts only with a slot of the gate, else it waits.
+                let admitted = try await gate.admit(executionID, triggeredAt: recorded.position, of: stateAtEvent.pipeline, metadata: metadata)
+                context.runningExecutionsOfPipeline = admitted ? 0 : Int.max
+            case .startWaitingExecutions:
+                try await startWaiting(after: executionID, pipeline: stateAtEvent.pipeline, gate: gate, metadata: metadata)
+                continue
+            default:
+                break
+            }
             try await repository.handle(message, executionID: executionID, metadata: metadata, context: context)
         }
         if case .completed = event { try await wakeParent(of: stateAtEvent, metadata: metadata) }
+    }
+
+    /// A gated execution completed: its slot goes to the next waiting execution (the newest, with
+    /// the others canceled, unless `keepWaitingPipelines`). Starting every slot holder again is
+    /// harmless for those already running and finishes the job after a crash.
+    private func startWaiting(after executionID: String, pipeline: PipelineConfig, gate: ConcurrencyGate, metadata: EventMetadata) async throws {
+        let holders = try await gate.release(executionID, of: pipeline, metadata: metadata) { dropped in
+            for id in dropped {
+                try await self.repository.handle(
+                    .cancel(by: "topsail", reason: "a newer execution of the pipeline took the free slot (keepWaitingPipelines is off)"),
+                    executionID: id, metadata: metadata)
+            }
+        }
+        var admitted = DecisionContext()
+        admitted.runningExecutionsOfPipeline = 0
+        for id in holders where id != executionID {
+            try await repository.handle(.startExecution, executionID: id, metadata: metadata, context: admitted)
+        }
     }
 
     /// A child pipeline completed: its parent's pipeline stage checks it now rather than after
@@ -62,8 +93,6 @@ extension ExecutionMessage {
     var isForOrchestrator: Bool {
         switch self {
         case .runStage, .cancelStageWork, .schedulePoll: false
-        // Waiting executions are started by the concurrency queue, which needs a read model.
-        case .startWaitingExecutions: false
         default: true
         }
     }

@@ -343,3 +343,50 @@ struct StageProgressTests {
         #expect(ExecutionDecider.decide(.recordProgress(refID: "hook", attempt: 1, poll: 1, context: [:], retryAfterMs: 1), state: run.state) == .none)
     }
 }
+
+@Suite("Concurrency gate of a pipeline")
+struct PipelineSlotsTests {
+    static func gate(_ events: [PipelineSlots.Event]) -> PipelineSlots { PipelineSlots(events) }
+
+    @Test func admissionTakesFreeSlotsThenQueues() {
+        var gate = PipelineSlots()
+        for (id, position) in [("a", 1), ("b", 2), ("e", 9), ("c", 3), ("d", 4)] {
+            for event in gate.admit(id, position: Int64(position), slots: 2) { gate.evolve(event) }
+        }
+        #expect(gate.running == ["a", "b"])
+        #expect(gate.waiting == ["c", "d", "e"], "the queue keeps trigger order, whatever order they asked in")
+        #expect(gate.admit("a", position: 1, slots: 2).isEmpty, "asking again changes nothing")
+        #expect(gate.admit("c", position: 3, slots: 2).isEmpty)
+    }
+
+    @Test func keepWaitingStartsTheOldestFirst() {
+        let gate = Self.gate([.taken(executionID: "a"), .queued(executionID: "b", position: 2), .queued(executionID: "c", position: 3)])
+        let (events, drop) = gate.release("a", slots: 1, keepWaiting: true)
+        #expect(events == [.released(executionID: "a"), .taken(executionID: "b")])
+        #expect(drop.isEmpty)
+        #expect(gate.release("zzz", slots: 1, keepWaiting: true) == ([], []), "an execution the gate does not hold")
+    }
+
+    @Test func withoutKeepWaitingOnlyTheNewestStartsAndTheOthersAreDropped() {
+        var gate = Self.gate([.taken(executionID: "a"), .queued(executionID: "b", position: 2), .queued(executionID: "c", position: 3), .queued(executionID: "d", position: 4)])
+        let (events, drop) = gate.release("a", slots: 1, keepWaiting: false)
+        #expect(drop == ["b", "c"])
+        #expect(events == [.released(executionID: "a"), .released(executionID: "b"), .released(executionID: "c"), .taken(executionID: "d")])
+        for event in events { gate.evolve(event) }
+        #expect(gate.running == ["d"] && gate.waiting.isEmpty)
+    }
+
+    @Test func aWaitingExecutionThatIsCanceledLeavesTheQueue() {
+        let gate = Self.gate([.taken(executionID: "a"), .queued(executionID: "b", position: 2), .queued(executionID: "c", position: 3)])
+        let (events, drop) = gate.release("b", slots: 1, keepWaiting: true)
+        #expect(events == [.released(executionID: "b")], "no slot was freed")
+        #expect(drop.isEmpty)
+    }
+
+    @Test func slotEventsRoundTrip() throws {
+        for event: PipelineSlots.Event in [.taken(executionID: "x"), .queued(executionID: "y", position: 7), .released(executionID: "z")] {
+            let (type, payload) = PipelineSlotsCodec.encode(event)
+            #expect(try PipelineSlotsCodec.decode(type: type, payload: payload) == event)
+        }
+    }
+}

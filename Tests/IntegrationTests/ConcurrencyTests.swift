@@ -1,0 +1,110 @@
+import EventLog
+import Foundation
+import Orchestration
+import PipelineEngine
+import Pipelines
+import Testing
+
+/// `limitConcurrent`, `maxConcurrentExecutions` and `keepWaitingPipelines` through a `topsail all` process.
+@Suite("Engine: concurrency limits")
+struct ConcurrencyTests {
+    typealias Engine = EngineTests.Engine
+
+    static func gated(_ id: String, max: Int, keepWaiting: Bool, sleep: String = "0.4") -> JSONValue {
+        ["id": .string(id), "application": "test", "name": .string(id), "limitConcurrent": true, "maxConcurrentExecutions": .number(Double(max)),
+         "keepWaitingPipelines": .bool(keepWaiting), "stages": [EngineTests.script("1", "sleep \(sleep)")]]
+    }
+
+    /// When each execution started and completed, as the log recorded it.
+    static func intervals(_ db: TestDatabase, _ ids: [String]) async throws -> [(start: Date, end: Date)] {
+        var result: [(Date, Date)] = []
+        for id in ids {
+            let events = try await db.store.readStream(try ExecutionRepository.streamID(id), from: 1, direction: .forward, limit: 100)
+            guard let start = events.first(where: { $0.type == ExecutionEvent.WireType.started })?.recordedAt,
+                  let end = events.last(where: { $0.type == ExecutionEvent.WireType.completed })?.recordedAt
+            else { continue }
+            result.append((start, end))
+        }
+        return result
+    }
+
+    /// The most executions running at one moment: the count at each start (where it can grow).
+    static func maximumOverlap(_ intervals: [(start: Date, end: Date)]) -> Int {
+        intervals.map { interval in intervals.filter { $0.start <= interval.start && interval.start < $0.end }.count }.max() ?? 0
+    }
+
+    @Test("limitConcurrent with keepWaitingPipelines: executions wait (BUFFERED) and run one at a time, oldest first")
+    func oneAtATime() async throws {
+        try await TestDatabase.with { db in
+            let engine = try Engine(db)
+            defer { engine.process.terminate() }
+            var ids: [String] = []
+            for _ in 0..<4 { ids.append(try await engine.run(Self.gated("serial", max: 1, keepWaiting: true))) }
+            for id in ids { #expect(try await engine.finished(id).status == .succeeded) }
+            let intervals = try await Self.intervals(db, ids)
+            #expect(intervals.count == 4)
+            #expect(Self.maximumOverlap(intervals) == 1, "two executions of a limitConcurrent pipeline ran at once")
+            // The first to ask may be any of those triggered together; the waiting ones then start
+            // in the order they were triggered.
+            var waitedStarts: [Date] = []
+            for (id, interval) in zip(ids, intervals) where try await engine.repository.events(of: id).contains(.buffered) {
+                waitedStarts.append(interval.start)
+            }
+            #expect(waitedStarts == waitedStarts.sorted(), "waiting executions did not start oldest first")
+            let buffered = waitedStarts.count
+            #expect(buffered >= 2, "later executions should have waited BUFFERED")
+        }
+    }
+
+    @Test("maxConcurrentExecutions 2: never more than two at once")
+    func twoAtATime() async throws {
+        try await TestDatabase.with { db in
+            let engine = try Engine(db)
+            defer { engine.process.terminate() }
+            var ids: [String] = []
+            for _ in 0..<5 { ids.append(try await engine.run(Self.gated("pairs", max: 2, keepWaiting: true))) }
+            for id in ids { #expect(try await engine.finished(id).status == .succeeded) }
+            let overlap = Self.maximumOverlap(try await Self.intervals(db, ids))
+            #expect(overlap == 2, "\(overlap) executions ran at once")
+        }
+    }
+
+    @Test("without keepWaitingPipelines only the newest waiting execution runs; the older waiting ones are canceled")
+    func newestWins() async throws {
+        try await TestDatabase.with { db in
+            let engine = try Engine(db)
+            defer { engine.process.terminate() }
+            let first = try await engine.run(Self.gated("newest", max: 1, keepWaiting: false, sleep: "1.5"))
+            try await engine.until("the first execution to run") { try await engine.repository.load(first).stage("1").status == .running }
+            var waiting: [String] = []
+            for _ in 0..<3 { waiting.append(try await engine.run(Self.gated("newest", max: 1, keepWaiting: false))) }
+            try await engine.until("the later executions to wait") {
+                for id in waiting where try await engine.repository.load(id).status != .buffered { return false }
+                return true
+            }
+            #expect(try await engine.finished(first).status == .succeeded)
+            #expect(try await engine.finished(waiting[2]).status == .succeeded, "the newest runs")
+            for id in waiting.prefix(2) {
+                let state = try await engine.finished(id)
+                #expect(state.status == .canceled, "an older waiting execution \(id) is \(state.status)")
+            }
+        }
+    }
+
+    @Test("canceling a waiting execution frees its place; the queue goes on")
+    func cancelWhileWaiting() async throws {
+        try await TestDatabase.with { db in
+            let engine = try Engine(db)
+            defer { engine.process.terminate() }
+            let first = try await engine.run(Self.gated("cancel-queue", max: 1, keepWaiting: true, sleep: "1"))
+            try await engine.until("the first execution to run") { try await engine.repository.load(first).stage("1").status == .running }
+            let second = try await engine.run(Self.gated("cancel-queue", max: 1, keepWaiting: true))
+            let third = try await engine.run(Self.gated("cancel-queue", max: 1, keepWaiting: true))
+            try await engine.until("the second to wait") { try await engine.repository.load(second).status == .buffered }
+            try await engine.repository.handle(.cancel(by: "tester", reason: nil), executionID: second, metadata: EventMetadata(source: "test"))
+            #expect(try await engine.finished(second).status == .canceled)
+            #expect(try await engine.finished(first).status == .succeeded)
+            #expect(try await engine.finished(third).status == .succeeded)
+        }
+    }
+}

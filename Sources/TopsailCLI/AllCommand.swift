@@ -3,7 +3,7 @@ import ArgumentParser
 struct AllCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "all",
-        abstract: "Run every role in one process: relay, orchestrator, worker, scheduler, projector, and the HTTP endpoints /health and /ready.",
+        abstract: "Run every role in one process: relay, orchestrator, worker, scheduler, projector, supervisor, and the HTTP endpoints /health and /ready.",
         discussion: "SIGTERM or Ctrl-C shuts every role down gracefully."
     )
 
@@ -17,10 +17,12 @@ struct AllCommand: AsyncParsableCommand {
     @Option(help: "HTTP port.")
     var httpPort: Int = 8084
 
+    @OptionGroup var supervision: SupervisionOptions
+
     func run() async throws {
         try await Roles(options: options, topics: topics).run([
             .relay(relay.configuration(topics: topics)), .orchestrator, .worker, .scheduler, .projector,
-            .http(host: httpHost, port: httpPort),
+            supervision.role, .http(host: httpHost, port: httpPort),
         ])
     }
 }
@@ -84,4 +86,39 @@ struct ProjectorCommand: AsyncParsableCommand {
     func run() async throws {
         try await Roles(options: options, topics: TopicOptions()).run([.projector])
     }
+}
+
+struct SupervisorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "supervisor",
+        abstract: "Report executions that make no progress beyond their stages' limits (a warning each, once).",
+        discussion: """
+            Reads the executions read model (kept by the projector) for running executions that have \
+            been quiet longer than --stuck-grace, checks each against its stages' limits (stageTimeoutMs, \
+            waitTime, a script's timeoutSeconds, a polling stage's back-off) and logs the ones overdue \
+            with what to do. `topsail executions stuck` prints the same list once.
+            """
+    )
+
+    @OptionGroup var options: CommonOptions
+    @OptionGroup var supervision: SupervisionOptions
+
+    func run() async throws {
+        try await Roles(options: options, topics: TopicOptions()).run([supervision.role])
+    }
+}
+
+struct SupervisionOptions: ParsableArguments {
+    @Option(help: "Seconds between looks for stuck executions.")
+    var superviseEvery: Int = 30
+
+    @Option(help: "Seconds an execution may overrun its stages' limits before it counts as stuck.")
+    var stuckGrace: Int = 60
+
+    func validate() throws {
+        guard superviseEvery > 0 else { throw ValidationError("--supervise-every must be positive") }
+        guard stuckGrace >= 0 else { throw ValidationError("--stuck-grace must not be negative") }
+    }
+
+    var role: Roles.Role { .supervisor(interval: .seconds(superviseEvery), grace: .seconds(stuckGrace)) }
 }

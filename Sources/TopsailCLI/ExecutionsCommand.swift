@@ -10,7 +10,7 @@ struct ExecutionsCommand: AsyncParsableCommand {
         commandName: "executions",
         abstract: "Look at and control executions.",
         subcommands: [
-            ListExecutionsCommand.self, ShowExecutionCommand.self, CancelExecutionCommand.self, PauseExecutionCommand.self,
+            ListExecutionsCommand.self, StuckExecutionsCommand.self, ShowExecutionCommand.self, CancelExecutionCommand.self, PauseExecutionCommand.self,
             ResumeExecutionCommand.self, RestartStageCommand.self, JudgeStageCommand.self,
         ]
     )
@@ -129,5 +129,42 @@ struct JudgeStageCommand: AsyncParsableCommand {
         try await ExecutionControl(options: options).send(
             .judge(refID: stage, judgment: judgment, input: input, by: ProcessInfo.processInfo.environment["USER"]),
             to: id, describing: "judge stage \(stage) of")
+    }
+}
+
+struct StuckExecutionsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stuck",
+        abstract: "List running executions that made no progress beyond their stages' limits.",
+        discussion: "Exit status 0 when there are none, 2 when some are stuck (for monitoring scripts)."
+    )
+    @OptionGroup var options: CommonOptions
+    @Option(help: "Seconds an execution may overrun its stages' limits before it counts.") var grace: Int = 60
+    @Flag(help: "Print JSON lines.") var json = false
+
+    func validate() throws {
+        guard grace >= 0 else { throw ValidationError("--grace must not be negative") }
+    }
+
+    func run() async throws {
+        let database = try options.database()
+        let logger = options.logger("topsail.executions")
+        let (grace, json) = (self.grace, self.json)
+        let count = try await withDatabase(database, logger: logger) { client in
+            let stuck = try await Supervisor(client: client, logger: logger).stuck(grace: .seconds(grace))
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            encoder.dateEncodingStrategy = .iso8601
+            for execution in stuck {
+                if json {
+                    Output.line(String(decoding: try encoder.encode(execution), as: UTF8.self))
+                } else {
+                    Output.line("\(execution.id) \(execution.application ?? "-")/\(execution.pipeline ?? "-"): \(execution.reasons.joined(separator: "; "))")
+                }
+            }
+            if stuck.isEmpty && !json { Output.line("no stuck executions") }
+            return stuck.count
+        }
+        if count > 0 { throw ExitCode(2) }
     }
 }

@@ -16,6 +16,7 @@ struct Roles {
         case worker
         case scheduler
         case projector
+        case supervisor(interval: Duration, grace: Duration)
         case http(host: String, port: Int)
     }
 
@@ -48,6 +49,8 @@ struct Roles {
                 services.append(SchedulerService(timers: timers, repository: repository, logger: logger))
             case .projector:
                 services.append(ExecutionProjector(client: client, logger: logger))
+            case let .supervisor(interval, grace):
+                services.append(SupervisorService(client: client, interval: interval, grace: grace, logger: logger))
             case let .http(host, port):
                 services.append(HealthEndpoint.application(client: client, host: host, port: port, logger: logger))
             }

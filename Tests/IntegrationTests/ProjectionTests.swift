@@ -114,3 +114,46 @@ struct ProjectionTests {
         }
     }
 }
+
+@Suite("Supervisor")
+struct SupervisorTests {
+    @Test("executions stuck lists running executions overdue by their stages' limits, and only those")
+    func findsStuckExecutions() async throws {
+        try await TestDatabase.with { db in
+            let repository = ExecutionRepository(store: db.store, logger: TestEnvironment.logger)
+            let metadata = EventMetadata(source: "test")
+            func started(_ stages: [JSONValue], running ref: String) async throws -> String {
+                let pipeline = PipelineConfig(json: ["application": "ops", "name": .string(ref), "limitConcurrent": false, "stages": .array(stages)])
+                let id = try await repository.trigger(pipeline, trigger: ["type": "manual"], parameters: [:], metadata: metadata)
+                try await repository.handle(.startExecution, executionID: id, metadata: metadata)
+                try await repository.handle(.startStage(refID: ref), executionID: id, metadata: metadata)
+                return id
+            }
+            // No engine runs: each stays as it is.
+            let noop = try await started([["refId": "n", "type": "noop"]], running: "n")
+            let judgment = try await started([["refId": "j", "type": "manualJudgment"]], running: "j")
+            let wait = try await started([["refId": "w", "type": "wait", "waitTime": 3600]], running: "w")
+            try await eventually("the read model to catch up") {
+                _ = try await ExecutionProjector(client: db.client, logger: TestEnvironment.logger).catchUp()
+                return try await ExecutionReadModel(client: db.client, logger: TestEnvironment.logger).list(.init(statuses: [.running])).count == 3
+            }
+            try await Task.sleep(for: .milliseconds(1200))
+            let stuck = try await Supervisor(client: db.client, logger: TestEnvironment.logger).stuck(grace: .seconds(1))
+            #expect(stuck.map(\.id) == [noop], "\(stuck)")
+            #expect(stuck.first?.reasons.first?.hasPrefix("stage n (noop) has run 1 s, expected within 0 s") == true, "\(stuck)")
+            _ = (judgment, wait)
+
+            let env = ["TOPSAIL_DATABASE_URL": db.url]
+            let listed = try await CLITests.run(["executions", "stuck", "--grace", "1"], environment: env)
+            #expect(listed.status == 2, "stuck executions make the exit status 2: \(listed.stderr)")
+            #expect(listed.stdout.hasPrefix("\(noop) ops/n: stage n (noop) has run"), "\(listed.stdout)")
+            try await repository.handle(.cancel(by: "ops", reason: "stuck"), executionID: noop, metadata: metadata)
+            try await eventually("the canceled execution to leave the list") {
+                _ = try await ExecutionProjector(client: db.client, logger: TestEnvironment.logger).catchUp()
+                return try await Supervisor(client: db.client, logger: TestEnvironment.logger).stuck(grace: .seconds(1)).isEmpty
+            }
+            let none = try await CLITests.run(["executions", "stuck", "--grace", "1"], environment: env)
+            #expect(none.status == 0 && none.stdout == "no stuck executions\n")
+        }
+    }
+}

@@ -241,4 +241,10 @@ struct BenchSmokeTests {
         let result = try await Self.json(["bench", "pipeline", "--stages", "3", "--executions", "2"])
         #expect((result["transition"] as? [String: Any])?["count"] as? Int == 4)
     }
+
+    @Test func waits() async throws {
+        let result = try await Self.json(["bench", "waits", "--executions", "20"])
+        #expect(result["executions"] as? Int == 20)
+        #expect((result["parkedResidentMB"] as? Double ?? 0) > 0)
+    }
 }

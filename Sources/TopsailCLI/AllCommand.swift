@@ -45,7 +45,7 @@ struct OrchestratorCommand: AsyncParsableCommand {
 struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "worker",
-        abstract: "Run stages' work (noop, script, wait, manualJudgment, evaluateVariables, checkPreconditions): consume execution events (group <prefix>worker) and report outcomes.",
+        abstract: "Run stages' work (noop, script, wait, manualJudgment, evaluateVariables, checkPreconditions, webhook, pipeline): consume execution events (group <prefix>worker) and report outcomes.",
         discussion: "Any number may run. SIGTERM or Ctrl-C stops it gracefully."
     )
 
@@ -60,7 +60,7 @@ struct WorkerCommand: AsyncParsableCommand {
 struct SchedulerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "scheduler",
-        abstract: "Fire due durable timers (wait stages) into events.",
+        abstract: "Fire due durable timers (waits, stage timeouts, polling back-offs) into events.",
         discussion: "Any number may run; each timer is locked by one. SIGTERM or Ctrl-C stops it gracefully."
     )
 

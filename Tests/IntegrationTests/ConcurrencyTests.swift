@@ -10,9 +10,16 @@ import Testing
 struct ConcurrencyTests {
     typealias Engine = EngineTests.Engine
 
-    static func gated(_ id: String, max: Int, keepWaiting: Bool, sleep: String = "0.4") -> JSONValue {
-        ["id": .string(id), "application": "test", "name": .string(id), "limitConcurrent": true, "maxConcurrentExecutions": .number(Double(max)),
-         "keepWaitingPipelines": .bool(keepWaiting), "stages": [EngineTests.script("1", "sleep \(sleep)")]]
+    static func gated(_ id: String, max: Int, keepWaiting: Bool, sleep: String = "0.4", holdForJudgment: Bool = false) -> JSONValue {
+        let stage: JSONValue = holdForJudgment ? ["refId": "1", "type": "manualJudgment"] : EngineTests.script("1", "sleep \(sleep)")
+        return ["id": .string(id), "application": "test", "name": .string(id), "limitConcurrent": true,
+                "maxConcurrentExecutions": .number(Double(max)), "keepWaitingPipelines": .bool(keepWaiting), "stages": [stage]]
+    }
+
+    /// Lets a held execution (`holdForJudgment`) go on.
+    static func release(_ engine: Engine, _ id: String) async throws {
+        try await engine.repository.handle(.judge(refID: "1", judgment: .continue, input: nil, by: "tester"), executionID: id,
+                                           metadata: EventMetadata(source: "test"))
     }
 
     /// When each execution started and completed, as the log recorded it.
@@ -38,8 +45,15 @@ struct ConcurrencyTests {
         try await TestDatabase.with { db in
             let engine = try Engine(db)
             defer { engine.process.terminate() }
-            var ids: [String] = []
-            for _ in 0..<4 { ids.append(try await engine.run(Self.gated("serial", max: 1, keepWaiting: true))) }
+            // The first holds the only slot until the three triggered after it wait.
+            var ids = [try await engine.run(Self.gated("serial", max: 1, keepWaiting: true, holdForJudgment: true))]
+            try await engine.until("the first to run") { try await engine.repository.load(ids[0]).stage("1").status == .running }
+            for _ in 0..<3 { ids.append(try await engine.run(Self.gated("serial", max: 1, keepWaiting: true))) }
+            try await engine.until("the others to wait") {
+                for id in ids.dropFirst() where try await engine.repository.load(id).status != .buffered { return false }
+                return true
+            }
+            try await Self.release(engine, ids[0])
             for id in ids { #expect(try await engine.finished(id).status == .succeeded) }
             let intervals = try await Self.intervals(db, ids)
             #expect(intervals.count == 4)
@@ -52,7 +66,7 @@ struct ConcurrencyTests {
             }
             #expect(waitedStarts == waitedStarts.sorted(), "waiting executions did not start oldest first")
             let buffered = waitedStarts.count
-            #expect(buffered >= 2, "later executions should have waited BUFFERED")
+            #expect(buffered == 3, "the later executions should have waited BUFFERED")
         }
     }
 
@@ -61,8 +75,19 @@ struct ConcurrencyTests {
         try await TestDatabase.with { db in
             let engine = try Engine(db)
             defer { engine.process.terminate() }
+            // Two hold both slots until three more wait; then all run, two at a time.
             var ids: [String] = []
-            for _ in 0..<5 { ids.append(try await engine.run(Self.gated("pairs", max: 2, keepWaiting: true))) }
+            for _ in 0..<2 { ids.append(try await engine.run(Self.gated("pairs", max: 2, keepWaiting: true, holdForJudgment: true))) }
+            try await engine.until("two to run") {
+                for id in ids where try await engine.repository.load(id).stage("1").status != .running { return false }
+                return true
+            }
+            for _ in 0..<3 { ids.append(try await engine.run(Self.gated("pairs", max: 2, keepWaiting: true))) }
+            try await engine.until("three to wait") {
+                for id in ids.suffix(3) where try await engine.repository.load(id).status != .buffered { return false }
+                return true
+            }
+            for id in ids.prefix(2) { try await Self.release(engine, id) }
             for id in ids { #expect(try await engine.finished(id).status == .succeeded) }
             let overlap = Self.maximumOverlap(try await Self.intervals(db, ids))
             #expect(overlap == 2, "\(overlap) executions ran at once")
@@ -74,7 +99,8 @@ struct ConcurrencyTests {
         try await TestDatabase.with { db in
             let engine = try Engine(db)
             defer { engine.process.terminate() }
-            let first = try await engine.run(Self.gated("newest", max: 1, keepWaiting: false, sleep: "1.5"))
+            // The first holds the only slot until the test lets it go.
+            let first = try await engine.run(Self.gated("newest", max: 1, keepWaiting: false, holdForJudgment: true))
             try await engine.until("the first execution to run") { try await engine.repository.load(first).stage("1").status == .running }
             var waiting: [String] = []
             for _ in 0..<3 { waiting.append(try await engine.run(Self.gated("newest", max: 1, keepWaiting: false))) }
@@ -82,6 +108,7 @@ struct ConcurrencyTests {
                 for id in waiting where try await engine.repository.load(id).status != .buffered { return false }
                 return true
             }
+            try await Self.release(engine, first)
             #expect(try await engine.finished(first).status == .succeeded)
             #expect(try await engine.finished(waiting[2]).status == .succeeded, "the newest runs")
             for id in waiting.prefix(2) {
@@ -96,13 +123,15 @@ struct ConcurrencyTests {
         try await TestDatabase.with { db in
             let engine = try Engine(db)
             defer { engine.process.terminate() }
-            let first = try await engine.run(Self.gated("cancel-queue", max: 1, keepWaiting: true, sleep: "1"))
+            let first = try await engine.run(Self.gated("cancel-queue", max: 1, keepWaiting: true, holdForJudgment: true))
             try await engine.until("the first execution to run") { try await engine.repository.load(first).stage("1").status == .running }
             let second = try await engine.run(Self.gated("cancel-queue", max: 1, keepWaiting: true))
             let third = try await engine.run(Self.gated("cancel-queue", max: 1, keepWaiting: true))
             try await engine.until("the second to wait") { try await engine.repository.load(second).status == .buffered }
             try await engine.repository.handle(.cancel(by: "tester", reason: nil), executionID: second, metadata: EventMetadata(source: "test"))
             #expect(try await engine.finished(second).status == .canceled)
+            try await engine.until("the third to wait") { try await engine.repository.load(third).status == .buffered }
+            try await Self.release(engine, first)
             #expect(try await engine.finished(first).status == .succeeded)
             #expect(try await engine.finished(third).status == .succeeded)
         }

@@ -25,6 +25,8 @@ public enum ExecutionDecider {
             TimerFiredHandler.handle(ref, attempt: attempt, kind: kind, state: state)
         case let .judge(ref, judgment, input, by):
             JudgeStageHandler.handle(ref, judgment: judgment, input: input, by: by, state: state)
+        case let .skipWait(ref, by):
+            SkipWaitHandler.handle(ref, by: by, state: state)
         case let .recordProgress(ref, attempt, poll, context, retryAfterMs):
             StageProgressHandler.record(ref, attempt: attempt, poll: poll, context: context, retryAfterMs: retryAfterMs, state: state)
         case let .pollDue(ref, attempt, poll):
@@ -154,13 +156,42 @@ public enum RestartStageHandler {
 public enum JudgeStageHandler {
     public static func handle(_ ref: String, judgment: Judgment, input: String?, by: String?, state: ExecutionState) -> Decision {
         guard state.status == .running, state.stage(ref).status == .running,
-              let config = state.config(ref), config.type == "manualJudgment"
+              let config = state.config(ref), config.type == "manualJudgment", problem(ref, input: input, state: state) == nil
         else { return .none }
         var outputs: [String: JSONValue] = ["judgmentStatus": .string(judgment.rawValue)]
         if let input { outputs["judgmentInput"] = .string(input) }
         if let by { outputs["lastModifiedBy"] = .string(by) }
         let status: ExecutionStatus = judgment == .continue ? .succeeded : config.failureStatus
         return Decision(events: [.stageCompleted(refID: ref, status: status, outputs: outputs)])
+    }
+}
+
+extension JudgeStageHandler {
+    /// The choices a manual judgment stage offers (`judgmentInputs[].value`); empty when free.
+    public static func choices(_ config: StageConfig) -> [String] {
+        (config.json["judgmentInputs"]?.arrayValue ?? []).compactMap { $0["value"]?.stringValue ?? $0.stringValue }
+    }
+
+    /// Why this judgment cannot be given, in words for the person giving it; nil when it can.
+    public static func problem(_ ref: String, input: String?, state: ExecutionState) -> String? {
+        guard let config = state.config(ref) else { return "the execution has no stage \(ref)" }
+        guard config.type == "manualJudgment" else { return "stage \(ref) is a \(config.type ?? "?") stage, not a manual judgment" }
+        guard state.stage(ref).status == .running else { return "stage \(ref) is \(state.stage(ref).status.rawValue), not waiting for a judgment" }
+        let choices = choices(config)
+        if let input, !choices.isEmpty, !choices.contains(input) {
+            return "'\(input)' is not one of the stage's judgment inputs: \(choices.joined(separator: ", "))"
+        }
+        return nil
+    }
+}
+
+/// "Skip remaining wait": a running wait stage succeeds now; its timer later finds it done.
+public enum SkipWaitHandler {
+    public static func handle(_ ref: String, by: String?, state: ExecutionState) -> Decision {
+        guard state.status == .running, state.stage(ref).status == .running, state.config(ref)?.type == "wait" else { return .none }
+        var outputs: [String: JSONValue] = ["skipRemainingWait": true]
+        if let by { outputs["lastModifiedBy"] = .string(by) }
+        return Decision(events: [.stageCompleted(refID: ref, status: .succeeded, outputs: outputs)])
     }
 }
 

@@ -17,6 +17,8 @@ public enum ExecutionMessage: Sendable, Hashable {
     case restartStage(refID: String, by: String?)
     /// A stage's durable timer fired for the given attempt.
     case timerFired(refID: String, attempt: Int, kind: StageTimerKind)
+    /// A person ends a running wait stage early ("skip remaining wait"): it succeeds now.
+    case skipWait(refID: String, by: String?)
     /// A person's answer to a manual judgment stage.
     case judge(refID: String, judgment: Judgment, input: String?, by: String?)
     /// A worker's stage work is still running: record `context` and check again after the back-off.

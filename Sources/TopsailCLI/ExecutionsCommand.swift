@@ -11,7 +11,7 @@ struct ExecutionsCommand: AsyncParsableCommand {
         abstract: "Look at and control executions.",
         subcommands: [
             ListExecutionsCommand.self, StuckExecutionsCommand.self, ShowExecutionCommand.self, CancelExecutionCommand.self, PauseExecutionCommand.self,
-            ResumeExecutionCommand.self, RestartStageCommand.self, JudgeStageCommand.self,
+            ResumeExecutionCommand.self, RestartStageCommand.self, JudgeStageCommand.self, SkipWaitCommand.self,
         ]
     )
 }
@@ -20,7 +20,9 @@ struct ExecutionsCommand: AsyncParsableCommand {
 struct ExecutionControl {
     let options: CommonOptions
 
-    func send(_ message: ExecutionMessage, to id: String, describing action: String) async throws {
+    /// `check` may refuse the message with a reason the person can act on, seeing the execution.
+    func send(_ message: ExecutionMessage, to id: String, describing action: String,
+              check: @escaping @Sendable (ExecutionState) -> String? = { _ in nil }) async throws {
         let database = try options.database()
         let logger = options.logger("topsail.executions")
         let user = ProcessInfo.processInfo.environment["USER"] ?? "cli"
@@ -28,6 +30,7 @@ struct ExecutionControl {
             let repository = ExecutionRepository(store: PostgresEventStore(client: client, logger: logger), logger: logger)
             let state = try await repository.load(id)
             guard state.version > 0 else { throw CLIError("no execution \(id)") }
+            if let problem = check(state) { throw CLIError("cannot \(action) execution \(id): \(problem)") }
             let events = try await repository.handle(message, executionID: id, metadata: EventMetadata(actor: user, source: "cli"))
             guard !events.isEmpty else {
                 throw CLIError("cannot \(action) execution \(id): it is \(state.status.rawValue)")
@@ -126,9 +129,32 @@ struct JudgeStageCommand: AsyncParsableCommand {
 
     func run() async throws {
         let judgment: Judgment = proceed ? .continue : .stop
+        let (ref, input) = (stage, self.input)
         try await ExecutionControl(options: options).send(
             .judge(refID: stage, judgment: judgment, input: input, by: ProcessInfo.processInfo.environment["USER"]),
-            to: id, describing: "judge stage \(stage) of")
+            to: id, describing: "judge stage \(stage) of") { state in
+            JudgeStageHandler.problem(ref, input: input, state: state)
+        }
+    }
+}
+
+struct SkipWaitCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "skip-wait", abstract: "Skip the remaining wait of a running wait stage: it succeeds now and the pipeline goes on.")
+    @OptionGroup var options: CommonOptions
+    @Argument(help: "The execution id.") var id: String
+    @Option(help: "The wait stage's refId.") var stage: String
+
+    func run() async throws {
+        let ref = stage
+        try await ExecutionControl(options: options).send(
+            .skipWait(refID: stage, by: ProcessInfo.processInfo.environment["USER"]), to: id, describing: "skip the wait of stage \(stage) of"
+        ) { state in
+            guard let config = state.config(ref) else { return "the execution has no stage \(ref)" }
+            guard config.type == "wait" else { return "stage \(ref) is a \(config.type ?? "?") stage, not a wait" }
+            guard state.stage(ref).status == .running else { return "stage \(ref) is \(state.stage(ref).status.rawValue), not waiting" }
+            return nil
+        }
     }
 }
 

@@ -390,3 +390,35 @@ struct PipelineSlotsTests {
         }
     }
 }
+
+@Suite("Execution decisions: skipping waits and judgment inputs")
+struct PeopleTests {
+    @Test func skipRemainingWaitSucceedsARunningWaitOnly() {
+        var run = Simulation(pipeline([("w", [], ["type": "wait", "waitTime": 3600]), ("j", [], ["type": "manualJudgment"]), ("2", ["w"], [:])]))
+        run.hanging = ["w", "j"]
+        run.send(.startExecution)
+        #expect(ExecutionDecider.decide(.skipWait(refID: "j", by: "ana"), state: run.state) == .none, "not a wait stage")
+        run.send(.pause(by: "ana"))
+        #expect(ExecutionDecider.decide(.skipWait(refID: "w", by: "ana"), state: run.state) == .none, "paused")
+        run.send(.resume(by: "ana"))
+        run.send(.skipWait(refID: "w", by: "ana"))
+        #expect(run.status("w") == .succeeded)
+        #expect(run.state.stage("w").outputs["skipRemainingWait"] == true)
+        #expect(run.status("2") == .succeeded, "the pipeline goes on")
+        #expect(ExecutionDecider.decide(.timerFired(refID: "w", attempt: 1, kind: .waitElapsed), state: run.state) == .none, "its timer finds it done")
+    }
+
+    @Test func judgmentInputsMustBeOneOfTheChoices() {
+        var run = Simulation(pipeline([("j", [], ["type": "manualJudgment", "judgmentInputs": [["value": "ship"], ["value": "hold"]]])]))
+        run.hanging = ["j"]
+        run.send(.startExecution)
+        #expect(JudgeStageHandler.problem("j", input: "maybe", state: run.state) == "'maybe' is not one of the stage's judgment inputs: ship, hold")
+        #expect(ExecutionDecider.decide(.judge(refID: "j", judgment: .continue, input: "maybe", by: nil), state: run.state) == .none)
+        #expect(JudgeStageHandler.problem("j", input: "ship", state: run.state) == nil)
+        #expect(JudgeStageHandler.problem("j", input: nil, state: run.state) == nil, "no input is allowed")
+        #expect(JudgeStageHandler.problem("x", input: nil, state: run.state) == "the execution has no stage x")
+        run.send(.judge(refID: "j", judgment: .continue, input: "ship", by: "ana"))
+        #expect(run.state.stage("j").outputs["judgmentInput"] == "ship")
+        #expect(JudgeStageHandler.problem("j", input: nil, state: run.state) == "stage j is SUCCEEDED, not waiting for a judgment")
+    }
+}

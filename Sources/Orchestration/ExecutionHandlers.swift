@@ -199,7 +199,9 @@ public enum SkipWaitHandler {
 /// attempt (the stage was restarted) or of a stage that no longer runs changes nothing.
 public enum TimerFiredHandler {
     public static func handle(_ ref: String, attempt: Int, kind: StageTimerKind, state: ExecutionState) -> Decision {
-        guard state.status == .running, state.stage(ref).status == .running, state.stage(ref).attempt == attempt,
+        // Time passes while an execution is paused: a wait or a timeout that falls due completes
+        // its stage (the timer is gone after firing), and the next stages wait for the resume.
+        guard state.status == .running || state.status == .paused, state.stage(ref).status == .running, state.stage(ref).attempt == attempt,
               let config = state.config(ref)
         else { return .none }
         switch kind {

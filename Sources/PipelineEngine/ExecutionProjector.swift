@@ -133,64 +133,51 @@ public final class ExecutionProjector: Service {
     /// the stored checkpoint instead, writing nothing, when it is not at `from`.
     private func write(_ summaries: [ExecutionSummary], from: LogPosition, to: LogPosition) async throws -> LogPosition? {
         let name = ExecutionReadModel.projection
-        do {
-            return try await client.withConnection { connection in
-                try await connection.query("BEGIN", logger: logger)
-                do {
-                    try await connection.query("""
-                        INSERT INTO projection_checkpoints (projection, transaction_id, position) VALUES (\(name), 0, 0)
-                        ON CONFLICT (projection) DO NOTHING
-                        """, logger: logger)
-                    var stored = LogPosition.start
-                    for try await (transaction, position) in try await connection.query(
-                        "SELECT transaction_id, position FROM projection_checkpoints WHERE projection = \(name) FOR UPDATE", logger: logger
-                    ).decode((Int64, Int64).self) {
-                        stored = LogPosition(transaction: transaction, position: position)
-                    }
-                    guard stored == from else {
-                        try await connection.query("ROLLBACK", logger: logger)
-                        return stored
-                    }
-                    if !summaries.isEmpty {
-                        let (executions, stages) = try Self.rows(summaries)
-                        try await connection.query("""
-                            INSERT INTO execution_summaries (\(unescaped: ExecutionReadModel.summaryColumns))
-                            SELECT execution_id, application, pipeline_name, pipeline_id, status, trigger_type, triggered_by,
-                                   triggered_at, started_at, completed_at, updated_at, stream_version
-                              FROM jsonb_to_recordset(\(executions)::jsonb) AS r(
-                                   execution_id text, application text, pipeline_name text, pipeline_id text, status text,
-                                   trigger_type text, triggered_by text, triggered_at timestamptz, started_at timestamptz,
-                                   completed_at timestamptz, updated_at timestamptz, stream_version bigint)
-                            ON CONFLICT (execution_id) DO UPDATE SET
-                                status = EXCLUDED.status, started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at,
-                                updated_at = EXCLUDED.updated_at, stream_version = EXCLUDED.stream_version
-                            """, logger: logger)
-                        try await connection.query("""
-                            INSERT INTO stage_summaries (execution_id, ref_id, stage_order, name, type, status, attempt, started_at, completed_at)
-                            SELECT execution_id, ref_id, stage_order, name, type, status, attempt, started_at, completed_at
-                              FROM jsonb_to_recordset(\(stages)::jsonb) AS r(
-                                   execution_id text, ref_id text, stage_order integer, name text, type text, status text,
-                                   attempt integer, started_at timestamptz, completed_at timestamptz)
-                            ON CONFLICT (execution_id, ref_id) DO UPDATE SET
-                                status = EXCLUDED.status, attempt = EXCLUDED.attempt, started_at = EXCLUDED.started_at,
-                                completed_at = EXCLUDED.completed_at
-                            """, logger: logger)
-                    }
-                    try await connection.query("""
-                        UPDATE projection_checkpoints SET transaction_id = \(to.transaction), position = \(to.position), updated_at = now()
-                         WHERE projection = \(name)
-                        """, logger: logger)
-                    try await connection.query("COMMIT", logger: logger)
-                    return nil
-                } catch {
-                    _ = try? await connection.query("ROLLBACK", logger: logger)
-                    throw error
-                }
+        let logger = self.logger
+        return try await client.transaction(logger: logger, doing: "write the executions read model") { connection in
+            try await connection.query("""
+                INSERT INTO projection_checkpoints (projection, transaction_id, position) VALUES (\(name), 0, 0)
+                ON CONFLICT (projection) DO NOTHING
+                """, logger: logger)
+            var stored = LogPosition.start
+            for try await (transaction, position) in try await connection.query(
+                "SELECT transaction_id, position FROM projection_checkpoints WHERE projection = \(name) FOR UPDATE", logger: logger
+            ).decode((Int64, Int64).self) {
+                stored = LogPosition(transaction: transaction, position: position)
             }
-        } catch let error as DatabaseError {
-            throw error
-        } catch {
-            throw DatabaseError.wrapping(error, doing: "write the executions read model")
+            // Moved by another projector or a rebuild: write nothing (committing only the
+            // checkpoint row's creation, which is what it would be anyway).
+            guard stored == from else { return stored }
+            if !summaries.isEmpty {
+                let (executions, stages) = try Self.rows(summaries)
+                try await connection.query("""
+                    INSERT INTO execution_summaries (\(unescaped: ExecutionReadModel.summaryColumns))
+                    SELECT execution_id, application, pipeline_name, pipeline_id, status, trigger_type, triggered_by,
+                           triggered_at, started_at, completed_at, updated_at, stream_version
+                      FROM jsonb_to_recordset(\(executions)::jsonb) AS r(
+                           execution_id text, application text, pipeline_name text, pipeline_id text, status text,
+                           trigger_type text, triggered_by text, triggered_at timestamptz, started_at timestamptz,
+                           completed_at timestamptz, updated_at timestamptz, stream_version bigint)
+                    ON CONFLICT (execution_id) DO UPDATE SET
+                        status = EXCLUDED.status, started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at,
+                        updated_at = EXCLUDED.updated_at, stream_version = EXCLUDED.stream_version
+                    """, logger: logger)
+                try await connection.query("""
+                    INSERT INTO stage_summaries (execution_id, ref_id, stage_order, name, type, status, attempt, started_at, completed_at)
+                    SELECT execution_id, ref_id, stage_order, name, type, status, attempt, started_at, completed_at
+                      FROM jsonb_to_recordset(\(stages)::jsonb) AS r(
+                           execution_id text, ref_id text, stage_order integer, name text, type text, status text,
+                           attempt integer, started_at timestamptz, completed_at timestamptz)
+                    ON CONFLICT (execution_id, ref_id) DO UPDATE SET
+                        status = EXCLUDED.status, attempt = EXCLUDED.attempt, started_at = EXCLUDED.started_at,
+                        completed_at = EXCLUDED.completed_at
+                    """, logger: logger)
+            }
+            try await connection.query("""
+                UPDATE projection_checkpoints SET transaction_id = \(to.transaction), position = \(to.position), updated_at = now()
+                 WHERE projection = \(name)
+                """, logger: logger)
+            return nil
         }
     }
 
@@ -223,23 +210,12 @@ public final class ExecutionProjector: Service {
     /// Empties the read model and its checkpoint: the projector (or ``catchUp(progress:)``)
     /// rebuilds it from the start of the log.
     public static func reset(client: PostgresClient, logger: Logger) async throws {
-        do {
-            try await client.withConnection { connection in
-                try await connection.query("BEGIN", logger: logger)
-                do {
-                    try await connection.query("TRUNCATE stage_summaries, execution_summaries", logger: logger)
-                    try await connection.query("""
-                        INSERT INTO projection_checkpoints (projection, transaction_id, position) VALUES (\(ExecutionReadModel.projection), 0, 0)
-                        ON CONFLICT (projection) DO UPDATE SET transaction_id = 0, position = 0, updated_at = now()
-                        """, logger: logger)
-                    try await connection.query("COMMIT", logger: logger)
-                } catch {
-                    _ = try? await connection.query("ROLLBACK", logger: logger)
-                    throw error
-                }
-            }
-        } catch {
-            throw DatabaseError.wrapping(error, doing: "reset the executions read model")
+        try await client.transaction(logger: logger, doing: "reset the executions read model") { connection in
+            try await connection.query("TRUNCATE stage_summaries, execution_summaries", logger: logger)
+            try await connection.query("""
+                INSERT INTO projection_checkpoints (projection, transaction_id, position) VALUES (\(ExecutionReadModel.projection), 0, 0)
+                ON CONFLICT (projection) DO UPDATE SET transaction_id = 0, position = 0, updated_at = now()
+                """, logger: logger)
         }
     }
 }

@@ -58,43 +58,30 @@ public struct TimerStore: Sendable {
     /// Fires due timers: each is locked (other schedulers skip it), handed to `fire`, and deleted
     /// when `fire` returns — all in one transaction, so a crash leaves it to fire again.
     /// Returns how many fired.
-    public func fireDue(limit: Int = 100, _ fire: @Sendable (StageTimer) async throws -> Void) async throws -> Int {
-        do {
-            return try await client.withConnection { connection in
-                try await connection.query("BEGIN", logger: logger)
-                do {
-                    var due: [(String, StageTimer)] = []
-                    let rows = try await connection.query("""
-                        SELECT timer_id, message::text FROM timers WHERE due_at <= now()
-                         ORDER BY due_at LIMIT \(limit) FOR UPDATE SKIP LOCKED
-                        """, logger: logger)
-                    for try await (id, text) in rows.decode((String, String).self) {
-                        let message = try JSONText(unchecked: text).decode(JSONValue.self)
-                        guard let execution = message["executionId"]?.stringValue, let ref = message["refId"]?.stringValue,
-                              let attempt = message["attempt"]?.intValue,
-                              let kind = message["kind"]?.stringValue.flatMap(StageTimerKind.init(rawValue:))
-                        else {
-                            logger.error("malformed timer dropped", metadata: ["timer.id": "\(id)"])
-                            try await connection.query("DELETE FROM timers WHERE timer_id = \(id)", logger: logger)
-                            continue
-                        }
-                        due.append((id, StageTimer(executionID: execution, refID: ref, attempt: attempt, kind: kind, poll: message["poll"]?.intValue ?? 0)))
-                    }
-                    for (id, timer) in due {
-                        try await fire(timer)
-                        try await connection.query("DELETE FROM timers WHERE timer_id = \(id)", logger: logger)
-                    }
-                    try await connection.query("COMMIT", logger: logger)
-                    return due.count
-                } catch {
-                    _ = try? await connection.query("ROLLBACK", logger: logger)
-                    throw error
+    public func fireDue(limit: Int = 100, _ fire: @escaping @Sendable (StageTimer) async throws -> Void) async throws -> Int {
+        try await client.transaction(logger: logger, doing: "fire timers") { connection in
+            var due: [(String, StageTimer)] = []
+            let rows = try await connection.query("""
+                SELECT timer_id, message::text FROM timers WHERE due_at <= now()
+                 ORDER BY due_at LIMIT \(limit) FOR UPDATE SKIP LOCKED
+                """, logger: logger)
+            for try await (id, text) in rows.decode((String, String).self) {
+                let message = try JSONText(unchecked: text).decode(JSONValue.self)
+                guard let execution = message["executionId"]?.stringValue, let ref = message["refId"]?.stringValue,
+                      let attempt = message["attempt"]?.intValue,
+                      let kind = message["kind"]?.stringValue.flatMap(StageTimerKind.init(rawValue:))
+                else {
+                    logger.error("malformed timer dropped", metadata: ["timer.id": "\(id)"])
+                    try await connection.query("DELETE FROM timers WHERE timer_id = \(id)", logger: logger)
+                    continue
                 }
+                due.append((id, StageTimer(executionID: execution, refID: ref, attempt: attempt, kind: kind, poll: message["poll"]?.intValue ?? 0)))
             }
-        } catch let error as DatabaseError {
-            throw error
-        } catch {
-            throw DatabaseError.wrapping(error, doing: "fire timers")
+            for (id, timer) in due {
+                try await fire(timer)
+                try await connection.query("DELETE FROM timers WHERE timer_id = \(id)", logger: logger)
+            }
+            return due.count
         }
     }
 }

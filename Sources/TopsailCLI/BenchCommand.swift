@@ -3,7 +3,10 @@ import Foundation
 import Kafka
 import Logging
 import PostgresEventStore
+import PipelineEngine
 import PostgresNIO
+import Relay
+import ServiceLifecycle
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -84,5 +87,47 @@ extension CommonOptions {
         kafka.sessionTimeout = .milliseconds(2000)
         kafka.heartbeatInterval = .milliseconds(500)
         return kafka
+    }
+}
+
+/// The engine's roles (relay, orchestrator, worker, scheduler, projector) in this process, on
+/// topics of their own, as `topsail all` runs them: what the engine benchmarks measure through.
+struct BenchEngine {
+    let prefix: String
+    let repository: ExecutionRepository
+    let services: [any Service]
+
+    init(client: PostgresClient, kafka: KafkaConfiguration, logger: Logger) {
+        prefix = "bench" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(10) + "."
+        repository = ExecutionRepository(store: PostgresEventStore(client: client, logger: logger), logger: logger)
+        let timers = TimerStore(client: client, logger: logger)
+        var relay = RelayConfiguration()
+        relay.name = prefix
+        relay.topicPrefix = prefix
+        services = [
+            RelayService(configuration: relay, kafka: kafka, client: client, logger: logger),
+            OrchestratorService(repository: repository, kafka: kafka, topicPrefix: prefix, partitions: 6, logger: logger),
+            WorkerService(repository: repository, timers: timers, kafka: kafka, topicPrefix: prefix, partitions: 6, logger: logger),
+            SchedulerService(timers: timers, repository: repository, logger: logger),
+            ExecutionProjector(client: client, logger: logger),
+        ]
+    }
+
+    /// Runs the roles while `body` runs, then stops them.
+    func run<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for service in services { group.addTask { try await service.run() } }
+            defer { group.cancelAll() }
+            return try await body()
+        }
+    }
+
+    /// Waits until the execution completes, failing after `timeout`.
+    func waitUntilComplete(_ id: String, timeout: Duration) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while try await !repository.load(id).status.isComplete {
+            guard ContinuousClock.now < deadline else { throw CLIError("execution \(id) did not complete within \(timeout)") }
+            try await Task.sleep(for: .milliseconds(100))
+        }
     }
 }

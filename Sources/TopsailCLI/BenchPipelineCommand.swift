@@ -1,22 +1,19 @@
 import ArgumentParser
 import EventLog
 import Foundation
-import Kafka
 import Logging
 import Orchestration
 import PipelineEngine
 import Pipelines
 import PostgresEventStore
 import PostgresNIO
-import Relay
-import ServiceLifecycle
 
 struct BenchPipelineCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pipeline",
         abstract: "Run executions of a sequential noop pipeline through every role and measure transitions.",
         discussion: """
-            Starts the relay, orchestrator, worker and scheduler in this process (as topsail all does) on \
+            Starts the relay, orchestrator, worker, scheduler and projector in this process (as topsail all does) on \
             a schema and topics of their own, triggers --executions runs of a --stages-stage sequential \
             noop pipeline at once, and reads the timings back from the log: end to end (triggered → \
             completed), stage transition (one stage completed → the next started) and transitions per \
@@ -54,30 +51,18 @@ struct BenchPipelineCommand: AsyncParsableCommand {
         let kafkaConfiguration = try options.benchKafka()
         let (stageCount, executionCount) = (stages, executions)
         let result = try await withBenchSchema(options, logger: logger, connections: 40) { client, _ in
-            let prefix = "bench" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(10) + "."
-            let store = PostgresEventStore(client: client, logger: logger)
-            let repository = ExecutionRepository(store: store, logger: logger)
-            var relayConfiguration = RelayConfiguration()
-            relayConfiguration.name = prefix
-            relayConfiguration.topicPrefix = prefix
-            let services: [any Service] = [
-                RelayService(configuration: relayConfiguration, kafka: kafkaConfiguration, client: client, logger: logger),
-                OrchestratorService(repository: repository, kafka: kafkaConfiguration, topicPrefix: prefix, partitions: 6, logger: logger),
-                WorkerService(repository: repository, timers: TimerStore(client: client, logger: logger), kafka: kafkaConfiguration,
-                              topicPrefix: prefix, partitions: 6, logger: logger),
-            ]
+            let engine = BenchEngine(client: client, kafka: kafkaConfiguration, logger: logger)
+            let (repository, store) = (engine.repository, PostgresEventStore(client: client, logger: logger))
             let pipeline = PipelineConfig(json: [
                 "application": "bench", "name": "sequential", "limitConcurrent": false,
                 "stages": .array((1...stageCount).map { index in
                     ["refId": .string("\(index)"), "type": "noop", "requisiteStageRefIds": index == 1 ? [] : [.string("\(index - 1)")]]
                 }),
             ])
-            return try await withThrowingTaskGroup(of: Void.self) { group in
-                for service in services { group.addTask { try await service.run() } }
-                defer { group.cancelAll() }
+            return try await engine.run {
                 progress("waiting for the roles to join their consumer groups")
                 let warmup = try await repository.trigger(pipeline, trigger: ["type": "bench"], parameters: [:], metadata: EventMetadata(source: "bench"))
-                try await waitUntilComplete([warmup], repository: repository, timeout: .seconds(120))
+                try await engine.waitUntilComplete(warmup, timeout: .seconds(120))
                 progress("triggering \(executionCount) executions of \(stageCount) noop stages")
                 let clock = ContinuousClock()
                 let began = clock.now

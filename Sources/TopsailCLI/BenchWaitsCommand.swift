@@ -46,37 +46,20 @@ struct BenchWaitsCommand: AsyncParsableCommand {
         let kafka = try options.benchKafka()
         let count = executions
         let result = try await withBenchSchema(options, logger: logger, connections: 20) { client, _ in
-            let prefix = "bench" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(10) + "."
-            let repository = ExecutionRepository(store: PostgresEventStore(client: client, logger: logger), logger: logger)
-            let timers = TimerStore(client: client, logger: logger)
-            var relay = RelayConfiguration()
-            relay.name = prefix
-            relay.topicPrefix = prefix
-            let services: [any Service] = [
-                RelayService(configuration: relay, kafka: kafka, client: client, logger: logger),
-                OrchestratorService(repository: repository, kafka: kafka, topicPrefix: prefix, partitions: 6, logger: logger),
-                WorkerService(repository: repository, timers: timers, kafka: kafka, topicPrefix: prefix, partitions: 6, logger: logger),
-                SchedulerService(timers: timers, repository: repository, logger: logger),
-                ExecutionProjector(client: client, logger: logger),
-            ]
-            func pipeline(wait seconds: Int) -> PipelineConfig {
+            let engine = BenchEngine(client: client, kafka: kafka, logger: logger)
+            let repository = engine.repository
+            @Sendable func pipeline(wait seconds: Int) -> PipelineConfig {
                 PipelineConfig(json: ["application": "bench", "name": "parked", "limitConcurrent": false,
                                       "stages": [["refId": "soak", "type": "wait", "waitTime": .number(Double(seconds))]]])
             }
-            func parked() async throws -> Int {
+            @Sendable func parked() async throws -> Int {
                 for try await parked in try await client.query("SELECT count(*)::int FROM timers", logger: logger).decode(Int.self) { return parked }
                 return 0
             }
-            return try await withThrowingTaskGroup(of: Void.self) { group in
-                for service in services { group.addTask { try await service.run() } }
-                defer { group.cancelAll() }
+            return try await engine.run {
                 progress("warming up: one execution through every role")
                 let warmup = try await repository.trigger(pipeline(wait: 0), trigger: ["type": "bench"], parameters: [:], metadata: EventMetadata(source: "bench"))
-                let deadline = ContinuousClock.now + .seconds(120)
-                while try await !repository.load(warmup).status.isComplete {
-                    guard ContinuousClock.now < deadline else { throw CLIError("the warm-up execution did not complete within 120 s") }
-                    try await Task.sleep(for: .milliseconds(100))
-                }
+                try await engine.waitUntilComplete(warmup, timeout: .seconds(120))
                 try await Task.sleep(for: .seconds(2))
                 let baseline = try Self.residentMegabytes()
                 progress(String(format: "baseline %.1f MB resident; parking %d executions", baseline, count))

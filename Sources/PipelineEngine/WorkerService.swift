@@ -19,7 +19,16 @@ public final class WorkerService: Service {
     let runners: [String: any StageRunner]
     let timers: TimerStore
     let logger: Logger
-    private let running = Mutex<[String: WorkHandle]>([:])
+    /// Work running in this process, one entry per check of a stage attempt (the next check may
+    /// begin before the last one's entry is gone).
+    private let running = Mutex<[WorkKey: WorkHandle]>([:])
+
+    struct WorkKey: Hashable {
+        let executionID: String
+        let refID: String
+        let attempt: Int
+        let poll: Int
+    }
 
     public init(
         repository: ExecutionRepository, timers: TimerStore, kafka: KafkaConfiguration, topicPrefix: String, partitions: Int,
@@ -69,7 +78,8 @@ public final class WorkerService: Service {
         case .stageCompleted(let ref, let status, _):
             // Canceled, timed out, or judged while work still runs: stop it. (Work that completed
             // the stage itself is no longer registered.)
-            running.withLock { $0[Self.key(executionID, ref)] }?.cancel()
+            let works = running.withLock { $0.filter { $0.key.executionID == executionID && $0.key.refID == ref }.map(\.value) }
+            for work in works { work.cancel() }
             if status != .succeeded { try await cancelChild(of: ref, executionID: executionID, cause: recorded) }
         default:
             break
@@ -98,8 +108,8 @@ public final class WorkerService: Service {
                                  dueIn: .milliseconds(timeout))
         }
         let work = WorkHandle()
-        let key = Self.key(executionID, ref)
-        // Work of this stage already running here (its other copy, a resume) is left to finish.
+        let key = WorkKey(executionID: executionID, refID: ref, attempt: attempt, poll: poll)
+        // This very check already running here (its other copy) is left to finish.
         guard running.withLock({ running in
             guard running[key] == nil else { return false }
             running[key] = work
@@ -158,5 +168,4 @@ public final class WorkerService: Service {
             metadata: EventMetadata(correlationID: child, causationID: cause.id.uuidString.lowercased(), actor: "worker", source: "worker"))
     }
 
-    static func key(_ executionID: String, _ ref: String) -> String { "\(executionID)/\(ref)" }
 }

@@ -68,10 +68,22 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The HTTP API (Gate's paths where Spinnaker has them).
+        .target(
+            name: "API",
+            dependencies: [
+                "EventLog", "Pipelines", "Orchestration", "PipelineEngine", "PostgresEventStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "TopsailCLI",
             dependencies: [
-                "EventLog", "Kafka", "PostgresEventStore", "Relay", "Pipelines", "Orchestration", "PipelineEngine",
+                "EventLog", "Kafka", "PostgresEventStore", "Relay", "Pipelines", "Orchestration", "PipelineEngine", "API",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

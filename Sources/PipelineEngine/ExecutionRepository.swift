@@ -12,6 +12,8 @@ public struct ExecutionRepository: Sendable {
     let store: any EventStore
     let logger: Logger
     let cache: ExecutionHistoryCache
+    /// The log the executions live in.
+    public var eventStore: any EventStore { store }
     /// Roles of this process that take the events appended here without waiting for Kafka.
     public let handoff: LocalHandoff
 

@@ -3,7 +3,7 @@ import ArgumentParser
 struct AllCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "all",
-        abstract: "Run every role in one process: relay, orchestrator, worker, scheduler, projector, supervisor, and the HTTP endpoints /health and /ready.",
+        abstract: "Run every role in one process: relay, orchestrator, worker, scheduler, projector, supervisor and the HTTP API.",
         discussion: "SIGTERM or Ctrl-C shuts every role down gracefully."
     )
 
@@ -11,18 +11,14 @@ struct AllCommand: AsyncParsableCommand {
     @OptionGroup var topics: TopicOptions
     @OptionGroup var relay: RelayOptions
 
-    @Option(help: "HTTP listen address.")
-    var httpHost: String = "127.0.0.1"
-
-    @Option(help: "HTTP port.")
-    var httpPort: Int = 8084
+    @OptionGroup var http: HTTPOptions
 
     @OptionGroup var supervision: SupervisionOptions
 
     func run() async throws {
         try await Roles(options: options, topics: topics).run([
             .relay(relay.configuration(topics: topics)), .orchestrator, .worker, .scheduler, .projector,
-            supervision.role, .http(host: httpHost, port: httpPort),
+            supervision.role, .http(host: http.httpHost, port: http.httpPort),
         ])
     }
 }
@@ -121,4 +117,31 @@ struct SupervisionOptions: ParsableArguments {
     }
 
     var role: Roles.Role { .supervisor(interval: .seconds(superviseEvery), grace: .seconds(stuckGrace)) }
+}
+
+struct HTTPOptions: ParsableArguments {
+    @Option(help: "HTTP listen address of the API.")
+    var httpHost: String = "127.0.0.1"
+
+    @Option(help: "HTTP port of the API (Spinnaker's Gate uses 8084).")
+    var httpPort: Int = 8084
+
+    func validate() throws {
+        guard (1...65_535).contains(httpPort) else { throw ValidationError("--http-port must be 1…65535") }
+    }
+}
+
+struct APICommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "api",
+        abstract: "Serve the HTTP API: executions (Gate's /pipelines and /executions paths), triggers of saved pipelines, /health and /ready.",
+        discussion: "Errors are JSON: {\"error\", \"message\", \"status\"}. SIGTERM or Ctrl-C stops it gracefully."
+    )
+
+    @OptionGroup var options: CommonOptions
+    @OptionGroup var http: HTTPOptions
+
+    func run() async throws {
+        try await Roles(options: options, topics: TopicOptions()).run([.http(host: http.httpHost, port: http.httpPort)])
+    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import API
 import Hummingbird
 import Kafka
 import Logging
@@ -52,7 +53,7 @@ struct Roles {
             case let .supervisor(interval, grace):
                 services.append(SupervisorService(client: client, interval: interval, grace: grace, logger: logger))
             case let .http(host, port):
-                services.append(HealthEndpoint.application(client: client, host: host, port: port, logger: logger))
+                services.append(APIServer(client: client, repository: repository, configuration: .init(host: host, port: port), logger: logger).application())
             }
         }
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
@@ -66,31 +67,3 @@ struct Roles {
     }
 }
 
-/// `/health` answers while the process runs; `/ready` only while PostgreSQL answers too.
-enum HealthEndpoint {
-    static func application(client: PostgresClient, host: String, port: Int, logger: Logger) -> some Service {
-        let router = Router()
-        router.get("/health") { _, _ in
-            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: #"{"status":"ok"}"#)))
-        }
-        router.get("/ready") { _, _ in
-            let ready = await databaseAnswers(client)
-            let body = ready ? #"{"status":"ready"}"# : #"{"status":"unavailable","reason":"PostgreSQL does not answer"}"#
-            return Response(status: ready ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"],
-                             body: .init(byteBuffer: ByteBuffer(string: body)))
-        }
-        return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "topsail"), logger: logger)
-    }
-
-    static func databaseAnswers(_ client: PostgresClient) async -> Bool {
-        await withTaskGroup(of: Bool.self) { group in
-            group.addTask { (try? await client.query("SELECT 1")) != nil }
-            group.addTask {
-                try? await Task.sleep(for: .seconds(2))
-                return false
-            }
-            defer { group.cancelAll() }
-            return await group.next() ?? false
-        }
-    }
-}

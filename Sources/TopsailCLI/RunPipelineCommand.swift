@@ -134,39 +134,3 @@ struct ExecutionFollower {
     }
 }
 
-/// An execution as JSON for people and scripts: status and each stage's status and outputs.
-struct ExecutionView: Encodable {
-    struct Stage: Encodable {
-        let refId: String
-        let name: String
-        let type: String
-        let status: String
-        let attempt: Int
-        let outputs: [String: JSONValue]
-    }
-
-    let id: String
-    let status: String
-    let application: String?
-    let pipeline: String?
-    let stages: [Stage]
-
-    init(id: String, state: ExecutionState) {
-        self.id = id
-        status = state.status.rawValue
-        application = state.pipeline.application
-        pipeline = state.pipeline.name
-        stages = state.graph.order.map { ref in
-            let stage = state.stage(ref)
-            let config = state.config(ref)
-            return Stage(refId: ref, name: config?.name ?? ref, type: config?.type ?? "", status: stage.status.rawValue,
-                         attempt: stage.attempt, outputs: stage.outputs)
-        }
-    }
-
-    func jsonText() throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try encoder.encode(self), as: UTF8.self)
-    }
-}

@@ -17,19 +17,24 @@ struct EngineTests {
         init(_ db: TestDatabase, prefix: String = TestEnvironment.uniqueName("t") + ".") throws {
             self.db = db
             self.prefix = prefix
-            process = try Self.start(db, prefix: prefix)
+            httpPort = try PrivateBroker.freePort()
+            process = try Self.start(db, prefix: prefix, httpPort: httpPort)
         }
 
-        static func start(_ db: TestDatabase, prefix: String) throws -> ChildProcess {
+        /// Where the engine's HTTP API listens.
+        let httpPort: Int
+        var api: String { "http://127.0.0.1:\(httpPort)" }
+
+        static func start(_ db: TestDatabase, prefix: String, httpPort: Int) throws -> ChildProcess {
             try ChildProcess(try TestEnvironment.topsailExecutable(), [
                 "all", "--database-url", db.url, "--topic-prefix", prefix, "--partitions", "2",
-                "--http-port", String(try PrivateBroker.freePort()), "--relay-name", prefix,
+                "--http-port", String(httpPort), "--relay-name", prefix,
                 "--kafka-property", "session.timeout.ms=2000", "--kafka-property", "heartbeat.interval.ms=500", "--log-level", "debug",
             ])
         }
 
         mutating func restart() throws {
-            process = try Self.start(db, prefix: prefix)
+            process = try Self.start(db, prefix: prefix, httpPort: httpPort)
         }
 
         var repository: ExecutionRepository { ExecutionRepository(store: db.store, logger: TestEnvironment.logger) }

@@ -1,0 +1,278 @@
+import EventLog
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import Orchestration
+import PipelineEngine
+import Pipelines
+import PostgresEventStore
+import PostgresNIO
+
+/// The `api` role: Topsail's HTTP API, on Gate's paths where Spinnaker has them.
+///
+/// Executions: `GET /pipelines/{id}`, `PUT /pipelines/{id}/cancel|pause|resume`,
+/// `PATCH /pipelines/{id}/stages/{ref}` (judgment, skip wait), `PUT /pipelines/{id}/stages/{ref}/restart`,
+/// `GET /executions`, `GET /applications/{app}/pipelines`, and triggering a saved pipeline with
+/// `POST /pipelines/{app}/{nameOrId}`. Health: `/health`, `/ready`.
+public struct APIServer: Sendable {
+    public struct Configuration: Sendable {
+        public var host: String
+        public var port: Int
+        /// Request bodies larger than this are refused with 413.
+        public var maxBodyBytes: Int
+
+        public init(host: String = "127.0.0.1", port: Int = 8084, maxBodyBytes: Int = 1 << 20) {
+            self.host = host
+            self.port = port
+            self.maxBodyBytes = maxBodyBytes
+        }
+    }
+
+    let client: PostgresClient
+    let repository: ExecutionRepository
+    let configuration: Configuration
+    let logger: Logger
+
+    public init(client: PostgresClient, repository: ExecutionRepository, configuration: Configuration, logger: Logger) {
+        self.client = client
+        self.repository = repository
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public func application() -> some ApplicationProtocol {
+        Application(
+            router: router(), configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "topsail"),
+            logger: logger)
+    }
+
+    func router() -> Router<BasicRequestContext> {
+        let router = Router()
+        router.middlewares.add(ErrorMiddleware(logger: logger))
+        router.get("/health") { _, _ in Self.json(["status": "ok"]) }
+        router.get("/ready") { _, _ in
+            guard await databaseAnswers() else {
+                throw APIError(.serviceUnavailable, "unavailable", "PostgreSQL does not answer; the API is not ready")
+            }
+            return Self.json(["status": "ready"])
+        }
+        router.get("/pipelines/:id") { _, context in
+            let id = try context.parameters.require("id")
+            guard let view = try await repository.view(id) else { throw APIError.notFound("no execution \(id)") }
+            return try Self.json(view)
+        }
+        router.put("/pipelines/:id/cancel") { request, context in
+            try await control(context, "cancel", .cancel(by: Self.actor(request), reason: request.uri.queryParameters["reason"].map(String.init)))
+        }
+        router.put("/pipelines/:id/pause") { request, context in
+            try await control(context, "pause", .pause(by: Self.actor(request)))
+        }
+        router.put("/pipelines/:id/resume") { request, context in
+            try await control(context, "resume", .resume(by: Self.actor(request)))
+        }
+        router.put("/pipelines/:id/stages/:stage/restart") { request, context in
+            let ref = try context.parameters.require("stage")
+            return try await control(context, "restart stage \(ref) of", .restartStage(refID: ref, by: Self.actor(request)))
+        }
+        router.patch("/pipelines/:id/stages/:stage") { request, context in
+            let ref = try context.parameters.require("stage")
+            let body = try await self.body(request)
+            let by = Self.actor(request)
+            if body["skipRemainingWait"]?.boolValue == true {
+                return try await control(context, "skip the wait of stage \(ref) of", .skipWait(refID: ref, by: by)) { state in
+                    state.config(ref)?.type == "wait" ? nil : "stage \(ref) is not a wait stage"
+                }
+            }
+            guard let status = body["judgmentStatus"]?.stringValue, let judgment = Judgment(rawValue: status.lowercased()) else {
+                throw APIError.badRequest("give judgmentStatus (continue or stop), or skipRemainingWait: true")
+            }
+            let input = body["judgmentInput"]?.stringValue
+            return try await control(context, "judge stage \(ref) of", .judge(refID: ref, judgment: judgment, input: input, by: by)) { state in
+                JudgeStageHandler.problem(ref, input: input, state: state)
+            }
+        }
+        router.get("/executions") { request, _ in
+            let query = request.uri.queryParameters
+            if let ids = query["executionIds"] {
+                var views: [ExecutionView] = []
+                for id in ids.split(separator: ",").prefix(100) {
+                    if let view = try await repository.view(String(id)) { views.append(view) }
+                }
+                return try Self.json(views)
+            }
+            var filter = try Self.filter(request)
+            filter.pipelineID = query["pipelineConfigIds"].map(String.init)
+            return try await list(filter)
+        }
+        router.get("/applications/:app/pipelines") { request, context in
+            var filter = try Self.filter(request)
+            filter.application = try context.parameters.require("app")
+            return try await list(filter)
+        }
+        // The router names a path segment once: here the first one after /pipelines is the
+        // application, not an execution id.
+        router.post("/pipelines/:id/:pipeline") { request, context in
+            try await trigger(request, application: try context.parameters.require("id"), nameOrID: try context.parameters.require("pipeline"))
+        }
+        return router
+    }
+
+    // MARK: - Handlers
+
+    private func control(
+        _ context: BasicRequestContext, _ action: String, _ message: ExecutionMessage,
+        check: @Sendable (ExecutionState) -> String? = { _ in nil }
+    ) async throws -> Response {
+        let id = try context.parameters.require("id")
+        let state = try await repository.load(id)
+        guard state.version > 0 else { throw APIError.notFound("no execution \(id)") }
+        if let problem = check(state) { throw APIError.conflict("cannot \(action) execution \(id): \(problem)") }
+        let events = try await repository.handle(message, executionID: id, metadata: EventMetadata(actor: "api", source: "api"))
+        guard !events.isEmpty else { throw APIError.conflict("cannot \(action) execution \(id): it is \(state.status.rawValue)") }
+        guard let view = try await repository.view(id) else { throw APIError.notFound("no execution \(id)") }
+        return try Self.json(view)
+    }
+
+    private func list(_ filter: ExecutionReadModel.Filter) async throws -> Response {
+        let summaries = try await ExecutionReadModel(client: client, logger: logger).list(filter)
+        return try Self.json(summaries.map(ExecutionSummaryView.init))
+    }
+
+    private func trigger(_ request: Request, application: String, nameOrID: String) async throws -> Response {
+        let body = try await self.body(request, allowEmpty: true)
+        guard let pipeline = try await savedPipeline(application: application, nameOrID: nameOrID) else {
+            throw APIError.notFound("application \(application) has no pipeline named or with id '\(nameOrID)'")
+        }
+        guard !pipeline.disabled else { throw APIError.conflict("pipeline \(pipeline.name ?? nameOrID) is disabled") }
+        let given = body["parameters"]?.objectValue ?? [:]
+        let parameters: [String: JSONValue]
+        do {
+            parameters = try pipeline.parameters(with: given)
+        } catch {
+            throw APIError.badRequest("\(error)")
+        }
+        var trigger = body.objectValue ?? [:]
+        trigger["type"] = trigger["type"] ?? "manual"
+        trigger["parameters"] = .object(parameters)
+        let id = try await repository.trigger(
+            pipeline, trigger: .object(trigger), parameters: parameters, metadata: EventMetadata(actor: trigger["user"]?.stringValue ?? "api", source: "api"))
+        return try Self.json(["id": id, "ref": "/pipelines/\(id)"], status: .accepted)
+    }
+
+    /// A saved pipeline of `application`: by id, else the newest save with that name whose
+    /// pipeline still has that name.
+    private func savedPipeline(application: String, nameOrID: String) async throws -> PipelineConfig? {
+        let store = PipelineConfigStore(store: repository.eventStore)
+        if let byID = try await store.load(nameOrID), byID.application == application { return byID }
+        do {
+            let rows = try await client.query("""
+                SELECT payload->'pipeline'->>'id' FROM events
+                 WHERE event_type = \(PipelineConfigStore.savedType)
+                   AND payload->'pipeline'->>'application' = \(application) AND payload->'pipeline'->>'name' = \(nameOrID)
+                 ORDER BY position DESC LIMIT 1
+                """, logger: logger)
+            for try await id in rows.decode(String?.self) {
+                if let id, let latest = try await store.load(id), latest.name == nameOrID, latest.application == application { return latest }
+            }
+        } catch let error as DatabaseError {
+            throw error
+        } catch {
+            throw DatabaseError.wrapping(error, doing: "find a pipeline by name")
+        }
+        return nil
+    }
+
+    // MARK: - Helpers
+
+    /// The request body as JSON, within the size limit.
+    private func body(_ request: Request, allowEmpty: Bool = false) async throws -> JSONValue {
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: configuration.maxBodyBytes)
+        } catch is NIOTooManyBytesError {
+            throw APIError(.contentTooLarge, "payload_too_large", "the request body is larger than \(configuration.maxBodyBytes) bytes")
+        }
+        if buffer.readableBytes == 0 && allowEmpty { return .object([:]) }
+        guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(buffer: buffer)), value.objectValue != nil else {
+            throw APIError.badRequest("the request body must be a JSON object")
+        }
+        return value
+    }
+
+    private static func filter(_ request: Request) throws -> ExecutionReadModel.Filter {
+        let query = request.uri.queryParameters
+        var filter = ExecutionReadModel.Filter()
+        if let limit = query["limit"] {
+            guard let value = Int(limit), (1...1000).contains(value) else { throw APIError.badRequest("limit must be 1…1000, got '\(limit)'") }
+            filter.limit = value
+        }
+        if let statuses = query["statuses"] {
+            filter.statuses = try statuses.split(separator: ",").map { name in
+                guard let status = ExecutionStatus(rawValue: name.uppercased()) else {
+                    throw APIError.badRequest("unknown status '\(name)'; use \(ExecutionStatus.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                return status
+            }
+        }
+        filter.pipelineName = query["pipelineName"].map(String.init)
+        filter.after = query["after"].map(String.init)
+        return filter
+    }
+
+    /// Who acts. Until authentication exists the API records the caller's claim.
+    private static func actor(_ request: Request) -> String {
+        request.headers[HTTPFields.Element.Name("X-Topsail-User")!].map { "api:\($0)" } ?? "api"
+    }
+
+    private func databaseAnswers() async -> Bool {
+        let client = self.client
+        return await withTaskGroup(of: Bool.self) { group in
+            group.addTask { (try? await client.query("SELECT 1", logger: Logger(label: "topsail.ready"))) != nil }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(2))
+                return false
+            }
+            defer { group.cancelAll() }
+            return await group.next() ?? false
+        }
+    }
+
+    static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+    }
+
+    static func json(_ value: [String: String]) -> Response {
+        (try? json(value, status: .ok)) ?? Response(status: .ok)
+    }
+}
+
+/// An execution in a listing (Spinnaker-like field names).
+public struct ExecutionSummaryView: Encodable, Sendable {
+    let id: String
+    let application: String?
+    let name: String?
+    let pipelineConfigId: String?
+    let status: String
+    let triggerType: String?
+    let triggeredBy: String?
+    let buildTime: Date
+    let startTime: Date?
+    let endTime: Date?
+
+    init(_ summary: ExecutionSummary) {
+        id = summary.id
+        application = summary.application
+        name = summary.pipelineName
+        pipelineConfigId = summary.pipelineID
+        status = summary.status.rawValue
+        triggerType = summary.triggerType
+        triggeredBy = summary.triggeredBy
+        buildTime = summary.triggeredAt
+        startTime = summary.startedAt
+        endTime = summary.completedAt
+    }
+}

@@ -1,0 +1,80 @@
+import EventLog
+import Foundation
+import Orchestration
+import Pipelines
+
+/// An execution as JSON for people and programs (the CLI's `--json`, the API): status, trigger,
+/// times, and each stage's status and outputs. Field names follow Spinnaker's where it has them.
+public struct ExecutionView: Encodable, Sendable {
+    public struct Stage: Encodable, Sendable {
+        public let refId: String
+        public let name: String
+        public let type: String
+        public let status: String
+        public let attempt: Int
+        public let startTime: Date?
+        public let endTime: Date?
+        public let outputs: [String: JSONValue]
+    }
+
+    public let id: String
+    public let status: String
+    public let application: String?
+    public let pipeline: String?
+    public let pipelineConfigId: String?
+    public let trigger: JSONValue
+    public let parameters: [String: JSONValue]
+    public let buildTime: Date?
+    public let startTime: Date?
+    public let endTime: Date?
+    public let stages: [Stage]
+
+    /// The view of a folded execution; times come with a fold of the recorded events.
+    public init(id: String, state: ExecutionState, summary: ExecutionSummary? = nil) {
+        self.id = id
+        status = state.status.rawValue
+        application = state.pipeline.application
+        pipeline = state.pipeline.name
+        pipelineConfigId = state.pipeline.id
+        trigger = state.trigger
+        parameters = state.parameters
+        buildTime = summary?.triggeredAt
+        startTime = summary?.startedAt
+        endTime = summary?.completedAt
+        let times = Dictionary((summary?.stages ?? []).map { ($0.refID, $0) }, uniquingKeysWith: { $1 })
+        stages = state.graph.order.map { ref in
+            let stage = state.stage(ref)
+            let config = state.config(ref)
+            return Stage(refId: ref, name: config?.name ?? ref, type: config?.type ?? "", status: stage.status.rawValue,
+                         attempt: stage.attempt, startTime: times[ref]?.startedAt, endTime: times[ref]?.completedAt, outputs: stage.outputs)
+        }
+    }
+
+    /// The view of a folded summary (which holds the state too).
+    public init(id: String, fold: ExecutionSummaryFold) {
+        self.init(id: id, state: fold.state, summary: fold.summary)
+    }
+
+    public func jsonText(pretty: Bool = true) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+}
+
+extension ExecutionRepository {
+    /// The execution with its times, folded from the log; nil when there is none.
+    public func view(_ executionID: String) async throws -> ExecutionView? {
+        guard let stream = try? Self.streamID(executionID) else { return nil }
+        var fold = ExecutionSummaryFold()
+        var next: Int64 = 1
+        while true {
+            let batch = try await store.readStream(stream, from: next, direction: .forward, limit: 500)
+            for event in batch { try fold.apply(event) }
+            guard let last = batch.last, batch.count == 500 else { break }
+            next = last.streamVersion + 1
+        }
+        return fold.version == 0 ? nil : ExecutionView(id: executionID, fold: fold)
+    }
+}

@@ -1,0 +1,120 @@
+import EventLog
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Orchestration
+import PipelineEngine
+import Pipelines
+import Testing
+
+/// The HTTP API of a `topsail all` process, over real HTTP.
+@Suite("HTTP API: executions")
+struct APITests {
+    typealias Engine = EngineTests.Engine
+
+    struct Reply {
+        var status: Int
+        var json: JSONValue
+    }
+
+    static func call(_ method: String, _ url: String, body: String? = nil) async throws -> Reply {
+        var request = URLRequest(url: URL(string: url)!)
+        request.httpMethod = method
+        if let body {
+            request.httpBody = Data(body.utf8)
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        }
+        request.setValue("ana", forHTTPHeaderField: "X-Topsail-User")
+        let (data, response) = try await URLSession.shared.data(for: request)
+        let json = (try? JSONDecoder().decode(JSONValue.self, from: data)) ?? .null
+        return Reply(status: (response as? HTTPURLResponse)?.statusCode ?? 0, json: json)
+    }
+
+    @Test("trigger a saved pipeline, answer its manual judgment and read it back, all through the API")
+    func triggerJudgeAndRead() async throws {
+        try await TestDatabase.with { db in
+            let engine = try Engine(db)
+            defer { engine.process.terminate() }
+            try await eventually("the API to answer") { (try? await Self.call("GET", engine.api + "/health"))?.status == 200 }
+            try await PipelineConfigStore(store: db.store).save(PipelineConfig(json: [
+                "id": "deploy-1", "application": "shop", "name": "deploy", "limitConcurrent": false,
+                "parameterConfig": [["name": "version", "required": true]],
+                "stages": [
+                    ["refId": "approve", "type": "manualJudgment", "judgmentInputs": [["value": "ship"]]],
+                    EngineTests.script("go", "echo shipping ${parameters.version}", after: ["approve"]),
+                ],
+            ]), metadata: EventMetadata(source: "test"))
+
+            let missing = try await Self.call("POST", engine.api + "/pipelines/shop/deploy", body: "{}")
+            #expect(missing.status == 400 && missing.json["message"] == "missing required parameters: version", "\(missing.json)")
+            let unknown = try await Self.call("POST", engine.api + "/pipelines/shop/nothing", body: "{}")
+            #expect(unknown.status == 404 && unknown.json["error"] == "not_found")
+            // By name, then by id.
+            let triggered = try await Self.call("POST", engine.api + "/pipelines/shop/deploy", body: #"{"parameters": {"version": "1.2"}}"#)
+            #expect(triggered.status == 202, "\(triggered.json)")
+            let id = try #require(triggered.json["id"]?.stringValue)
+            #expect(triggered.json["ref"] == .string("/pipelines/\(id)"))
+            let byID = try await Self.call("POST", engine.api + "/pipelines/shop/deploy-1", body: #"{"parameters": {"version": "2"}}"#)
+            #expect(byID.status == 202)
+
+            try await engine.until("the judgment to wait") { try await engine.repository.load(id).stage("approve").status == .running }
+            let wrong = try await Self.call("PATCH", engine.api + "/pipelines/\(id)/stages/approve", body: #"{"judgmentStatus": "continue", "judgmentInput": "nope"}"#)
+            #expect(wrong.status == 409 && wrong.json["message"]?.stringValue?.contains("not one of the stage's judgment inputs") == true, "\(wrong.json)")
+            let judged = try await Self.call("PATCH", engine.api + "/pipelines/\(id)/stages/approve", body: #"{"judgmentStatus": "continue", "judgmentInput": "ship"}"#)
+            #expect(judged.status == 200, "\(judged.json)")
+            _ = try await engine.finished(id)
+            let execution = try await Self.call("GET", engine.api + "/pipelines/\(id)")
+            #expect(execution.status == 200)
+            #expect(execution.json["status"] == "SUCCEEDED")
+            #expect(execution.json["parameters"]?["version"] == "1.2")
+            #expect(execution.json["buildTime"] != nil && execution.json["endTime"] != nil)
+            let stages = execution.json["stages"]?.arrayValue ?? []
+            #expect(stages.first?["outputs"]?["lastModifiedBy"] == "api:ana")
+            #expect(stages.last?["outputs"]?["stdout"] == "shipping 1.2\n")
+
+            // Control of a completed execution is a conflict; of an unknown one, not found.
+            let late = try await Self.call("PUT", engine.api + "/pipelines/\(id)/cancel")
+            #expect(late.status == 409 && late.json["message"] == .string("cannot cancel execution \(id): it is SUCCEEDED"))
+            #expect(try await Self.call("GET", engine.api + "/pipelines/nope").status == 404)
+            let other = try #require(byID.json["id"]?.stringValue)
+            try await engine.until("the second execution to wait") { try await engine.repository.load(other).stage("approve").status == .running }
+            let canceled = try await Self.call("PUT", engine.api + "/pipelines/\(other)/cancel?reason=enough")
+            #expect(canceled.status == 200 && canceled.json["status"] == "CANCELED", "\(canceled.json)")
+
+            // Listings come from the read model.
+            try await engine.until("both executions listed") {
+                let listed = try await Self.call("GET", engine.api + "/applications/shop/pipelines?statuses=SUCCEEDED,CANCELED")
+                return listed.json.arrayValue?.count == 2
+            }
+            let succeeded = try await Self.call("GET", engine.api + "/executions?pipelineConfigIds=deploy-1&statuses=succeeded&limit=5")
+            #expect(succeeded.json.arrayValue?.map { $0["id"] } == [.string(id)])
+            let byIDs = try await Self.call("GET", engine.api + "/executions?executionIds=\(id),\(other)")
+            #expect(byIDs.json.arrayValue?.count == 2)
+        }
+    }
+
+    @Test("errors are JSON with error, message and status: malformed bodies, bad queries, unknown routes, bodies over the limit")
+    func errors() async throws {
+        try await TestDatabase.with { db in
+            let engine = try Engine(db)
+            defer { engine.process.terminate() }
+            try await eventually("the API to answer") { (try? await Self.call("GET", engine.api + "/ready"))?.status == 200 }
+            let id = try await engine.run(EngineTests.pipeline([["refId": "j", "type": "manualJudgment"]]))
+            let malformed = try await Self.call("PATCH", engine.api + "/pipelines/\(id)/stages/j", body: "{not json")
+            #expect(malformed.status == 400)
+            #expect(malformed.json == ["error": "bad_request", "message": "the request body must be a JSON object", "status": 400])
+            let noStatus = try await Self.call("PATCH", engine.api + "/pipelines/\(id)/stages/j", body: "{}")
+            #expect(noStatus.status == 400 && noStatus.json["message"] == "give judgmentStatus (continue or stop), or skipRemainingWait: true")
+            let badLimit = try await Self.call("GET", engine.api + "/executions?limit=0")
+            #expect(badLimit.status == 400 && badLimit.json["message"] == "limit must be 1…1000, got '0'")
+            let badStatus = try await Self.call("GET", engine.api + "/executions?statuses=DONE")
+            #expect(badStatus.status == 400 && badStatus.json["message"]?.stringValue?.hasPrefix("unknown status 'DONE'") == true)
+            let route = try await Self.call("GET", engine.api + "/no/such/thing")
+            #expect(route.status == 404 && route.json["error"] == "not_found" && route.json["status"] == 404, "\(route.json)")
+            let huge = String(repeating: "x", count: 2 << 20)
+            let tooLarge = try await Self.call("PATCH", engine.api + "/pipelines/\(id)/stages/j", body: #"{"judgmentInput": "\#(huge)"}"#)
+            #expect(tooLarge.status == 413 && tooLarge.json["error"] == "payload_too_large", "\(tooLarge.status) \(tooLarge.json)")
+        }
+    }
+}

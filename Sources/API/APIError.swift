@@ -9,11 +9,20 @@ public struct APIError: Error, Sendable {
     public let status: HTTPResponse.Status
     public let error: String
     public let message: String
+    /// Where the request went wrong, for invalid pipeline JSON: `[{path, stage, message}]`.
+    public let problems: [Problem]?
 
-    public init(_ status: HTTPResponse.Status, _ error: String, _ message: String) {
+    public struct Problem: Encodable, Sendable {
+        let path: String
+        let stage: String?
+        let message: String
+    }
+
+    public init(_ status: HTTPResponse.Status, _ error: String, _ message: String, problems: [Problem]? = nil) {
         self.status = status
         self.error = error
         self.message = message
+        self.problems = problems
     }
 
     static func notFound(_ message: String) -> APIError { APIError(.notFound, "not_found", message) }
@@ -24,12 +33,13 @@ public struct APIError: Error, Sendable {
         let error: String
         let message: String
         let status: Int
+        let problems: [Problem]?
     }
 
     func response() -> Response {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let body = (try? encoder.encode(Body(error: error, message: message, status: Int(status.code)))) ?? Data()
+        let body = (try? encoder.encode(Body(error: error, message: message, status: Int(status.code), problems: problems))) ?? Data()
         return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 }

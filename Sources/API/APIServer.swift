@@ -110,6 +110,34 @@ public struct APIServer: Sendable {
             filter.application = try context.parameters.require("app")
             return try await list(filter)
         }
+        router.post("/pipelines") { request, _ in try await savePipeline(request) }
+        router.get("/pipelineConfigs/:id/history") { request, context in
+            let id = try context.parameters.require("id")
+            let limit = Int(request.uri.queryParameters["limit"] ?? "100") ?? 100
+            let history = try await PipelineConfigStore(store: repository.eventStore).history(id, limit: min(max(limit, 1), 1000))
+            guard !history.isEmpty else { throw APIError.notFound("no pipeline \(id)") }
+            return try Self.json(history)
+        }
+        router.get("/applications/:app/pipelineConfigs") { _, context in
+            try Self.json(try await PipelineConfigReadModel(client: client, logger: logger).list(application: try context.parameters.require("app")))
+        }
+        router.get("/applications/:app/pipelineConfigs/:pipeline") { _, context in
+            let (app, name) = (try context.parameters.require("app"), try context.parameters.require("pipeline"))
+            guard let config = try await PipelineConfigReadModel(client: client, logger: logger).get(application: app, nameOrID: name) else {
+                throw APIError.notFound("application \(app) has no pipeline named or with id '\(name)'")
+            }
+            return try Self.json(config)
+        }
+        router.delete("/pipelines/:id/:pipeline") { request, context in
+            let (app, name) = (try context.parameters.require("id"), try context.parameters.require("pipeline"))
+            guard let pipeline = try await savedPipeline(application: app, nameOrID: name), let id = pipeline.id else {
+                throw APIError.notFound("application \(app) has no pipeline named or with id '\(name)'")
+            }
+            guard let version = try await PipelineConfigStore(store: repository.eventStore).delete(id, metadata: Self.metadata(request)) else {
+                throw APIError.notFound("pipeline \(id) is already deleted")
+            }
+            return try Self.json(["id": .string(id), "version": .number(Double(version)), "deleted": true] as JSONValue)
+        }
         // The router names a path segment once: here the first one after /pipelines is the
         // application, not an execution id.
         router.post("/pipelines/:id/:pipeline") { request, context in
@@ -158,6 +186,44 @@ public struct APIServer: Sendable {
         let id = try await repository.trigger(
             pipeline, trigger: .object(trigger), parameters: parameters, metadata: EventMetadata(actor: trigger["user"]?.stringValue ?? "api", source: "api"))
         return try Self.json(["id": id, "ref": "/pipelines/\(id)"], status: .accepted)
+    }
+
+    /// Saves a pipeline (the body, Spinnaker pipeline JSON) as the newest version of its id (one
+    /// is made when it has none). `?basedOn=N`: refused with 409 unless the pipeline is still at
+    /// version N (0: new), so a save from a stale copy loses nothing; `force=true` saves anyway.
+    private func savePipeline(_ request: Request) async throws -> Response {
+        var body = try await self.body(request)
+        if body["id"]?.stringValue?.isEmpty ?? true { body = .object((body.objectValue ?? [:]).merging(["id": .string(UUID().uuidString.lowercased())]) { $1 }) }
+        let pipeline: PipelineConfig
+        switch PipelineValidation.parse(body) {
+        case .success(let parsed): pipeline = parsed
+        case .failure(let problems):
+            throw APIError(.badRequest, "invalid_pipeline", "the pipeline is not valid: \(problems.problems.count) problem(s)",
+                           problems: problems.problems.map { APIError.Problem(path: $0.path, stage: $0.stage, message: $0.message) })
+        }
+        guard pipeline.application?.isEmpty == false, pipeline.name?.isEmpty == false else {
+            throw APIError(.badRequest, "invalid_pipeline", "a saved pipeline needs an application and a name",
+                           problems: [.init(path: pipeline.application == nil ? "application" : "name", stage: nil, message: "required")])
+        }
+        let query = request.uri.queryParameters
+        let force = query["force"] == "true"
+        var basedOn: Int64?
+        if let text = query["basedOn"], !force {
+            guard let value = Int64(text), value >= 0 else { throw APIError.badRequest("basedOn must be a version number, got '\(text)'") }
+            basedOn = value
+        }
+        let store = PipelineConfigStore(store: repository.eventStore)
+        let id = pipeline.id ?? ""
+        do {
+            let version = try await store.save(pipeline, basedOn: basedOn, metadata: Self.metadata(request))
+            return try Self.json(["id": .string(id), "version": .number(Double(version))] as JSONValue)
+        } catch EventStoreError.versionConflict(_, _, let actual) {
+            throw APIError.conflict("pipeline \(id) is at version \(actual), not \(basedOn ?? 0): reload it and save again (or force=true)")
+        }
+    }
+
+    static func metadata(_ request: Request) -> EventMetadata {
+        EventMetadata(actor: actor(request), source: "api")
     }
 
     /// A saved pipeline of `application`: by id, else the newest save with that name whose

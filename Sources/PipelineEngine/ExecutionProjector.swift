@@ -104,6 +104,11 @@ public final class ExecutionProjector: Service {
         let batch = try await store.readAll(after: position, limit: batchSize)
         guard let last = batch.last else { return (0, position) }
         var touched: [String: ExecutionSummaryFold] = [:]
+        var configs: [String: JSONValue] = [:]
+        for event in batch where event.streamID.category == PipelineConfigStore.category {
+            // The last event of a pipeline in the batch is its latest version.
+            configs[event.streamID.id] = try Self.configRow(event)
+        }
         for event in batch where event.streamID.category == ExecutionRepository.category {
             let id = event.streamID.id
             var fold = touched[id] ?? folds.take(id) ?? ExecutionSummaryFold()
@@ -119,7 +124,7 @@ public final class ExecutionProjector: Service {
             touched[id] = fold
         }
         let summaries = touched.values.compactMap(\.summary)
-        let moved: LogPosition? = try await write(summaries, from: position, to: last.logPosition)
+        let moved: LogPosition? = try await write(summaries, configs: Array(configs.values), from: position, to: last.logPosition)
         if let moved {
             // Someone else moved the checkpoint: what this batch folded may not match it.
             folds.removeAll()
@@ -131,7 +136,7 @@ public final class ExecutionProjector: Service {
 
     /// Writes the rows and moves the checkpoint from `from` to `to` in one transaction. Returns
     /// the stored checkpoint instead, writing nothing, when it is not at `from`.
-    private func write(_ summaries: [ExecutionSummary], from: LogPosition, to: LogPosition) async throws -> LogPosition? {
+    private func write(_ summaries: [ExecutionSummary], configs: [JSONValue], from: LogPosition, to: LogPosition) async throws -> LogPosition? {
         let name = ExecutionReadModel.projection
         let logger = self.logger
         return try await client.transaction(logger: logger, doing: "write the executions read model") { connection in
@@ -173,12 +178,39 @@ public final class ExecutionProjector: Service {
                         completed_at = EXCLUDED.completed_at
                     """, logger: logger)
             }
+            if !configs.isEmpty {
+                let rows = try JSONText(encoding: JSONValue.array(configs)).text
+                try await connection.query("""
+                    INSERT INTO pipeline_configs (pipeline_id, application, name, version, disabled, deleted, config, updated_at, updated_by)
+                    SELECT pipeline_id, application, name, version, disabled, deleted, config, updated_at, updated_by
+                      FROM jsonb_to_recordset(\(rows)::jsonb) AS r(
+                           pipeline_id text, application text, name text, version bigint, disabled boolean, deleted boolean,
+                           config jsonb, updated_at timestamptz, updated_by text)
+                    ON CONFLICT (pipeline_id) DO UPDATE SET
+                        application = COALESCE(EXCLUDED.application, pipeline_configs.application),
+                        name = COALESCE(EXCLUDED.name, pipeline_configs.name), version = EXCLUDED.version,
+                        disabled = EXCLUDED.disabled, deleted = EXCLUDED.deleted, config = COALESCE(EXCLUDED.config, pipeline_configs.config),
+                        updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by
+                    """, logger: logger)
+            }
             try await connection.query("""
                 UPDATE projection_checkpoints SET transaction_id = \(to.transaction), position = \(to.position), updated_at = now()
                  WHERE projection = \(name)
                 """, logger: logger)
             return nil
         }
+    }
+
+    /// A `pipeline_configs` row for a pipeline's event (a deletion keeps the last configuration).
+    static func configRow(_ event: RecordedEvent) throws -> JSONValue {
+        let deleted = event.type == PipelineConfigStore.deletedType
+        let config = deleted ? nil : try event.payload.decode(JSONValue.self)["pipeline"]
+        return [
+            "pipeline_id": .string(event.streamID.id), "application": config?["application"] ?? .null, "name": config?["name"] ?? .null,
+            "version": .number(Double(event.streamVersion)), "disabled": .bool(config?["disabled"]?.boolValue ?? false), "deleted": .bool(deleted),
+            "config": config ?? .null, "updated_at": .string(event.recordedAt.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))),
+            "updated_by": event.metadata.actor.map(JSONValue.string) ?? .null,
+        ]
     }
 
     /// The rows as JSON arrays for `jsonb_to_recordset`: two statements per batch, whatever its size.
@@ -211,7 +243,7 @@ public final class ExecutionProjector: Service {
     /// rebuilds it from the start of the log.
     public static func reset(client: PostgresClient, logger: Logger) async throws {
         try await client.transaction(logger: logger, doing: "reset the executions read model") { connection in
-            try await connection.query("TRUNCATE stage_summaries, execution_summaries", logger: logger)
+            try await connection.query("TRUNCATE stage_summaries, execution_summaries, pipeline_configs", logger: logger)
             try await connection.query("""
                 INSERT INTO projection_checkpoints (projection, transaction_id, position) VALUES (\(ExecutionReadModel.projection), 0, 0)
                 ON CONFLICT (projection) DO UPDATE SET transaction_id = 0, position = 0, updated_at = now()

@@ -114,3 +114,44 @@ public struct ExecutionReadModel: Sendable {
         return result
     }
 }
+
+/// Saved pipelines as the projector keeps them (`pipeline_configs`): listings by application.
+public struct PipelineConfigReadModel: Sendable {
+    let client: PostgresClient
+    let logger: Logger
+
+    public init(client: PostgresClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+    }
+
+    /// The application's pipelines (not deleted), by name, each its latest configuration.
+    public func list(application: String) async throws -> [JSONValue] {
+        try await configs("""
+            SELECT config::text FROM pipeline_configs WHERE application = \(application) AND NOT deleted ORDER BY name, pipeline_id
+            """)
+    }
+
+    /// The application's pipeline with this name or id, or nil.
+    public func get(application: String, nameOrID: String) async throws -> JSONValue? {
+        try await configs("""
+            SELECT config::text FROM pipeline_configs
+             WHERE application = \(application) AND NOT deleted AND (pipeline_id = \(nameOrID) OR name = \(nameOrID))
+             ORDER BY (pipeline_id = \(nameOrID)) DESC LIMIT 1
+            """).first
+    }
+
+    private func configs(_ query: PostgresQuery) async throws -> [JSONValue] {
+        var result: [JSONValue] = []
+        do {
+            for try await text in try await client.query(query, logger: logger).decode(String.self) {
+                result.append(try JSONText(unchecked: text).decode(JSONValue.self))
+            }
+        } catch let error as DatabaseError {
+            throw error
+        } catch {
+            throw DatabaseError.wrapping(error, doing: "list pipelines")
+        }
+        return result
+    }
+}

@@ -118,3 +118,56 @@ struct APITests {
         }
     }
 }
+
+@Suite("HTTP API: saved pipelines")
+struct PipelineConfigAPITests {
+    typealias Engine = EngineTests.Engine
+    typealias API = APITests
+
+    @Test("save with optimistic concurrency, history, listing per application, delete; invalid pipelines name the path")
+    func saveHistoryListDelete() async throws {
+        try await TestDatabase.with { db in
+            let engine = try Engine(db)
+            defer { engine.process.terminate() }
+            try await eventually("the API to answer") { (try? await API.call("GET", engine.api + "/health"))?.status == 200 }
+            let invalid = try await API.call("POST", engine.api + "/pipelines", body: """
+                {"application": "shop", "name": "loop", "stages": [
+                  {"refId": "a", "type": "noop", "requisiteStageRefIds": ["b"]}, {"refId": "b", "type": "noop", "requisiteStageRefIds": ["a"]}]}
+                """)
+            #expect(invalid.status == 400 && invalid.json["error"] == "invalid_pipeline", "\(invalid.json)")
+            #expect(invalid.json["problems"]?.arrayValue?.first?["path"]?.stringValue?.hasPrefix("stages[") == true, "\(invalid.json)")
+
+            let pipeline = #"{"id": "p1", "application": "shop", "name": "build", "stages": [{"refId": "1", "type": "noop"}]}"#
+            let first = try await API.call("POST", engine.api + "/pipelines?basedOn=0", body: pipeline)
+            #expect(first.status == 200 && first.json["version"] == 1, "\(first.json)")
+            let second = try await API.call("POST", engine.api + "/pipelines?basedOn=1", body: pipeline)
+            #expect(second.json["version"] == 2)
+            // Another client saves from the copy it read at version 1.
+            let stale = try await API.call("POST", engine.api + "/pipelines?basedOn=1", body: pipeline)
+            #expect(stale.status == 409, "\(stale.json)")
+            #expect(stale.json["message"]?.stringValue?.hasPrefix("pipeline p1 is at version 2, not 1") == true)
+            let forced = try await API.call("POST", engine.api + "/pipelines?basedOn=1&force=true", body: pipeline)
+            #expect(forced.status == 200 && forced.json["version"] == 3)
+            let history = try await API.call("GET", engine.api + "/pipelineConfigs/p1/history")
+            #expect(history.json.arrayValue?.map { $0["version"] } == [3, 2, 1])
+            #expect(history.json.arrayValue?.first?["actor"] == "api:ana")
+
+            try await engine.until("the application's listing to show it") {
+                try await API.call("GET", engine.api + "/applications/shop/pipelineConfigs").json.arrayValue?.map { $0["name"] } == ["build"]
+            }
+            let byName = try await API.call("GET", engine.api + "/applications/shop/pipelineConfigs/build")
+            #expect(byName.status == 200 && byName.json["id"] == "p1")
+
+            let deleted = try await API.call("DELETE", engine.api + "/pipelines/shop/build")
+            #expect(deleted.status == 200 && deleted.json["deleted"] == true, "\(deleted.json)")
+            let triggered = try await API.call("POST", engine.api + "/pipelines/shop/build", body: "{}")
+            #expect(triggered.status == 404, "a deleted pipeline cannot be triggered")
+            let kept = try await API.call("GET", engine.api + "/pipelineConfigs/p1/history")
+            #expect(kept.json.arrayValue?.first?["deleted"] == true && kept.json.arrayValue?.count == 4, "deleting keeps the history")
+            try await engine.until("the listing to drop it") {
+                try await API.call("GET", engine.api + "/applications/shop/pipelineConfigs").json.arrayValue?.isEmpty == true
+            }
+            #expect(try await API.call("DELETE", engine.api + "/pipelines/shop/build").status == 404)
+        }
+    }
+}

@@ -111,6 +111,31 @@ public struct APIServer: Sendable {
             return try await list(filter)
         }
         router.post("/pipelines") { request, _ in try await savePipeline(request) }
+        router.get("/applications") { _, _ in try Self.json(try await ApplicationReadModel(client: client, logger: logger).list()) }
+        router.post("/applications") { request, _ in try await saveApplication(request) }
+        router.get("/applications/:app") { _, context in
+            let name = try context.parameters.require("app")
+            guard let latest = try await ApplicationStore(store: repository.eventStore).documents.latest(name) else {
+                throw APIError.notFound("no application \(name)")
+            }
+            var document = latest.document.objectValue ?? [:]
+            document["version"] = .number(Double(latest.version))
+            return try Self.json(JSONValue.object(document))
+        }
+        router.delete("/applications/:app") { request, context in
+            let name = try context.parameters.require("app")
+            guard let version = try await ApplicationStore(store: repository.eventStore).documents.delete(name, metadata: Self.metadata(request)) else {
+                throw APIError.notFound("no application \(name)")
+            }
+            return try Self.json(["name": .string(name), "version": .number(Double(version)), "deleted": true] as JSONValue)
+        }
+        router.get("/applications/:app/history") { request, context in
+            let name = try context.parameters.require("app")
+            let limit = Int(request.uri.queryParameters["limit"] ?? "100") ?? 100
+            let history = try await ApplicationStore(store: repository.eventStore).documents.history(name, limit: min(max(limit, 1), 1000))
+            guard !history.isEmpty else { throw APIError.notFound("no application \(name)") }
+            return try Self.json(history)
+        }
         router.get("/pipelineConfigs/:id/history") { request, context in
             let id = try context.parameters.require("id")
             let limit = Int(request.uri.queryParameters["limit"] ?? "100") ?? 100
@@ -205,13 +230,7 @@ public struct APIServer: Sendable {
             throw APIError(.badRequest, "invalid_pipeline", "a saved pipeline needs an application and a name",
                            problems: [.init(path: pipeline.application == nil ? "application" : "name", stage: nil, message: "required")])
         }
-        let query = request.uri.queryParameters
-        let force = query["force"] == "true"
-        var basedOn: Int64?
-        if let text = query["basedOn"], !force {
-            guard let value = Int64(text), value >= 0 else { throw APIError.badRequest("basedOn must be a version number, got '\(text)'") }
-            basedOn = value
-        }
+        let basedOn = try Self.basedOn(request)
         let store = PipelineConfigStore(store: repository.eventStore)
         let id = pipeline.id ?? ""
         do {
@@ -220,6 +239,40 @@ public struct APIServer: Sendable {
         } catch EventStoreError.versionConflict(_, _, let actual) {
             throw APIError.conflict("pipeline \(id) is at version \(actual), not \(basedOn ?? 0): reload it and save again (or force=true)")
         }
+    }
+
+    /// Creates or updates an application: `{"name", "description", "email", "attributes", "permissions"}`,
+    /// with `?basedOn=N` / `force=true` as for pipelines.
+    private func saveApplication(_ request: Request) async throws -> Response {
+        let body = try await self.body(request)
+        guard let name = body["name"]?.stringValue else {
+            throw APIError(.badRequest, "invalid_application", "an application needs a name", problems: [.init(path: "name", stage: nil, message: "required")])
+        }
+        if let problem = ApplicationStore.problem(name: name) {
+            throw APIError(.badRequest, "invalid_application", problem, problems: [.init(path: "name", stage: nil, message: problem)])
+        }
+        if let email = body["email"], email != .null, !(email.stringValue?.contains("@") ?? false) {
+            throw APIError(.badRequest, "invalid_application", "email must be an email address",
+                           problems: [.init(path: "email", stage: nil, message: "not an email address")])
+        }
+        for field in ["attributes", "permissions"] where body[field] != nil && body[field] != .null && body[field]?.objectValue == nil {
+            throw APIError(.badRequest, "invalid_application", "\(field) must be an object", problems: [.init(path: field, stage: nil, message: "not an object")])
+        }
+        let basedOn = try Self.basedOn(request)
+        do {
+            let version = try await ApplicationStore(store: repository.eventStore).documents.save(body, id: name, basedOn: basedOn, metadata: Self.metadata(request))
+            return try Self.json(["name": .string(name), "version": .number(Double(version))] as JSONValue)
+        } catch EventStoreError.versionConflict(_, _, let actual) {
+            throw APIError.conflict("application \(name) is at version \(actual), not \(basedOn ?? 0): reload it and save again (or force=true)")
+        }
+    }
+
+    /// `?basedOn=N` unless `force=true`.
+    static func basedOn(_ request: Request) throws -> Int64? {
+        let query = request.uri.queryParameters
+        guard query["force"] != "true", let text = query["basedOn"] else { return nil }
+        guard let value = Int64(text), value >= 0 else { throw APIError.badRequest("basedOn must be a version number, got '\(text)'") }
+        return value
     }
 
     static func metadata(_ request: Request) -> EventMetadata {

@@ -104,10 +104,15 @@ public final class ExecutionProjector: Service {
         let batch = try await store.readAll(after: position, limit: batchSize)
         guard let last = batch.last else { return (0, position) }
         var touched: [String: ExecutionSummaryFold] = [:]
+        // The last event of a document in the batch is its latest version.
         var configs: [String: JSONValue] = [:]
-        for event in batch where event.streamID.category == PipelineConfigStore.category {
-            // The last event of a pipeline in the batch is its latest version.
-            configs[event.streamID.id] = try Self.configRow(event)
+        var applications: [String: JSONValue] = [:]
+        for event in batch {
+            switch event.streamID.category {
+            case PipelineConfigStore.category: configs[event.streamID.id] = try Self.configRow(event)
+            case ApplicationStore.category: applications[event.streamID.id] = try Self.applicationRow(event)
+            default: break
+            }
         }
         for event in batch where event.streamID.category == ExecutionRepository.category {
             let id = event.streamID.id
@@ -124,7 +129,8 @@ public final class ExecutionProjector: Service {
             touched[id] = fold
         }
         let summaries = touched.values.compactMap(\.summary)
-        let moved: LogPosition? = try await write(summaries, configs: Array(configs.values), from: position, to: last.logPosition)
+        let moved: LogPosition? = try await write(summaries, configs: Array(configs.values), applications: Array(applications.values),
+                                                 from: position, to: last.logPosition)
         if let moved {
             // Someone else moved the checkpoint: what this batch folded may not match it.
             folds.removeAll()
@@ -136,7 +142,9 @@ public final class ExecutionProjector: Service {
 
     /// Writes the rows and moves the checkpoint from `from` to `to` in one transaction. Returns
     /// the stored checkpoint instead, writing nothing, when it is not at `from`.
-    private func write(_ summaries: [ExecutionSummary], configs: [JSONValue], from: LogPosition, to: LogPosition) async throws -> LogPosition? {
+    private func write(
+        _ summaries: [ExecutionSummary], configs: [JSONValue], applications: [JSONValue], from: LogPosition, to: LogPosition
+    ) async throws -> LogPosition? {
         let name = ExecutionReadModel.projection
         let logger = self.logger
         return try await client.transaction(logger: logger, doing: "write the executions read model") { connection in
@@ -193,6 +201,18 @@ public final class ExecutionProjector: Service {
                         updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by
                     """, logger: logger)
             }
+            if !applications.isEmpty {
+                let rows = try JSONText(encoding: JSONValue.array(applications)).text
+                try await connection.query("""
+                    INSERT INTO applications (name, version, deleted, config, updated_at, updated_by)
+                    SELECT name, version, deleted, config, updated_at, updated_by
+                      FROM jsonb_to_recordset(\(rows)::jsonb) AS r(
+                           name text, version bigint, deleted boolean, config jsonb, updated_at timestamptz, updated_by text)
+                    ON CONFLICT (name) DO UPDATE SET
+                        version = EXCLUDED.version, deleted = EXCLUDED.deleted, config = COALESCE(EXCLUDED.config, applications.config),
+                        updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by
+                    """, logger: logger)
+            }
             try await connection.query("""
                 UPDATE projection_checkpoints SET transaction_id = \(to.transaction), position = \(to.position), updated_at = now()
                  WHERE projection = \(name)
@@ -209,6 +229,17 @@ public final class ExecutionProjector: Service {
             "pipeline_id": .string(event.streamID.id), "application": config?["application"] ?? .null, "name": config?["name"] ?? .null,
             "version": .number(Double(event.streamVersion)), "disabled": .bool(config?["disabled"]?.boolValue ?? false), "deleted": .bool(deleted),
             "config": config ?? .null, "updated_at": .string(event.recordedAt.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))),
+            "updated_by": event.metadata.actor.map(JSONValue.string) ?? .null,
+        ]
+    }
+
+    /// An `applications` row for an application's event (a deletion keeps the last document).
+    static func applicationRow(_ event: RecordedEvent) throws -> JSONValue {
+        let deleted = event.type != "\(ApplicationStore.category).saved"
+        return [
+            "name": .string(event.streamID.id), "version": .number(Double(event.streamVersion)), "deleted": .bool(deleted),
+            "config": deleted ? .null : try event.payload.decode(JSONValue.self)[ApplicationStore.category] ?? .null,
+            "updated_at": .string(event.recordedAt.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))),
             "updated_by": event.metadata.actor.map(JSONValue.string) ?? .null,
         ]
     }
@@ -243,7 +274,7 @@ public final class ExecutionProjector: Service {
     /// rebuilds it from the start of the log.
     public static func reset(client: PostgresClient, logger: Logger) async throws {
         try await client.transaction(logger: logger, doing: "reset the executions read model") { connection in
-            try await connection.query("TRUNCATE stage_summaries, execution_summaries, pipeline_configs", logger: logger)
+            try await connection.query("TRUNCATE stage_summaries, execution_summaries, pipeline_configs, applications", logger: logger)
             try await connection.query("""
                 INSERT INTO projection_checkpoints (projection, transaction_id, position) VALUES (\(ExecutionReadModel.projection), 0, 0)
                 ON CONFLICT (projection) DO UPDATE SET transaction_id = 0, position = 0, updated_at = now()

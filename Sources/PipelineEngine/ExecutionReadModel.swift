@@ -155,3 +155,33 @@ public struct PipelineConfigReadModel: Sendable {
         return result
     }
 }
+
+/// Applications as the projector keeps them (`applications`).
+public struct ApplicationReadModel: Sendable {
+    let client: PostgresClient
+    let logger: Logger
+
+    public init(client: PostgresClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+    }
+
+    /// Every application not deleted, by name, each with its version.
+    public func list() async throws -> [JSONValue] {
+        var result: [JSONValue] = []
+        do {
+            for try await (text, version) in try await client.query(
+                "SELECT config::text, version FROM applications WHERE NOT deleted ORDER BY name", logger: logger
+            ).decode((String, Int64).self) {
+                var document = try JSONText(unchecked: text).decode(JSONValue.self).objectValue ?? [:]
+                document["version"] = .number(Double(version))
+                result.append(.object(document))
+            }
+        } catch let error as DatabaseError {
+            throw error
+        } catch {
+            throw DatabaseError.wrapping(error, doing: "list applications")
+        }
+        return result
+    }
+}

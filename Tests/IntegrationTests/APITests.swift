@@ -171,3 +171,44 @@ struct PipelineConfigAPITests {
         }
     }
 }
+
+@Suite("HTTP API: applications")
+struct ApplicationAPITests {
+    typealias Engine = EngineTests.Engine
+    typealias API = APITests
+
+    @Test("create, update with optimistic concurrency, get, list, history, delete; invalid applications name the field")
+    func lifecycle() async throws {
+        try await TestDatabase.with { db in
+            let engine = try Engine(db)
+            defer { engine.process.terminate() }
+            try await eventually("the API to answer") { (try? await API.call("GET", engine.api + "/health"))?.status == 200 }
+            let badName = try await API.call("POST", engine.api + "/applications", body: #"{"name": "Web Shop"}"#)
+            #expect(badName.status == 400 && badName.json["problems"]?.arrayValue?.first?["path"] == "name", "\(badName.json)")
+            let badEmail = try await API.call("POST", engine.api + "/applications", body: #"{"name": "web", "email": "nobody"}"#)
+            #expect(badEmail.status == 400 && badEmail.json["problems"]?.arrayValue?.first?["path"] == "email")
+
+            let created = try await API.call("POST", engine.api + "/applications?basedOn=0",
+                                             body: #"{"name": "web", "email": "team@example.com", "description": "the shop", "permissions": {"WRITE": ["devs"]}}"#)
+            #expect(created.status == 200 && created.json["version"] == 1, "\(created.json)")
+            let again = try await API.call("POST", engine.api + "/applications?basedOn=0", body: #"{"name": "web"}"#)
+            #expect(again.status == 409, "creating an application that exists, based on nothing")
+            let updated = try await API.call("POST", engine.api + "/applications?basedOn=1", body: #"{"name": "web", "email": "ops@example.com"}"#)
+            #expect(updated.json["version"] == 2)
+            let read = try await API.call("GET", engine.api + "/applications/web")
+            #expect(read.json["email"] == "ops@example.com" && read.json["version"] == 2)
+            #expect(try await API.call("GET", engine.api + "/applications/nope").status == 404)
+            try await engine.until("the listing to show it") {
+                try await API.call("GET", engine.api + "/applications").json.arrayValue?.map { $0["name"] } == ["web"]
+            }
+            let history = try await API.call("GET", engine.api + "/applications/web/history")
+            #expect(history.json.arrayValue?.map { $0["version"] } == [2, 1])
+            #expect(history.json.arrayValue?.last?["document"]?["description"] == "the shop")
+            let deleted = try await API.call("DELETE", engine.api + "/applications/web")
+            #expect(deleted.status == 200)
+            #expect(try await API.call("GET", engine.api + "/applications/web").status == 404)
+            #expect(try await API.call("GET", engine.api + "/applications/web/history").json.arrayValue?.count == 3, "deleting keeps the history")
+            try await engine.until("the listing to drop it") { try await API.call("GET", engine.api + "/applications").json.arrayValue?.isEmpty == true }
+        }
+    }
+}

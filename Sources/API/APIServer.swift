@@ -63,24 +63,24 @@ public struct APIServer: Sendable {
             return try Self.json(view)
         }
         router.put("/pipelines/:id/cancel") { request, context in
-            try await control(context, "cancel", .cancel(by: Self.actor(request), reason: request.uri.queryParameters["reason"].map(String.init)))
+            try await control(request, context, "cancel", .cancel(by: Self.actor(request), reason: request.uri.queryParameters["reason"].map(String.init)))
         }
         router.put("/pipelines/:id/pause") { request, context in
-            try await control(context, "pause", .pause(by: Self.actor(request)))
+            try await control(request, context, "pause", .pause(by: Self.actor(request)))
         }
         router.put("/pipelines/:id/resume") { request, context in
-            try await control(context, "resume", .resume(by: Self.actor(request)))
+            try await control(request, context, "resume", .resume(by: Self.actor(request)))
         }
         router.put("/pipelines/:id/stages/:stage/restart") { request, context in
             let ref = try context.parameters.require("stage")
-            return try await control(context, "restart stage \(ref) of", .restartStage(refID: ref, by: Self.actor(request)))
+            return try await control(request, context, "restart stage \(ref) of", .restartStage(refID: ref, by: Self.actor(request)))
         }
         router.patch("/pipelines/:id/stages/:stage") { request, context in
             let ref = try context.parameters.require("stage")
             let body = try await self.body(request)
             let by = Self.actor(request)
             if body["skipRemainingWait"]?.boolValue == true {
-                return try await control(context, "skip the wait of stage \(ref) of", .skipWait(refID: ref, by: by)) { state in
+                return try await control(request, context, "skip the wait of stage \(ref) of", .skipWait(refID: ref, by: by)) { state in
                     state.config(ref)?.type == "wait" ? nil : "stage \(ref) is not a wait stage"
                 }
             }
@@ -88,7 +88,7 @@ public struct APIServer: Sendable {
                 throw APIError.badRequest("give judgmentStatus (continue or stop), or skipRemainingWait: true")
             }
             let input = body["judgmentInput"]?.stringValue
-            return try await control(context, "judge stage \(ref) of", .judge(refID: ref, judgment: judgment, input: input, by: by)) { state in
+            return try await control(request, context, "judge stage \(ref) of", .judge(refID: ref, judgment: judgment, input: input, by: by)) { state in
                 JudgeStageHandler.problem(ref, input: input, state: state)
             }
         }
@@ -111,6 +111,31 @@ public struct APIServer: Sendable {
             return try await list(filter)
         }
         router.post("/pipelines") { request, _ in try await savePipeline(request) }
+        router.get("/audit") { request, _ in
+            let query = request.uri.queryParameters
+            var filter = AuditLog.Filter()
+            filter.actor = query["actor"].map(String.init)
+            filter.application = query["application"].map(String.init)
+            filter.type = query["type"].map(String.init)
+            filter.includeSystem = query["includeSystem"] == "true"
+            for (name, keyPath) in [("since", \AuditLog.Filter.since), ("until", \AuditLog.Filter.until)] {
+                guard let text = query[Substring(name)] else { continue }
+                guard let date = ISO8601DateFormatter().date(from: String(text)) else {
+                    throw APIError.badRequest("\(name) must be an ISO 8601 time such as 2026-11-27T10:00:00Z, got '\(text)'")
+                }
+                filter[keyPath: keyPath] = date
+            }
+            if let after = query["after"] {
+                guard let value = Int64(after), value >= 0 else { throw APIError.badRequest("after must be a log position, got '\(after)'") }
+                filter.after = value
+            }
+            if let limit = query["limit"] {
+                guard let value = Int(limit), (1...1000).contains(value) else { throw APIError.badRequest("limit must be 1…1000, got '\(limit)'") }
+                filter.limit = value
+            }
+            let page = try await AuditLog(client: client, logger: logger).page(filter)
+            return try Self.json(AuditPage(events: page.entries, next: page.next))
+        }
         router.get("/applications") { _, _ in try Self.json(try await ApplicationReadModel(client: client, logger: logger).list()) }
         router.post("/applications") { request, _ in try await saveApplication(request) }
         router.get("/applications/:app") { _, context in
@@ -174,14 +199,14 @@ public struct APIServer: Sendable {
     // MARK: - Handlers
 
     private func control(
-        _ context: BasicRequestContext, _ action: String, _ message: ExecutionMessage,
+        _ request: Request, _ context: BasicRequestContext, _ action: String, _ message: ExecutionMessage,
         check: @Sendable (ExecutionState) -> String? = { _ in nil }
     ) async throws -> Response {
         let id = try context.parameters.require("id")
         let state = try await repository.load(id)
         guard state.version > 0 else { throw APIError.notFound("no execution \(id)") }
         if let problem = check(state) { throw APIError.conflict("cannot \(action) execution \(id): \(problem)") }
-        let events = try await repository.handle(message, executionID: id, metadata: EventMetadata(actor: "api", source: "api"))
+        let events = try await repository.handle(message, executionID: id, metadata: Self.metadata(request))
         guard !events.isEmpty else { throw APIError.conflict("cannot \(action) execution \(id): it is \(state.status.rawValue)") }
         guard let view = try await repository.view(id) else { throw APIError.notFound("no execution \(id)") }
         return try Self.json(view)
@@ -207,9 +232,9 @@ public struct APIServer: Sendable {
         }
         var trigger = body.objectValue ?? [:]
         trigger["type"] = trigger["type"] ?? "manual"
+        trigger["user"] = trigger["user"] ?? .string(Self.actor(request))
         trigger["parameters"] = .object(parameters)
-        let id = try await repository.trigger(
-            pipeline, trigger: .object(trigger), parameters: parameters, metadata: EventMetadata(actor: trigger["user"]?.stringValue ?? "api", source: "api"))
+        let id = try await repository.trigger(pipeline, trigger: .object(trigger), parameters: parameters, metadata: Self.metadata(request))
         return try Self.json(["id": id, "ref": "/pipelines/\(id)"], status: .accepted)
     }
 
@@ -393,5 +418,20 @@ public struct ExecutionSummaryView: Encodable, Sendable {
         buildTime = summary.triggeredAt
         startTime = summary.startedAt
         endTime = summary.completedAt
+    }
+}
+
+/// A page of the audit log; `next` continues it (`?after=next`), nil at the end.
+struct AuditPage: Encodable {
+    let events: [AuditLog.Entry]
+    let next: Int64?
+
+    enum CodingKeys: String, CodingKey { case events, next }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(events, forKey: .events)
+        // Explicitly null at the end, so clients need not tell "absent" from "last page".
+        try container.encode(next, forKey: .next)
     }
 }

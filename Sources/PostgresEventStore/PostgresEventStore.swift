@@ -150,7 +150,13 @@ public struct PostgresEventStore: EventStore {
         }
     }
 
-    static let columns = """
+    /// Events selected by a query of the caller's that returns ``columns`` (for read models and
+    /// the audit log, which filter on more than streams and positions).
+    public func events(_ query: PostgresQuery, doing action: String) async throws -> [RecordedEvent] {
+        try await fetch(query, doing: action)
+    }
+
+    public static let columns = """
         position, transaction_id, event_id, stream_id, stream_version, event_type, schema_version, \
         recorded_at, payload::text, metadata::text
         """

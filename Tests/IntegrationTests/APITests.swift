@@ -212,3 +212,56 @@ struct ApplicationAPITests {
         }
     }
 }
+
+@Suite("Audit")
+struct AuditTests {
+    typealias Engine = EngineTests.Engine
+    typealias API = APITests
+
+    @Test("every change is an event with its actor: filter by actor, application, type and time, page, export JSON lines")
+    func audit() async throws {
+        try await TestDatabase.with { db in
+            let engine = try Engine(db)
+            defer { engine.process.terminate() }
+            try await eventually("the API to answer") { (try? await API.call("GET", engine.api + "/health"))?.status == 200 }
+            let began = Date().addingTimeInterval(-1)
+            _ = try await API.call("POST", engine.api + "/applications", body: #"{"name": "shop"}"#)
+            _ = try await API.call("POST", engine.api + "/pipelines", body: #"{"id": "a1", "application": "shop", "name": "gate", "limitConcurrent": false, "stages": [{"refId": "j", "type": "manualJudgment"}]}"#)
+            _ = try await API.call("POST", engine.api + "/pipelines", body: #"{"id": "b1", "application": "other", "name": "x", "stages": [{"refId": "1", "type": "noop"}]}"#)
+            let triggered = try await API.call("POST", engine.api + "/pipelines/shop/gate", body: "{}")
+            let id = try #require(triggered.json["id"]?.stringValue)
+            try await engine.until("the judgment to wait") { try await engine.repository.load(id).stage("j").status == .running }
+            _ = try await API.call("PATCH", engine.api + "/pipelines/\(id)/stages/j", body: #"{"judgmentStatus": "continue"}"#)
+            _ = try await engine.finished(id)
+
+            // Everything the caller did, and nothing the engine did by itself.
+            let all = try await API.call("GET", engine.api + "/audit?actor=api:ana")
+            let types = all.json["events"]?.arrayValue?.compactMap { $0["type"]?.stringValue } ?? []
+            #expect(types == ["application.saved", "pipeline.saved", "pipeline.saved", "execution.triggered", "execution.stage.completed"], "\(types)")
+            #expect(all.json["next"] == .null)
+            try await engine.until("the read model to know the execution's application") {
+                let shop = try await API.call("GET", engine.api + "/audit?application=shop")
+                return shop.json["events"]?.arrayValue?.count == 4
+            }
+            let system = try await API.call("GET", engine.api + "/audit?application=shop&includeSystem=true&type=execution.*")
+            #expect((system.json["events"]?.arrayValue?.count ?? 0) > 2, "the engine's own steps with includeSystem")
+            let saves = try await API.call("GET", engine.api + "/audit?type=pipeline.saved")
+            #expect(saves.json["events"]?.arrayValue?.map { $0["stream"] } == ["pipeline-a1", "pipeline-b1"])
+            let first = try await API.call("GET", engine.api + "/audit?actor=api:ana&limit=2")
+            let next = try #require(first.json["next"]?.doubleValue)
+            let second = try await API.call("GET", engine.api + "/audit?actor=api:ana&limit=2&after=\(Int(next))")
+            #expect(second.json["events"]?.arrayValue?.first?["type"] == "pipeline.saved")
+            let future = try await API.call("GET", engine.api + "/audit?since=2999-01-01T00:00:00Z")
+            #expect(future.json["events"]?.arrayValue?.isEmpty == true)
+            let bad = try await API.call("GET", engine.api + "/audit?since=yesterday")
+            #expect(bad.status == 400)
+
+            let exported = try await CLITests.run(["audit", "--actor", "api:ana", "--since", ISO8601DateFormatter().string(from: began)],
+                                                  environment: ["TOPSAIL_DATABASE_URL": db.url])
+            #expect(exported.status == 0, "\(exported.stderr)")
+            let lines = exported.stdout.split(separator: "\n")
+            #expect(lines.count == 5)
+            #expect(lines.allSatisfy { (try? JSONText(String($0)).decode(JSONValue.self))?["actor"] == "api:ana" })
+        }
+    }
+}

@@ -304,27 +304,8 @@ public struct APIServer: Sendable {
         EventMetadata(actor: actor(request), source: "api")
     }
 
-    /// A saved pipeline of `application`: by id, else the newest save with that name whose
-    /// pipeline still has that name.
     private func savedPipeline(application: String, nameOrID: String) async throws -> PipelineConfig? {
-        let store = PipelineConfigStore(store: repository.eventStore)
-        if let byID = try await store.load(nameOrID), byID.application == application { return byID }
-        do {
-            let rows = try await client.query("""
-                SELECT payload->'pipeline'->>'id' FROM events
-                 WHERE event_type = \(PipelineConfigStore.savedType)
-                   AND payload->'pipeline'->>'application' = \(application) AND payload->'pipeline'->>'name' = \(nameOrID)
-                 ORDER BY position DESC LIMIT 1
-                """, logger: logger)
-            for try await id in rows.decode(String?.self) {
-                if let id, let latest = try await store.load(id), latest.name == nameOrID, latest.application == application { return latest }
-            }
-        } catch let error as DatabaseError {
-            throw error
-        } catch {
-            throw DatabaseError.wrapping(error, doing: "find a pipeline by name")
-        }
-        return nil
+        try await PipelineLookup(client: client, logger: logger).find(application: application, nameOrID: nameOrID)
     }
 
     // MARK: - Helpers

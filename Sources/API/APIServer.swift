@@ -47,9 +47,10 @@ public struct APIServer: Sendable {
             logger: logger)
     }
 
-    func router() -> Router<BasicRequestContext> {
-        let router = Router()
+    func router() -> Router<APIContext> {
+        let router = Router(context: APIContext.self)
         router.middlewares.add(ErrorMiddleware(logger: logger))
+        router.middlewares.add(AuthenticationMiddleware(identities: Identities(store: repository.eventStore)))
         router.get("/health") { _, _ in Self.json(["status": "ok"]) }
         router.get("/ready") { _, _ in
             guard await databaseAnswers() else {
@@ -63,22 +64,22 @@ public struct APIServer: Sendable {
             return try Self.json(view)
         }
         router.put("/pipelines/:id/cancel") { request, context in
-            try await control(request, context, "cancel", .cancel(by: Self.actor(request), reason: request.uri.queryParameters["reason"].map(String.init)))
+            try await control(request, context, "cancel", .cancel(by: Self.actor(context), reason: request.uri.queryParameters["reason"].map(String.init)))
         }
         router.put("/pipelines/:id/pause") { request, context in
-            try await control(request, context, "pause", .pause(by: Self.actor(request)))
+            try await control(request, context, "pause", .pause(by: Self.actor(context)))
         }
         router.put("/pipelines/:id/resume") { request, context in
-            try await control(request, context, "resume", .resume(by: Self.actor(request)))
+            try await control(request, context, "resume", .resume(by: Self.actor(context)))
         }
         router.put("/pipelines/:id/stages/:stage/restart") { request, context in
             let ref = try context.parameters.require("stage")
-            return try await control(request, context, "restart stage \(ref) of", .restartStage(refID: ref, by: Self.actor(request)))
+            return try await control(request, context, "restart stage \(ref) of", .restartStage(refID: ref, by: Self.actor(context)))
         }
         router.patch("/pipelines/:id/stages/:stage") { request, context in
             let ref = try context.parameters.require("stage")
             let body = try await self.body(request)
-            let by = Self.actor(request)
+            let by = Self.actor(context)
             if body["skipRemainingWait"]?.boolValue == true {
                 return try await control(request, context, "skip the wait of stage \(ref) of", .skipWait(refID: ref, by: by)) { state in
                     state.config(ref)?.type == "wait" ? nil : "stage \(ref) is not a wait stage"
@@ -110,7 +111,7 @@ public struct APIServer: Sendable {
             filter.application = try context.parameters.require("app")
             return try await list(filter)
         }
-        router.post("/pipelines") { request, _ in try await savePipeline(request) }
+        router.post("/pipelines") { request, context in try await savePipeline(request, context) }
         router.get("/audit") { request, _ in
             let query = request.uri.queryParameters
             var filter = AuditLog.Filter()
@@ -137,7 +138,7 @@ public struct APIServer: Sendable {
             return try Self.json(AuditPage(events: page.entries, next: page.next))
         }
         router.get("/applications") { _, _ in try Self.json(try await ApplicationReadModel(client: client, logger: logger).list()) }
-        router.post("/applications") { request, _ in try await saveApplication(request) }
+        router.post("/applications") { request, context in try await saveApplication(request, context) }
         router.get("/applications/:app") { _, context in
             let name = try context.parameters.require("app")
             guard let latest = try await ApplicationStore(store: repository.eventStore).documents.latest(name) else {
@@ -149,7 +150,7 @@ public struct APIServer: Sendable {
         }
         router.delete("/applications/:app") { request, context in
             let name = try context.parameters.require("app")
-            guard let version = try await ApplicationStore(store: repository.eventStore).documents.delete(name, metadata: Self.metadata(request)) else {
+            guard let version = try await ApplicationStore(store: repository.eventStore).documents.delete(name, metadata: Self.metadata(context)) else {
                 throw APIError.notFound("no application \(name)")
             }
             return try Self.json(["name": .string(name), "version": .number(Double(version)), "deleted": true] as JSONValue)
@@ -183,7 +184,7 @@ public struct APIServer: Sendable {
             guard let pipeline = try await savedPipeline(application: app, nameOrID: name), let id = pipeline.id else {
                 throw APIError.notFound("application \(app) has no pipeline named or with id '\(name)'")
             }
-            guard let version = try await PipelineConfigStore(store: repository.eventStore).delete(id, metadata: Self.metadata(request)) else {
+            guard let version = try await PipelineConfigStore(store: repository.eventStore).delete(id, metadata: Self.metadata(context)) else {
                 throw APIError.notFound("pipeline \(id) is already deleted")
             }
             return try Self.json(["id": .string(id), "version": .number(Double(version)), "deleted": true] as JSONValue)
@@ -191,7 +192,7 @@ public struct APIServer: Sendable {
         // The router names a path segment once: here the first one after /pipelines is the
         // application, not an execution id.
         router.post("/pipelines/:id/:pipeline") { request, context in
-            try await trigger(request, application: try context.parameters.require("id"), nameOrID: try context.parameters.require("pipeline"))
+            try await trigger(request, context, application: try context.parameters.require("id"), nameOrID: try context.parameters.require("pipeline"))
         }
         return router
     }
@@ -199,14 +200,14 @@ public struct APIServer: Sendable {
     // MARK: - Handlers
 
     private func control(
-        _ request: Request, _ context: BasicRequestContext, _ action: String, _ message: ExecutionMessage,
+        _ request: Request, _ context: APIContext, _ action: String, _ message: ExecutionMessage,
         check: @Sendable (ExecutionState) -> String? = { _ in nil }
     ) async throws -> Response {
         let id = try context.parameters.require("id")
         let state = try await repository.load(id)
         guard state.version > 0 else { throw APIError.notFound("no execution \(id)") }
         if let problem = check(state) { throw APIError.conflict("cannot \(action) execution \(id): \(problem)") }
-        let events = try await repository.handle(message, executionID: id, metadata: Self.metadata(request))
+        let events = try await repository.handle(message, executionID: id, metadata: Self.metadata(context))
         guard !events.isEmpty else { throw APIError.conflict("cannot \(action) execution \(id): it is \(state.status.rawValue)") }
         guard let view = try await repository.view(id) else { throw APIError.notFound("no execution \(id)") }
         return try Self.json(view)
@@ -217,7 +218,7 @@ public struct APIServer: Sendable {
         return try Self.json(summaries.map(ExecutionSummaryView.init))
     }
 
-    private func trigger(_ request: Request, application: String, nameOrID: String) async throws -> Response {
+    private func trigger(_ request: Request, _ context: APIContext, application: String, nameOrID: String) async throws -> Response {
         let body = try await self.body(request, allowEmpty: true)
         guard let pipeline = try await savedPipeline(application: application, nameOrID: nameOrID) else {
             throw APIError.notFound("application \(application) has no pipeline named or with id '\(nameOrID)'")
@@ -232,16 +233,16 @@ public struct APIServer: Sendable {
         }
         var trigger = body.objectValue ?? [:]
         trigger["type"] = trigger["type"] ?? "manual"
-        trigger["user"] = trigger["user"] ?? .string(Self.actor(request))
+        trigger["user"] = trigger["user"] ?? .string(Self.actor(context))
         trigger["parameters"] = .object(parameters)
-        let id = try await repository.trigger(pipeline, trigger: .object(trigger), parameters: parameters, metadata: Self.metadata(request))
+        let id = try await repository.trigger(pipeline, trigger: .object(trigger), parameters: parameters, metadata: Self.metadata(context))
         return try Self.json(["id": id, "ref": "/pipelines/\(id)"], status: .accepted)
     }
 
     /// Saves a pipeline (the body, Spinnaker pipeline JSON) as the newest version of its id (one
     /// is made when it has none). `?basedOn=N`: refused with 409 unless the pipeline is still at
     /// version N (0: new), so a save from a stale copy loses nothing; `force=true` saves anyway.
-    private func savePipeline(_ request: Request) async throws -> Response {
+    private func savePipeline(_ request: Request, _ context: APIContext) async throws -> Response {
         var body = try await self.body(request)
         if body["id"]?.stringValue?.isEmpty ?? true { body = .object((body.objectValue ?? [:]).merging(["id": .string(UUID().uuidString.lowercased())]) { $1 }) }
         let pipeline: PipelineConfig
@@ -259,7 +260,7 @@ public struct APIServer: Sendable {
         let store = PipelineConfigStore(store: repository.eventStore)
         let id = pipeline.id ?? ""
         do {
-            let version = try await store.save(pipeline, basedOn: basedOn, metadata: Self.metadata(request))
+            let version = try await store.save(pipeline, basedOn: basedOn, metadata: Self.metadata(context))
             return try Self.json(["id": .string(id), "version": .number(Double(version))] as JSONValue)
         } catch EventStoreError.versionConflict(_, _, let actual) {
             throw APIError.conflict("pipeline \(id) is at version \(actual), not \(basedOn ?? 0): reload it and save again (or force=true)")
@@ -268,7 +269,7 @@ public struct APIServer: Sendable {
 
     /// Creates or updates an application: `{"name", "description", "email", "attributes", "permissions"}`,
     /// with `?basedOn=N` / `force=true` as for pipelines.
-    private func saveApplication(_ request: Request) async throws -> Response {
+    private func saveApplication(_ request: Request, _ context: APIContext) async throws -> Response {
         let body = try await self.body(request)
         guard let name = body["name"]?.stringValue else {
             throw APIError(.badRequest, "invalid_application", "an application needs a name", problems: [.init(path: "name", stage: nil, message: "required")])
@@ -285,7 +286,7 @@ public struct APIServer: Sendable {
         }
         let basedOn = try Self.basedOn(request)
         do {
-            let version = try await ApplicationStore(store: repository.eventStore).documents.save(body, id: name, basedOn: basedOn, metadata: Self.metadata(request))
+            let version = try await ApplicationStore(store: repository.eventStore).documents.save(body, id: name, basedOn: basedOn, metadata: Self.metadata(context))
             return try Self.json(["name": .string(name), "version": .number(Double(version))] as JSONValue)
         } catch EventStoreError.versionConflict(_, _, let actual) {
             throw APIError.conflict("application \(name) is at version \(actual), not \(basedOn ?? 0): reload it and save again (or force=true)")
@@ -300,8 +301,8 @@ public struct APIServer: Sendable {
         return value
     }
 
-    static func metadata(_ request: Request) -> EventMetadata {
-        EventMetadata(actor: actor(request), source: "api")
+    static func metadata(_ context: APIContext) -> EventMetadata {
+        EventMetadata(actor: actor(context), source: "api")
     }
 
     private func savedPipeline(application: String, nameOrID: String) async throws -> PipelineConfig? {
@@ -345,9 +346,9 @@ public struct APIServer: Sendable {
         return filter
     }
 
-    /// Who acts. Until authentication exists the API records the caller's claim.
-    private static func actor(_ request: Request) -> String {
-        request.headers[HTTPFields.Element.Name("X-Topsail-User")!].map { "api:\($0)" } ?? "api"
+    /// Who acts: the authenticated caller.
+    private static func actor(_ context: APIContext) -> String {
+        context.caller?.user ?? "anonymous"
     }
 
     private func databaseAnswers() async -> Bool {

@@ -18,6 +18,17 @@ struct APITests {
         var json: JSONValue
     }
 
+    /// The token `call` sends, for the test running now.
+    @TaskLocal static var token: String?
+
+    /// A test database and, for the whole body, a token of user "ana" (no roles).
+    static func authenticated(_ body: @Sendable (TestDatabase) async throws -> Void) async throws {
+        try await TestDatabase.with { db in
+            let issued = try await Identities(store: db.store).issue(user: "ana", name: "tests", metadata: EventMetadata(source: "test"))
+            try await $token.withValue(issued.token) { try await body(db) }
+        }
+    }
+
     static func call(_ method: String, _ url: String, body: String? = nil) async throws -> Reply {
         var request = URLRequest(url: URL(string: url)!)
         request.httpMethod = method
@@ -25,7 +36,7 @@ struct APITests {
             request.httpBody = Data(body.utf8)
             request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         }
-        request.setValue("ana", forHTTPHeaderField: "X-Topsail-User")
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
         let (data, response) = try await URLSession.shared.data(for: request)
         let json = (try? JSONDecoder().decode(JSONValue.self, from: data)) ?? .null
         return Reply(status: (response as? HTTPURLResponse)?.statusCode ?? 0, json: json)
@@ -33,7 +44,7 @@ struct APITests {
 
     @Test("trigger a saved pipeline, answer its manual judgment and read it back, all through the API")
     func triggerJudgeAndRead() async throws {
-        try await TestDatabase.with { db in
+        try await APITests.authenticated { db in
             let engine = try Engine(db)
             defer { engine.process.terminate() }
             try await eventually("the API to answer") { (try? await Self.call("GET", engine.api + "/health"))?.status == 200 }
@@ -70,7 +81,7 @@ struct APITests {
             #expect(execution.json["parameters"]?["version"] == "1.2")
             #expect(execution.json["buildTime"] != nil && execution.json["endTime"] != nil)
             let stages = execution.json["stages"]?.arrayValue ?? []
-            #expect(stages.first?["outputs"]?["lastModifiedBy"] == "api:ana")
+            #expect(stages.first?["outputs"]?["lastModifiedBy"] == "ana")
             #expect(stages.last?["outputs"]?["stdout"] == "shipping 1.2\n")
 
             // Control of a completed execution is a conflict; of an unknown one, not found.
@@ -96,7 +107,7 @@ struct APITests {
 
     @Test("errors are JSON with error, message and status: malformed bodies, bad queries, unknown routes, bodies over the limit")
     func errors() async throws {
-        try await TestDatabase.with { db in
+        try await APITests.authenticated { db in
             let engine = try Engine(db)
             defer { engine.process.terminate() }
             try await eventually("the API to answer") { (try? await Self.call("GET", engine.api + "/ready"))?.status == 200 }
@@ -126,7 +137,7 @@ struct PipelineConfigAPITests {
 
     @Test("save with optimistic concurrency, history, listing per application, delete; invalid pipelines name the path")
     func saveHistoryListDelete() async throws {
-        try await TestDatabase.with { db in
+        try await APITests.authenticated { db in
             let engine = try Engine(db)
             defer { engine.process.terminate() }
             try await eventually("the API to answer") { (try? await API.call("GET", engine.api + "/health"))?.status == 200 }
@@ -150,7 +161,7 @@ struct PipelineConfigAPITests {
             #expect(forced.status == 200 && forced.json["version"] == 3)
             let history = try await API.call("GET", engine.api + "/pipelineConfigs/p1/history")
             #expect(history.json.arrayValue?.map { $0["version"] } == [3, 2, 1])
-            #expect(history.json.arrayValue?.first?["actor"] == "api:ana")
+            #expect(history.json.arrayValue?.first?["actor"] == "ana")
 
             try await engine.until("the application's listing to show it") {
                 try await API.call("GET", engine.api + "/applications/shop/pipelineConfigs").json.arrayValue?.map { $0["name"] } == ["build"]
@@ -179,7 +190,7 @@ struct ApplicationAPITests {
 
     @Test("create, update with optimistic concurrency, get, list, history, delete; invalid applications name the field")
     func lifecycle() async throws {
-        try await TestDatabase.with { db in
+        try await APITests.authenticated { db in
             let engine = try Engine(db)
             defer { engine.process.terminate() }
             try await eventually("the API to answer") { (try? await API.call("GET", engine.api + "/health"))?.status == 200 }
@@ -220,7 +231,7 @@ struct AuditTests {
 
     @Test("every change is an event with its actor: filter by actor, application, type and time, page, export JSON lines")
     func audit() async throws {
-        try await TestDatabase.with { db in
+        try await APITests.authenticated { db in
             let engine = try Engine(db)
             defer { engine.process.terminate() }
             try await eventually("the API to answer") { (try? await API.call("GET", engine.api + "/health"))?.status == 200 }
@@ -235,7 +246,7 @@ struct AuditTests {
             _ = try await engine.finished(id)
 
             // Everything the caller did, and nothing the engine did by itself.
-            let all = try await API.call("GET", engine.api + "/audit?actor=api:ana")
+            let all = try await API.call("GET", engine.api + "/audit?actor=ana")
             let types = all.json["events"]?.arrayValue?.compactMap { $0["type"]?.stringValue } ?? []
             #expect(types == ["application.saved", "pipeline.saved", "pipeline.saved", "execution.triggered", "execution.stage.completed"], "\(types)")
             #expect(all.json["next"] == .null)
@@ -247,21 +258,77 @@ struct AuditTests {
             #expect((system.json["events"]?.arrayValue?.count ?? 0) > 2, "the engine's own steps with includeSystem")
             let saves = try await API.call("GET", engine.api + "/audit?type=pipeline.saved")
             #expect(saves.json["events"]?.arrayValue?.map { $0["stream"] } == ["pipeline-a1", "pipeline-b1"])
-            let first = try await API.call("GET", engine.api + "/audit?actor=api:ana&limit=2")
+            let first = try await API.call("GET", engine.api + "/audit?actor=ana&limit=2")
             let next = try #require(first.json["next"]?.doubleValue)
-            let second = try await API.call("GET", engine.api + "/audit?actor=api:ana&limit=2&after=\(Int(next))")
+            let second = try await API.call("GET", engine.api + "/audit?actor=ana&limit=2&after=\(Int(next))")
             #expect(second.json["events"]?.arrayValue?.first?["type"] == "pipeline.saved")
             let future = try await API.call("GET", engine.api + "/audit?since=2999-01-01T00:00:00Z")
             #expect(future.json["events"]?.arrayValue?.isEmpty == true)
             let bad = try await API.call("GET", engine.api + "/audit?since=yesterday")
             #expect(bad.status == 400)
 
-            let exported = try await CLITests.run(["audit", "--actor", "api:ana", "--since", ISO8601DateFormatter().string(from: began)],
+            let exported = try await CLITests.run(["audit", "--actor", "ana", "--since", ISO8601DateFormatter().string(from: began)],
                                                   environment: ["TOPSAIL_DATABASE_URL": db.url])
             #expect(exported.status == 0, "\(exported.stderr)")
             let lines = exported.stdout.split(separator: "\n")
             #expect(lines.count == 5)
-            #expect(lines.allSatisfy { (try? JSONText(String($0)).decode(JSONValue.self))?["actor"] == "api:ana" })
+            #expect(lines.allSatisfy { (try? JSONText(String($0)).decode(JSONValue.self))?["actor"] == "ana" })
+        }
+    }
+}
+
+@Suite("HTTP API: authentication")
+struct AuthenticationTests {
+    typealias Engine = EngineTests.Engine
+    typealias API = APITests
+
+    @Test("every route but the health checks needs a valid token; tokens are created, listed and revoked with the CLI")
+    func tokens() async throws {
+        try await TestDatabase.with { db in
+            let engine = try Engine(db)
+            defer { engine.process.terminate() }
+            let env = ["TOPSAIL_DATABASE_URL": db.url]
+            try await eventually("the API to answer") { (try? await API.call("GET", engine.api + "/health"))?.status == 200 }
+            #expect(try await API.call("GET", engine.api + "/ready").status == 200, "the health checks are open")
+
+            let anonymous = try await API.call("GET", engine.api + "/executions")
+            #expect(anonymous.status == 401 && anonymous.json["error"] == "unauthenticated", "\(anonymous.json)")
+            #expect(anonymous.json["message"]?.stringValue?.contains("Authorization: Bearer") == true)
+            for wrong in ["nonsense", "tsk_nothere_secret", "tsk__"] {
+                let reply = try await API.$token.withValue(wrong) { try await API.call("GET", engine.api + "/executions") }
+                #expect(reply.status == 401, "token \(wrong)")
+            }
+            // Changing things without a token changes nothing.
+            let refused = try await API.call("POST", engine.api + "/applications", body: #"{"name": "sneaky"}"#)
+            #expect(refused.status == 401)
+            #expect(try await ApplicationStore(store: db.store).documents.latest("sneaky") == nil)
+
+            let bootstrap = try await CLITests.run(["tokens", "bootstrap"], environment: env)
+            let adminToken = try #require(bootstrap.stdout.split(separator: " ").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) })
+            #expect(adminToken.hasPrefix("tsk_"), "\(bootstrap.stdout)\(bootstrap.stderr)")
+            let second = try await CLITests.run(["tokens", "bootstrap"], environment: env)
+            #expect(second.stdout.contains("tokens exist already"))
+            let created = try await CLITests.run(["tokens", "create", "--user", "ci-bot", "--name", "jenkins", "--roles", "deployers"], environment: env)
+            let botToken = created.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(botToken.hasPrefix("tsk_") && created.stderr.contains("it is not shown again"), "\(created.stderr)")
+
+            let saved = try await API.$token.withValue(botToken) {
+                try await API.call("POST", engine.api + "/applications", body: #"{"name": "web"}"#)
+            }
+            #expect(saved.status == 200)
+            let history = try await API.$token.withValue(adminToken) { try await API.call("GET", engine.api + "/applications/web/history") }
+            #expect(history.json.arrayValue?.first?["actor"] == "ci-bot", "the token's user is the actor")
+
+            let listed = try await CLITests.run(["tokens", "list"], environment: env)
+            let botID = String(botToken.split(separator: "_")[1])
+            #expect(listed.stdout.contains("\(botID)\tci-bot\tjenkins\t") && listed.stdout.contains("\tadmin\tbootstrap\t"), "\(listed.stdout)")
+            let revoked = try await CLITests.run(["tokens", "revoke", botID], environment: env)
+            #expect(revoked.status == 0, "\(revoked.stderr)")
+            let after = try await API.$token.withValue(botToken) { try await API.call("GET", engine.api + "/applications") }
+            #expect(after.status == 401, "a revoked token is refused at once")
+            #expect(try await CLITests.run(["tokens", "list"], environment: env).stdout.contains("\(botID)\tci-bot\tjenkins\t") == true)
+            let again = try await CLITests.run(["tokens", "revoke", botID], environment: env)
+            #expect(again.status == 1 && again.stderr.contains("no active token"))
         }
     }
 }

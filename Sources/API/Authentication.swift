@@ -1,0 +1,45 @@
+import Hummingbird
+import PipelineEngine
+
+/// A request's context: Hummingbird's core plus who is calling.
+public struct APIContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    /// Set by ``AuthenticationMiddleware`` on every route but the health checks.
+    public var caller: Caller?
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+    }
+
+    /// The authenticated caller (routes behind the middleware always have one).
+    func requireCaller() throws -> Caller {
+        guard let caller else { throw APIError.unauthenticated }
+        return caller
+    }
+}
+
+/// Every request but `/health` and `/ready` carries `Authorization: Bearer <token>`; without a
+/// valid token the answer is 401 and nothing runs.
+struct AuthenticationMiddleware: RouterMiddleware {
+    typealias Context = APIContext
+    let identities: Identities
+    static let open: Set<String> = ["/health", "/ready"]
+
+    func handle(_ request: Request, context: APIContext, next: (Request, APIContext) async throws -> Response) async throws -> Response {
+        if Self.open.contains(request.uri.path) { return try await next(request, context) }
+        guard let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") else {
+            throw APIError.unauthenticated
+        }
+        guard let caller = try await identities.caller(token: String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)) else {
+            throw APIError(.unauthorized, "unauthenticated", "the API token is not valid (unknown, malformed or revoked)")
+        }
+        var context = context
+        context.caller = caller
+        return try await next(request, context)
+    }
+}
+
+extension APIError {
+    static let unauthenticated = APIError(
+        .unauthorized, "unauthenticated", "an API token is required: send Authorization: Bearer <token> (topsail tokens create)")
+}

@@ -1,0 +1,107 @@
+import Crypto
+import EventLog
+import Foundation
+
+/// Who a caller is: a user (or service account) and the roles it belongs to.
+public struct Caller: Sendable, Hashable {
+    public static let adminRole = "admin"
+
+    public let user: String
+    public let roles: Set<String>
+
+    public init(user: String, roles: Set<String>) {
+        self.user = user
+        self.roles = roles
+    }
+
+    public var isAdmin: Bool { roles.contains(Self.adminRole) }
+}
+
+/// API tokens and users, kept as event streams like everything else: `token-<id>` holds
+/// `token.created` (the SHA-256 of the secret, never the secret) and `token.revoked`;
+/// `user-<name>` holds `user.saved` with the user's roles.
+///
+/// A token reads `tsk_<id>_<secret>`: the id names its stream, so checking a token is one read of
+/// one stream, with nothing to index and no read model to lag behind a revocation.
+public struct Identities: Sendable {
+    let tokens: VersionedDocuments
+    let users: VersionedDocuments
+
+    public init(store: any EventStore) {
+        tokens = VersionedDocuments(category: "token", store: store)
+        users = VersionedDocuments(category: "user", store: store)
+    }
+
+    public struct IssuedToken: Sendable {
+        public let id: String
+        /// Shown once; only its hash is stored.
+        public let token: String
+    }
+
+    public struct TokenInfo: Sendable, Encodable {
+        public let id: String
+        public let name: String?
+        public let user: String
+        public let createdAt: Date
+        public let createdBy: String?
+        public let revoked: Bool
+    }
+
+    /// Issues a token for `user`; with `roles`, the user's roles become those.
+    public func issue(user: String, name: String?, roles: [String]? = nil, metadata: EventMetadata) async throws -> IssuedToken {
+        guard Self.validName(user) else { throw EngineError("user names are letters, digits, '.', '_', '@' and '-' (at most 100)") }
+        if let roles { try await setRoles(user: user, roles: roles, metadata: metadata) }
+        let id = Self.random(bytes: 9)
+        let secret = Self.random(bytes: 32)
+        let document: JSONValue = ["id": .string(id), "name": name.map(JSONValue.string) ?? .null, "user": .string(user),
+                                   "sha256": .string(Self.hash(secret))]
+        try await tokens.save(document, id: id, basedOn: 0, metadata: metadata)
+        return IssuedToken(id: id, token: "tsk_\(id)_\(secret)")
+    }
+
+    public func setRoles(user: String, roles: [String], metadata: EventMetadata) async throws {
+        try await users.save(["name": .string(user), "roles": .array(roles.sorted().map(JSONValue.string))], id: user, metadata: metadata)
+    }
+
+    public func roles(of user: String) async throws -> Set<String> {
+        Set(try await users.latest(user)?.document["roles"]?.arrayValue?.compactMap(\.stringValue) ?? [])
+    }
+
+    /// The caller a token stands for, or nil when it is malformed, unknown or revoked.
+    public func caller(token: String) async throws -> Caller? {
+        let parts = token.split(separator: "_", maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0] == "tsk", !parts[1].isEmpty, parts[1].count <= 40, !parts[2].isEmpty else { return nil }
+        guard let stored = try await tokens.latest(String(parts[1])),
+              let expected = stored.document["sha256"]?.stringValue, let user = stored.document["user"]?.stringValue,
+              Self.constantTimeEqual(expected, Self.hash(String(parts[2])))
+        else { return nil }
+        return Caller(user: user, roles: try await roles(of: user))
+    }
+
+    /// Revokes a token; false when there is no such token or it was revoked already.
+    public func revoke(id: String, metadata: EventMetadata) async throws -> Bool {
+        try await tokens.delete(id, metadata: metadata) != nil
+    }
+
+    static func hash(_ secret: String) -> String {
+        SHA256.hash(data: Data(secret.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    static func random(bytes count: Int) -> String {
+        var generator = SystemRandomNumberGenerator()
+        let bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        return Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "-")
+            .replacingOccurrences(of: "=", with: "").replacingOccurrences(of: "_", with: "-")
+    }
+
+    static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+        let (x, y) = (Array(a.utf8), Array(b.utf8))
+        guard x.count == y.count else { return false }
+        return zip(x, y).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
+    }
+
+    static func validName(_ name: String) -> Bool {
+        !name.isEmpty && name.count <= 100
+            && name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || "._@-".unicodeScalars.contains($0) }
+    }
+}

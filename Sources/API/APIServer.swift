@@ -61,6 +61,7 @@ public struct APIServer: Sendable {
         router.get("/pipelines/:id") { _, context in
             let id = try context.parameters.require("id")
             guard let view = try await repository.view(id) else { throw APIError.notFound("no execution \(id)") }
+            try await authorize(context, .read, application: view.application)
             return try Self.json(view)
         }
         router.put("/pipelines/:id/cancel") { request, context in
@@ -93,26 +94,27 @@ public struct APIServer: Sendable {
                 JudgeStageHandler.problem(ref, input: input, state: state)
             }
         }
-        router.get("/executions") { request, _ in
+        router.get("/executions") { request, context in
             let query = request.uri.queryParameters
             if let ids = query["executionIds"] {
                 var views: [ExecutionView] = []
                 for id in ids.split(separator: ",").prefix(100) {
-                    if let view = try await repository.view(String(id)) { views.append(view) }
+                    if let view = try await repository.view(String(id)), try await may(context, .read, application: view.application) { views.append(view) }
                 }
                 return try Self.json(views)
             }
             var filter = try Self.filter(request)
             filter.pipelineID = query["pipelineConfigIds"].map(String.init)
-            return try await list(filter)
+            return try await list(filter, readableBy: context)
         }
         router.get("/applications/:app/pipelines") { request, context in
+            try await authorize(context, .read, application: try context.parameters.require("app"))
             var filter = try Self.filter(request)
             filter.application = try context.parameters.require("app")
-            return try await list(filter)
+            return try await list(filter, readableBy: context)
         }
         router.post("/pipelines") { request, context in try await savePipeline(request, context) }
-        router.get("/audit") { request, _ in
+        router.get("/audit") { request, context in
             let query = request.uri.queryParameters
             var filter = AuditLog.Filter()
             filter.actor = query["actor"].map(String.init)
@@ -134,13 +136,24 @@ public struct APIServer: Sendable {
                 guard let value = Int(limit), (1...1000).contains(value) else { throw APIError.badRequest("limit must be 1…1000, got '\(limit)'") }
                 filter.limit = value
             }
+            // The whole log is for admins; an application's part for those who may read it.
+            if let application = filter.application {
+                try await authorize(context, .read, application: application)
+            } else if try context.requireCaller().isAdmin == false {
+                throw APIError(.forbidden, "forbidden", "only admins read the whole audit log; give application=NAME for one you may read")
+            }
             let page = try await AuditLog(client: client, logger: logger).page(filter)
             return try Self.json(AuditPage(events: page.entries, next: page.next))
         }
-        router.get("/applications") { _, _ in try Self.json(try await ApplicationReadModel(client: client, logger: logger).list()) }
+        router.get("/applications") { _, context in
+            let caller = try context.requireCaller()
+            let all = try await ApplicationReadModel(client: client, logger: logger).list()
+            return try Self.json(all.filter { Authorization.allows(caller, .read, application: $0) })
+        }
         router.post("/applications") { request, context in try await saveApplication(request, context) }
         router.get("/applications/:app") { _, context in
             let name = try context.parameters.require("app")
+            try await authorize(context, .read, application: name)
             guard let latest = try await ApplicationStore(store: repository.eventStore).documents.latest(name) else {
                 throw APIError.notFound("no application \(name)")
             }
@@ -150,6 +163,7 @@ public struct APIServer: Sendable {
         }
         router.delete("/applications/:app") { request, context in
             let name = try context.parameters.require("app")
+            try await authorize(context, .write, application: name)
             guard let version = try await ApplicationStore(store: repository.eventStore).documents.delete(name, metadata: Self.metadata(context)) else {
                 throw APIError.notFound("no application \(name)")
             }
@@ -157,6 +171,7 @@ public struct APIServer: Sendable {
         }
         router.get("/applications/:app/history") { request, context in
             let name = try context.parameters.require("app")
+            try await authorize(context, .read, application: name)
             let limit = Int(request.uri.queryParameters["limit"] ?? "100") ?? 100
             let history = try await ApplicationStore(store: repository.eventStore).documents.history(name, limit: min(max(limit, 1), 1000))
             guard !history.isEmpty else { throw APIError.notFound("no application \(name)") }
@@ -167,13 +182,18 @@ public struct APIServer: Sendable {
             let limit = Int(request.uri.queryParameters["limit"] ?? "100") ?? 100
             let history = try await PipelineConfigStore(store: repository.eventStore).history(id, limit: min(max(limit, 1), 1000))
             guard !history.isEmpty else { throw APIError.notFound("no pipeline \(id)") }
+            for version in history {
+                if let application = version.document?["application"]?.stringValue { try await authorize(context, .read, application: application) }
+            }
             return try Self.json(history)
         }
         router.get("/applications/:app/pipelineConfigs") { _, context in
-            try Self.json(try await PipelineConfigReadModel(client: client, logger: logger).list(application: try context.parameters.require("app")))
+            try await authorize(context, .read, application: try context.parameters.require("app"))
+            return try Self.json(try await PipelineConfigReadModel(client: client, logger: logger).list(application: try context.parameters.require("app")))
         }
         router.get("/applications/:app/pipelineConfigs/:pipeline") { _, context in
             let (app, name) = (try context.parameters.require("app"), try context.parameters.require("pipeline"))
+            try await authorize(context, .read, application: app)
             guard let config = try await PipelineConfigReadModel(client: client, logger: logger).get(application: app, nameOrID: name) else {
                 throw APIError.notFound("application \(app) has no pipeline named or with id '\(name)'")
             }
@@ -181,6 +201,7 @@ public struct APIServer: Sendable {
         }
         router.delete("/pipelines/:id/:pipeline") { request, context in
             let (app, name) = (try context.parameters.require("id"), try context.parameters.require("pipeline"))
+            try await authorize(context, .write, application: app)
             guard let pipeline = try await savedPipeline(application: app, nameOrID: name), let id = pipeline.id else {
                 throw APIError.notFound("application \(app) has no pipeline named or with id '\(name)'")
             }
@@ -206,6 +227,10 @@ public struct APIServer: Sendable {
         let id = try context.parameters.require("id")
         let state = try await repository.load(id)
         guard state.version > 0 else { throw APIError.notFound("no execution \(id)") }
+        try await authorize(context, .execute, application: state.pipeline.application)
+        if case let .judge(ref, _, _, _) = message, let caller = context.caller, !Authorization.mayJudge(caller, stage: state.config(ref).map { .object($0.json) }) {
+            throw APIError(.forbidden, "forbidden", "\(caller.user) may not judge stage \(ref): it is restricted to its selectedStageRoles")
+        }
         if let problem = check(state) { throw APIError.conflict("cannot \(action) execution \(id): \(problem)") }
         let events = try await repository.handle(message, executionID: id, metadata: Self.metadata(context))
         guard !events.isEmpty else { throw APIError.conflict("cannot \(action) execution \(id): it is \(state.status.rawValue)") }
@@ -213,12 +238,40 @@ public struct APIServer: Sendable {
         return try Self.json(view)
     }
 
-    private func list(_ filter: ExecutionReadModel.Filter) async throws -> Response {
+    /// Executions matching `filter` that the caller may read. (A page may come out shorter than
+    /// `limit` when some rows are filtered away; `after` still continues it.)
+    private func list(_ filter: ExecutionReadModel.Filter, readableBy context: APIContext) async throws -> Response {
         let summaries = try await ExecutionReadModel(client: client, logger: logger).list(filter)
-        return try Self.json(summaries.map(ExecutionSummaryView.init))
+        var readable: [String: Bool] = [:]
+        var visible: [ExecutionSummary] = []
+        for summary in summaries {
+            let key = summary.application ?? ""
+            if readable[key] == nil { readable[key] = try await may(context, .read, application: summary.application) }
+            if readable[key] == true { visible.append(summary) }
+        }
+        return try Self.json(visible.map(ExecutionSummaryView.init))
+    }
+
+    /// Whether the caller has `permission` on `application` (executions without one are open).
+    private func may(_ context: APIContext, _ permission: Permission, application: String?) async throws -> Bool {
+        let caller = try context.requireCaller()
+        guard let application, !caller.isAdmin else { return true }
+        let document = try await ApplicationStore(store: repository.eventStore).documents.latest(application)?.document
+        return Authorization.allows(caller, permission, application: document)
+    }
+
+    /// Refuses with 403 (naming the roles that would do) unless the caller has `permission`.
+    private func authorize(_ context: APIContext, _ permission: Permission, application: String?) async throws {
+        let caller = try context.requireCaller()
+        guard let application, !caller.isAdmin else { return }
+        let document = try await ApplicationStore(store: repository.eventStore).documents.latest(application)?.document
+        guard Authorization.allows(caller, permission, application: document) else {
+            throw APIError(.forbidden, "forbidden", Authorization.refusal(caller, permission, application: application, document))
+        }
     }
 
     private func trigger(_ request: Request, _ context: APIContext, application: String, nameOrID: String) async throws -> Response {
+        try await authorize(context, .execute, application: application)
         let body = try await self.body(request, allowEmpty: true)
         guard let pipeline = try await savedPipeline(application: application, nameOrID: nameOrID) else {
             throw APIError.notFound("application \(application) has no pipeline named or with id '\(nameOrID)'")
@@ -256,6 +309,11 @@ public struct APIServer: Sendable {
             throw APIError(.badRequest, "invalid_pipeline", "a saved pipeline needs an application and a name",
                            problems: [.init(path: pipeline.application == nil ? "application" : "name", stage: nil, message: "required")])
         }
+        try await authorize(context, .write, application: pipeline.application)
+        if let id = pipeline.id, let existing = try await PipelineConfigStore(store: repository.eventStore).load(id), existing.application != pipeline.application {
+            // Moving a pipeline to another application changes the one it leaves too.
+            try await authorize(context, .write, application: existing.application)
+        }
         let basedOn = try Self.basedOn(request)
         let store = PipelineConfigStore(store: repository.eventStore)
         let id = pipeline.id ?? ""
@@ -283,6 +341,9 @@ public struct APIServer: Sendable {
         }
         for field in ["attributes", "permissions"] where body[field] != nil && body[field] != .null && body[field]?.objectValue == nil {
             throw APIError(.badRequest, "invalid_application", "\(field) must be an object", problems: [.init(path: field, stage: nil, message: "not an object")])
+        }
+        if try await ApplicationStore(store: repository.eventStore).documents.latest(name) != nil {
+            try await authorize(context, .write, application: name)
         }
         let basedOn = try Self.basedOn(request)
         do {

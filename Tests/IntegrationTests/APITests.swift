@@ -21,10 +21,10 @@ struct APITests {
     /// The token `call` sends, for the test running now.
     @TaskLocal static var token: String?
 
-    /// A test database and, for the whole body, a token of user "ana" (no roles).
-    static func authenticated(_ body: @Sendable (TestDatabase) async throws -> Void) async throws {
+    /// A test database and, for the whole body, a token of user "ana" with `roles`.
+    static func authenticated(roles: [String] = [], _ body: @Sendable (TestDatabase) async throws -> Void) async throws {
         try await TestDatabase.with { db in
-            let issued = try await Identities(store: db.store).issue(user: "ana", name: "tests", metadata: EventMetadata(source: "test"))
+            let issued = try await Identities(store: db.store).issue(user: "ana", name: "tests", roles: roles, metadata: EventMetadata(source: "test"))
             try await $token.withValue(issued.token) { try await body(db) }
         }
     }
@@ -190,7 +190,7 @@ struct ApplicationAPITests {
 
     @Test("create, update with optimistic concurrency, get, list, history, delete; invalid applications name the field")
     func lifecycle() async throws {
-        try await APITests.authenticated { db in
+        try await APITests.authenticated(roles: ["devs"]) { db in
             let engine = try Engine(db)
             defer { engine.process.terminate() }
             try await eventually("the API to answer") { (try? await API.call("GET", engine.api + "/health"))?.status == 200 }
@@ -231,7 +231,7 @@ struct AuditTests {
 
     @Test("every change is an event with its actor: filter by actor, application, type and time, page, export JSON lines")
     func audit() async throws {
-        try await APITests.authenticated { db in
+        try await APITests.authenticated(roles: ["admin"]) { db in
             let engine = try Engine(db)
             defer { engine.process.terminate() }
             try await eventually("the API to answer") { (try? await API.call("GET", engine.api + "/health"))?.status == 200 }
@@ -329,6 +329,100 @@ struct AuthenticationTests {
             #expect(try await CLITests.run(["tokens", "list"], environment: env).stdout.contains("\(botID)\tci-bot\tjenkins\t") == true)
             let again = try await CLITests.run(["tokens", "revoke", botID], environment: env)
             #expect(again.status == 1 && again.stderr.contains("no active token"))
+        }
+    }
+}
+
+@Suite("HTTP API: authorization")
+struct AuthorizationTests {
+    typealias Engine = EngineTests.Engine
+    typealias API = APITests
+
+    struct Callers {
+        let admin: String, developer: String, viewer: String, outsider: String
+    }
+
+    /// Each role against each kind of endpoint, allowed or refused; a refusal changes nothing.
+    @Test("the permission matrix: admin, WRITE+EXECUTE, READ, no role; refusals are 403 and change nothing")
+    func matrix() async throws {
+        try await TestDatabase.with { db in
+            let engine = try Engine(db)
+            defer { engine.process.terminate() }
+            let identities = Identities(store: db.store)
+            let metadata = EventMetadata(source: "test")
+            let callers = Callers(
+                admin: try await identities.issue(user: "root", name: nil, roles: ["admin"], metadata: metadata).token,
+                developer: try await identities.issue(user: "dev", name: nil, roles: ["devs"], metadata: metadata).token,
+                viewer: try await identities.issue(user: "eve", name: nil, roles: ["viewers"], metadata: metadata).token,
+                outsider: try await identities.issue(user: "out", name: nil, roles: [], metadata: metadata).token)
+            func call(_ token: String, _ method: String, _ path: String, _ body: String? = nil) async throws -> API.Reply {
+                try await API.$token.withValue(token) { try await API.call(method, engine.api + path, body: body) }
+            }
+            try await eventually("the API to answer") { (try? await API.call("GET", engine.api + "/health"))?.status == 200 }
+            #expect(try await call(callers.admin, "POST", "/applications", #"{"name": "web", "permissions": {"READ": ["viewers"], "WRITE": ["devs"], "EXECUTE": ["devs"]}}"#).status == 200)
+            #expect(try await call(callers.admin, "POST", "/applications", #"{"name": "open"}"#).status == 200)
+            let pipeline = #"{"id": "w1", "application": "web", "name": "ship", "limitConcurrent": false, "stages": [{"refId": "j", "type": "manualJudgment", "selectedStageRoles": ["approvers"]}]}"#
+            let pipelineOpen = #"{"id": "o1", "application": "open", "name": "go", "limitConcurrent": false, "stages": [{"refId": "1", "type": "noop"}]}"#
+
+            func eventCount() async throws -> Int {
+                var count = 0
+                for try await value in try await db.client.query("SELECT count(*)::int FROM events", logger: TestEnvironment.logger).decode(Int.self) { count = value }
+                return count
+            }
+
+            // Saving pipelines: WRITE.
+            for (token, status) in [(callers.outsider, 403), (callers.viewer, 403)] {
+                let before = try await eventCount()
+                let reply = try await call(token, "POST", "/pipelines", pipeline)
+                #expect(reply.status == status, "\(reply.json)")
+                #expect(reply.json["error"] == "forbidden")
+                #expect(try await eventCount() == before, "a refused save changed the log")
+            }
+            let refusal = try await call(callers.viewer, "POST", "/pipelines", pipeline)
+            #expect(refusal.json["message"] == "eve may not WRITE application web: it needs one of the roles devs")
+            #expect(try await call(callers.developer, "POST", "/pipelines", pipeline).status == 200)
+            #expect(try await call(callers.outsider, "POST", "/pipelines", pipelineOpen).status == 200, "an application without permissions is open")
+
+            // Triggering: EXECUTE.
+            #expect(try await call(callers.viewer, "POST", "/pipelines/web/ship", "{}").status == 403)
+            #expect(try await call(callers.outsider, "POST", "/pipelines/web/ship", "{}").status == 403)
+            let triggered = try await call(callers.developer, "POST", "/pipelines/web/ship", "{}")
+            #expect(triggered.status == 202)
+            let id = try #require(triggered.json["id"]?.stringValue)
+
+            // Reading: READ (or WRITE/EXECUTE); listings leave out what the caller may not read.
+            #expect(try await call(callers.viewer, "GET", "/pipelines/\(id)").status == 200)
+            #expect(try await call(callers.developer, "GET", "/pipelines/\(id)").status == 200)
+            #expect(try await call(callers.outsider, "GET", "/pipelines/\(id)").status == 403)
+            #expect(try await call(callers.outsider, "GET", "/applications/web").status == 403)
+            #expect(try await call(callers.outsider, "GET", "/applications/web/pipelineConfigs").status == 403)
+            try await engine.until("the outsider to see only the open application") {
+                try await call(callers.outsider, "GET", "/applications").json.arrayValue?.compactMap { $0["name"]?.stringValue } == ["open"]
+            }
+            #expect(try await call(callers.viewer, "GET", "/applications").json.arrayValue?.count == 2)
+            try await engine.until("the executions listing") {
+                try await call(callers.admin, "GET", "/executions").json.arrayValue?.count == 1
+            }
+            #expect(try await call(callers.outsider, "GET", "/executions").json.arrayValue?.isEmpty == true, "reads are filtered")
+            #expect(try await call(callers.viewer, "GET", "/executions").json.arrayValue?.count == 1)
+
+            // Controlling and judging: EXECUTE, and the stage's selectedStageRoles for judgments.
+            try await engine.until("the judgment to wait") { try await engine.repository.load(id).stage("j").status == .running }
+            #expect(try await call(callers.viewer, "PUT", "/pipelines/\(id)/pause").status == 403)
+            let judgeBody = #"{"judgmentStatus": "continue"}"#
+            let notApprover = try await call(callers.developer, "PATCH", "/pipelines/\(id)/stages/j", judgeBody)
+            #expect(notApprover.status == 403 && notApprover.json["message"]?.stringValue?.contains("selectedStageRoles") == true, "\(notApprover.json)")
+            #expect(try await engine.repository.load(id).stage("j").status == .running, "a refused judgment changed the stage")
+            #expect(try await call(callers.admin, "PATCH", "/pipelines/\(id)/stages/j", judgeBody).status == 200)
+
+            // Changing and deleting the application: WRITE; the audit log: admins (or READ on one application).
+            #expect(try await call(callers.viewer, "POST", "/applications", #"{"name": "web"}"#).status == 403)
+            #expect(try await call(callers.viewer, "DELETE", "/applications/web").status == 403)
+            #expect(try await call(callers.developer, "DELETE", "/pipelines/web/ship").status == 200)
+            #expect(try await call(callers.viewer, "GET", "/audit").status == 403)
+            #expect(try await call(callers.viewer, "GET", "/audit?application=web").status == 200)
+            #expect(try await call(callers.outsider, "GET", "/audit?application=web").status == 403)
+            #expect(try await call(callers.admin, "GET", "/audit").status == 200)
         }
     }
 }

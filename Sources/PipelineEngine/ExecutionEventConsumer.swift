@@ -45,7 +45,17 @@ struct ExecutionEventConsumer {
                     running -= 1
                     if let commit = offsets.finished(done) { commits[OffsetTracker.Partition(topic: commit.topic, partition: commit.partition)] = commit }
                 }
-                for commit in commits.values { try await consumer.commit(commit) }
+                for commit in commits.values {
+                    do {
+                        try await consumer.commit(commit)
+                    } catch let error as KafkaError {
+                        // A rebalance took the partition (or the broker is slow): the events are
+                        // handled, and whoever owns the partition now may see them again.
+                        logger.warning("committing an offset failed; its events may come again", metadata: [
+                            "kafka.topic": "\(commit.topic)", "kafka.partition": "\(commit.partition)", "error": "\(error)",
+                        ])
+                    }
+                }
             }
             for try await message in consumer.messages {
                 try await settle()

@@ -106,6 +106,31 @@ enum ExecutionTopic {
         kafka: KafkaConfiguration, topicPrefix: String, partitions: Int, role: String, concurrency: Int, handoff: LocalHandoff,
         logger: Logger, _ handle: @escaping @Sendable (RecordedEvent) async throws -> Void
     ) async throws {
+        // A broker that is away or slow (a lost group membership, a topic that cannot be created
+        // yet) stops this consumer, not the role: it starts over after a back-off, and whatever it
+        // had not committed comes again.
+        var delay = Duration.seconds(1)
+        while !Task.isCancelled {
+            do {
+                try await consumeOnce(kafka: kafka, topicPrefix: topicPrefix, partitions: partitions, role: role, concurrency: concurrency,
+                                      handoff: handoff, logger: logger, handle)
+                return
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.warning("consuming execution events failed; starting over", metadata: [
+                    "role": "\(role)", "error": "\(error)", "retry.delay": "\(delay)",
+                ])
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(30))
+            }
+        }
+    }
+
+    private static func consumeOnce(
+        kafka: KafkaConfiguration, topicPrefix: String, partitions: Int, role: String, concurrency: Int, handoff: LocalHandoff,
+        logger: Logger, _ handle: @escaping @Sendable (RecordedEvent) async throws -> Void
+    ) async throws {
         let topic = topicPrefix + ExecutionRepository.category
         // Created up front so that the consumer is assigned partitions before the first event.
         let producer = try KafkaProducer(configuration: kafka, logger: logger)

@@ -86,6 +86,8 @@ final class PrivateBroker: @unchecked Sendable {
     }
 
     var address: String { "127.0.0.1:\(port)" }
+    /// The broker's process id while it runs.
+    var pid: Int32? { process?.pid }
 
     func start() throws {
         clusterID = "test-\(UUID().uuidString.prefix(8))"

@@ -14,27 +14,31 @@ struct EngineTests {
         let prefix: String
         var process: ChildProcess
 
-        init(_ db: TestDatabase, prefix: String = TestEnvironment.uniqueName("t") + ".") throws {
+        init(_ db: TestDatabase, prefix: String = TestEnvironment.uniqueName("t") + ".", brokers: String? = nil) throws {
             self.db = db
             self.prefix = prefix
+            self.brokers = brokers
             httpPort = try PrivateBroker.freePort()
-            process = try Self.start(db, prefix: prefix, httpPort: httpPort)
+            process = try Self.start(db, prefix: prefix, httpPort: httpPort, brokers: brokers)
         }
+
+        /// Another broker than the shared one (a private broker a test stops and starts).
+        let brokers: String?
 
         /// Where the engine's HTTP API listens.
         let httpPort: Int
         var api: String { "http://127.0.0.1:\(httpPort)" }
 
-        static func start(_ db: TestDatabase, prefix: String, httpPort: Int) throws -> ChildProcess {
+        static func start(_ db: TestDatabase, prefix: String, httpPort: Int, brokers: String?) throws -> ChildProcess {
             try ChildProcess(try TestEnvironment.topsailExecutable(), [
                 "all", "--database-url", db.url, "--topic-prefix", prefix, "--partitions", "2",
                 "--http-port", String(httpPort), "--relay-name", prefix,
                 "--kafka-property", "session.timeout.ms=2000", "--kafka-property", "heartbeat.interval.ms=500", "--log-level", "debug",
-            ])
+            ] + (brokers.map { ["--kafka-brokers", $0] } ?? []))
         }
 
         mutating func restart() throws {
-            process = try Self.start(db, prefix: prefix, httpPort: httpPort)
+            process = try Self.start(db, prefix: prefix, httpPort: httpPort, brokers: brokers)
         }
 
         var repository: ExecutionRepository { ExecutionRepository(store: db.store, logger: TestEnvironment.logger) }
@@ -205,6 +209,27 @@ struct EngineTests {
                 for case let .stageCompleted(ref, _, _) in events { completions[ref, default: 0] += 1 }
                 #expect(completions.values.allSatisfy { $0 == 1 }, "a stage completed twice: \(completions)")
             }
+        }
+    }
+
+    @Test("a frozen broker stops no role: heartbeats and commits fail, the engine carries on when it thaws")
+    func survivesBrokerOutage() async throws {
+        try await TestDatabase.with { db in
+            let broker = try PrivateBroker()
+            let engine = try Engine(db, brokers: broker.address)
+            defer { engine.process.terminate() }
+            let before = try await engine.run(Self.pipeline([Self.script("1", "echo before")]))
+            #expect(try await engine.finished(before).status == .succeeded)
+
+            // Frozen: heartbeats and commits time out and the group forgets its members.
+            let pid = try #require(broker.pid)
+            kill(pid, SIGSTOP)
+            let frozen = try await engine.run(Self.pipeline([Self.script("1", "echo frozen"), Self.script("2", "echo after", after: ["1"])]))
+            try await Task.sleep(for: .seconds(8))
+            kill(pid, SIGCONT)
+            #expect(engine.process.isRunning, "the engine exited while the broker was frozen")
+            #expect(try await engine.finished(frozen, timeout: .seconds(90)).stage("2").outputs["stdout"] == "after\n")
+            #expect(engine.process.isRunning)
         }
     }
 

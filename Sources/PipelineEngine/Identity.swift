@@ -51,7 +51,8 @@ public struct Identities: Sendable {
     public func issue(user: String, name: String?, roles: [String]? = nil, metadata: EventMetadata) async throws -> IssuedToken {
         guard Self.validName(user) else { throw EngineError("user names are letters, digits, '.', '_', '@' and '-' (at most 100)") }
         if let roles { try await setRoles(user: user, roles: roles, metadata: metadata) }
-        let id = Self.random(bytes: 9)
+        // Hex, so that an id never starts with '-' (command lines would take it for an option).
+        let id = Self.randomHex(bytes: 8)
         let secret = Self.random(bytes: 32)
         let document: JSONValue = ["id": .string(id), "name": name.map(JSONValue.string) ?? .null, "user": .string(user),
                                    "sha256": .string(Self.hash(secret))]
@@ -92,6 +93,11 @@ public struct Identities: Sendable {
         let bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
         return Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "-")
             .replacingOccurrences(of: "=", with: "").replacingOccurrences(of: "_", with: "-")
+    }
+
+    static func randomHex(bytes count: Int) -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<count).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
     }
 
     static func constantTimeEqual(_ a: String, _ b: String) -> Bool {

@@ -1,3 +1,4 @@
+import API
 import ArgumentParser
 import Foundation
 import PipelineEngine
@@ -44,7 +45,7 @@ struct ListExecutionsCommand: AsyncParsableCommand {
                 encoder.outputFormatting = [.sortedKeys]
                 encoder.dateEncodingStrategy = .iso8601
                 for summary in summaries {
-                    Output.line(String(decoding: try encoder.encode(SummaryView(summary)), as: UTF8.self))
+                    Output.line(String(decoding: try encoder.encode(ExecutionSummaryView(summary)), as: UTF8.self))
                 }
                 return
             }
@@ -61,35 +62,6 @@ struct ListExecutionsCommand: AsyncParsableCommand {
                     summary.triggeredAt.formatted(Date.ISO8601FormatStyle()), duration,
                 ].joined(separator: "\t"))
             }
-        }
-    }
-
-    /// The JSON shape of a listed execution (Spinnaker-like field names).
-    struct SummaryView: Encodable {
-        let id: String
-        let application: String?
-        let name: String?
-        let pipelineConfigId: String?
-        let status: String
-        let triggerType: String?
-        let triggeredBy: String?
-        let buildTime: Date
-        let startTime: Date?
-        let endTime: Date?
-        let updatedAt: Date
-
-        init(_ summary: ExecutionSummary) {
-            id = summary.id
-            application = summary.application
-            name = summary.pipelineName
-            pipelineConfigId = summary.pipelineID
-            status = summary.status.rawValue
-            triggerType = summary.triggerType
-            triggeredBy = summary.triggeredBy
-            buildTime = summary.triggeredAt
-            startTime = summary.startedAt
-            endTime = summary.completedAt
-            updatedAt = summary.updatedAt
         }
     }
 }

@@ -9,7 +9,7 @@ import Pipelines
 import Testing
 
 /// The HTTP API of a `topsail all` process, over real HTTP.
-@Suite("HTTP API: executions")
+@Suite("HTTP API: executions", .serialized)
 struct APITests {
     typealias Engine = EngineTests.Engine
 
@@ -130,7 +130,7 @@ struct APITests {
     }
 }
 
-@Suite("HTTP API: saved pipelines")
+@Suite("HTTP API: saved pipelines", .serialized)
 struct PipelineConfigAPITests {
     typealias Engine = EngineTests.Engine
     typealias API = APITests
@@ -183,7 +183,7 @@ struct PipelineConfigAPITests {
     }
 }
 
-@Suite("HTTP API: applications")
+@Suite("HTTP API: applications", .serialized)
 struct ApplicationAPITests {
     typealias Engine = EngineTests.Engine
     typealias API = APITests
@@ -224,7 +224,7 @@ struct ApplicationAPITests {
     }
 }
 
-@Suite("Audit")
+@Suite("Audit", .serialized)
 struct AuditTests {
     typealias Engine = EngineTests.Engine
     typealias API = APITests
@@ -277,7 +277,7 @@ struct AuditTests {
     }
 }
 
-@Suite("HTTP API: authentication")
+@Suite("HTTP API: authentication", .serialized)
 struct AuthenticationTests {
     typealias Engine = EngineTests.Engine
     typealias API = APITests
@@ -333,7 +333,7 @@ struct AuthenticationTests {
     }
 }
 
-@Suite("HTTP API: authorization")
+@Suite("HTTP API: authorization", .serialized)
 struct AuthorizationTests {
     typealias Engine = EngineTests.Engine
     typealias API = APITests

@@ -6,7 +6,7 @@ import Pipelines
 import Testing
 
 /// `pipeline` stages: child executions of saved pipelines, run by a `topsail all` process.
-@Suite("Engine: child pipelines")
+@Suite("Engine: child pipelines", .serialized)
 struct ChildPipelineTests {
     typealias Engine = EngineTests.Engine
 

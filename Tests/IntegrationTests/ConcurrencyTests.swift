@@ -6,7 +6,7 @@ import Pipelines
 import Testing
 
 /// `limitConcurrent`, `maxConcurrentExecutions` and `keepWaitingPipelines` through a `topsail all` process.
-@Suite("Engine: concurrency limits")
+@Suite("Engine: concurrency limits", .serialized)
 struct ConcurrencyTests {
     typealias Engine = EngineTests.Engine
 

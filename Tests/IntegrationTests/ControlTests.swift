@@ -6,7 +6,7 @@ import Pipelines
 import Testing
 
 /// What people do to running executions, through the CLI against a `topsail all` process.
-@Suite("Engine: pause, resume, skip wait, judgment inputs, failure options")
+@Suite("Engine: pause, resume, skip wait, judgment inputs, failure options", .serialized)
 struct ControlTests {
     typealias Engine = EngineTests.Engine
 

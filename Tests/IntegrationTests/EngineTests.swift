@@ -7,7 +7,10 @@ import Testing
 
 /// Pipelines run by a real `topsail all` process (relay, orchestrator, worker) over the real
 /// PostgreSQL and broker, each test in its own schema with its own topics and consumer groups.
-@Suite("Engine: pipelines through Kafka")
+// Each test runs a `topsail all` process; one at a time per suite keeps the two cores of a CI
+// machine from being shared by dozens of engines at once (whose starved transactions then hold
+// every log reader back).
+@Suite("Engine: pipelines through Kafka", .serialized)
 struct EngineTests {
     struct Engine {
         let db: TestDatabase

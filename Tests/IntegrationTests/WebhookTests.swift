@@ -6,7 +6,7 @@ import Pipelines
 import Testing
 
 /// Webhook stages run by a `topsail all` process against a real HTTP server in the test.
-@Suite("Engine: webhook stages")
+@Suite("Engine: webhook stages", .serialized)
 struct WebhookTests {
     typealias Engine = EngineTests.Engine
 

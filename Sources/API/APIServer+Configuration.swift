@@ -1,0 +1,148 @@
+import EventLog
+import Foundation
+import Hummingbird
+import PipelineEngine
+import Pipelines
+
+/// Configuration routes: saved pipelines and applications (Front50's part of the API).
+extension APIServer {
+    func addConfigurationRoutes(to router: Router<APIContext>) {
+        router.post("/pipelines") { request, context in try await savePipeline(request, context) }
+        router.get("/applications") { _, context in
+            let caller = try context.requireCaller()
+            let all = try await ApplicationReadModel(client: client, logger: logger).list()
+            return try Self.json(all.filter { Authorization.allows(caller, .read, application: $0) })
+        }
+        router.post("/applications") { request, context in try await saveApplication(request, context) }
+        router.get("/applications/:app") { _, context in
+            let name = try context.parameters.require("app")
+            try await authorize(context, .read, application: name)
+            guard let latest = try await ApplicationStore(store: repository.eventStore).documents.latest(name) else {
+                throw APIError.notFound("no application \(name)")
+            }
+            var document = latest.document.objectValue ?? [:]
+            document["version"] = .number(Double(latest.version))
+            return try Self.json(JSONValue.object(document))
+        }
+        router.delete("/applications/:app") { request, context in
+            let name = try context.parameters.require("app")
+            try await authorize(context, .write, application: name)
+            guard let version = try await ApplicationStore(store: repository.eventStore).documents.delete(name, metadata: Self.metadata(context)) else {
+                throw APIError.notFound("no application \(name)")
+            }
+            return try Self.json(["name": .string(name), "version": .number(Double(version)), "deleted": true] as JSONValue)
+        }
+        router.get("/applications/:app/history") { request, context in
+            let name = try context.parameters.require("app")
+            try await authorize(context, .read, application: name)
+            let limit = Int(request.uri.queryParameters["limit"] ?? "100") ?? 100
+            let history = try await ApplicationStore(store: repository.eventStore).documents.history(name, limit: min(max(limit, 1), 1000))
+            guard !history.isEmpty else { throw APIError.notFound("no application \(name)") }
+            return try Self.json(history)
+        }
+        router.get("/pipelineConfigs/:id/history") { request, context in
+            let id = try context.parameters.require("id")
+            let limit = Int(request.uri.queryParameters["limit"] ?? "100") ?? 100
+            let history = try await PipelineConfigStore(store: repository.eventStore).history(id, limit: min(max(limit, 1), 1000))
+            guard !history.isEmpty else { throw APIError.notFound("no pipeline \(id)") }
+            for version in history {
+                if let application = version.document?["application"]?.stringValue { try await authorize(context, .read, application: application) }
+            }
+            return try Self.json(history)
+        }
+        router.get("/applications/:app/pipelineConfigs") { _, context in
+            try await authorize(context, .read, application: try context.parameters.require("app"))
+            return try Self.json(try await PipelineConfigReadModel(client: client, logger: logger).list(application: try context.parameters.require("app")))
+        }
+        router.get("/applications/:app/pipelineConfigs/:pipeline") { _, context in
+            let (app, name) = (try context.parameters.require("app"), try context.parameters.require("pipeline"))
+            try await authorize(context, .read, application: app)
+            guard let config = try await PipelineConfigReadModel(client: client, logger: logger).get(application: app, nameOrID: name) else {
+                throw APIError.notFound("application \(app) has no pipeline named or with id '\(name)'")
+            }
+            return try Self.json(config)
+        }
+        router.delete("/pipelines/:id/:pipeline") { request, context in
+            let (app, name) = (try context.parameters.require("id"), try context.parameters.require("pipeline"))
+            try await authorize(context, .write, application: app)
+            guard let pipeline = try await savedPipeline(application: app, nameOrID: name), let id = pipeline.id else {
+                throw APIError.notFound("application \(app) has no pipeline named or with id '\(name)'")
+            }
+            guard let version = try await PipelineConfigStore(store: repository.eventStore).delete(id, metadata: Self.metadata(context)) else {
+                throw APIError.notFound("pipeline \(id) is already deleted")
+            }
+            return try Self.json(["id": .string(id), "version": .number(Double(version)), "deleted": true] as JSONValue)
+        }
+    }
+
+    /// Saves a pipeline (the body, Spinnaker pipeline JSON) as the newest version of its id (one
+    /// is made when it has none). `?basedOn=N`: refused with 409 unless the pipeline is still at
+    /// version N (0: new), so a save from a stale copy loses nothing; `force=true` saves anyway.
+    func savePipeline(_ request: Request, _ context: APIContext) async throws -> Response {
+        var body = try await self.body(request)
+        if body["id"]?.stringValue?.isEmpty ?? true { body = .object((body.objectValue ?? [:]).merging(["id": .string(UUID().uuidString.lowercased())]) { $1 }) }
+        let pipeline: PipelineConfig
+        switch PipelineValidation.parse(body) {
+        case .success(let parsed): pipeline = parsed
+        case .failure(let problems):
+            throw APIError(.badRequest, "invalid_pipeline", "the pipeline is not valid: \(problems.problems.count) problem(s)",
+                           problems: problems.problems.map { APIError.Problem(path: $0.path, stage: $0.stage, message: $0.message) })
+        }
+        guard pipeline.application?.isEmpty == false, pipeline.name?.isEmpty == false else {
+            throw APIError(.badRequest, "invalid_pipeline", "a saved pipeline needs an application and a name",
+                           problems: [.init(path: pipeline.application == nil ? "application" : "name", stage: nil, message: "required")])
+        }
+        try await authorize(context, .write, application: pipeline.application)
+        if let id = pipeline.id, let existing = try await PipelineConfigStore(store: repository.eventStore).load(id), existing.application != pipeline.application {
+            // Moving a pipeline to another application changes the one it leaves too.
+            try await authorize(context, .write, application: existing.application)
+        }
+        let basedOn = try Self.basedOn(request)
+        let store = PipelineConfigStore(store: repository.eventStore)
+        let id = pipeline.id ?? ""
+        do {
+            let version = try await store.save(pipeline, basedOn: basedOn, metadata: Self.metadata(context))
+            return try Self.json(["id": .string(id), "version": .number(Double(version))] as JSONValue)
+        } catch EventStoreError.versionConflict(_, _, let actual) {
+            throw APIError.conflict("pipeline \(id) is at version \(actual), not \(basedOn ?? 0): reload it and save again (or force=true)")
+        }
+    }
+
+    /// Creates or updates an application: `{"name", "description", "email", "attributes", "permissions"}`,
+    /// with `?basedOn=N` / `force=true` as for pipelines.
+    func saveApplication(_ request: Request, _ context: APIContext) async throws -> Response {
+        let body = try await self.body(request)
+        guard let name = body["name"]?.stringValue else {
+            throw APIError(.badRequest, "invalid_application", "an application needs a name", problems: [.init(path: "name", stage: nil, message: "required")])
+        }
+        if let problem = ApplicationStore.problem(name: name) {
+            throw APIError(.badRequest, "invalid_application", problem, problems: [.init(path: "name", stage: nil, message: problem)])
+        }
+        if let email = body["email"], email != .null, !(email.stringValue?.contains("@") ?? false) {
+            throw APIError(.badRequest, "invalid_application", "email must be an email address",
+                           problems: [.init(path: "email", stage: nil, message: "not an email address")])
+        }
+        for field in ["attributes", "permissions"] where body[field] != nil && body[field] != .null && body[field]?.objectValue == nil {
+            throw APIError(.badRequest, "invalid_application", "\(field) must be an object", problems: [.init(path: field, stage: nil, message: "not an object")])
+        }
+        if try await ApplicationStore(store: repository.eventStore).documents.latest(name) != nil {
+            try await authorize(context, .write, application: name)
+        }
+        let basedOn = try Self.basedOn(request)
+        do {
+            let version = try await ApplicationStore(store: repository.eventStore).documents.save(body, id: name, basedOn: basedOn, metadata: Self.metadata(context))
+            return try Self.json(["name": .string(name), "version": .number(Double(version))] as JSONValue)
+        } catch EventStoreError.versionConflict(_, _, let actual) {
+            throw APIError.conflict("application \(name) is at version \(actual), not \(basedOn ?? 0): reload it and save again (or force=true)")
+        }
+    }
+
+    /// `?basedOn=N` unless `force=true`.
+    static func basedOn(_ request: Request) throws -> Int64? {
+        let query = request.uri.queryParameters
+        guard query["force"] != "true", let text = query["basedOn"] else { return nil }
+        guard let value = Int64(text), value >= 0 else { throw APIError.badRequest("basedOn must be a version number, got '\(text)'") }
+        return value
+    }
+
+}

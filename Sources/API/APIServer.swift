@@ -159,20 +159,24 @@ public struct APIServer: Sendable {
 
     /// Whether the caller has `permission` on `application` (executions without one are open).
     func may(_ context: APIContext, _ permission: Permission, application: String?) async throws -> Bool {
-        let caller = try context.requireCaller()
-        guard let application, !caller.isAdmin else { return true }
-        let document = try await ApplicationStore(store: repository.eventStore).documents.latest(application)?.document
-        return Authorization.allows(caller, permission, application: document)
+        try await refusal(context, permission, application: application) == nil
     }
 
     /// Refuses with 403 (naming the roles that would do) unless the caller has `permission`.
     func authorize(_ context: APIContext, _ permission: Permission, application: String?) async throws {
-        let caller = try context.requireCaller()
-        guard let application, !caller.isAdmin else { return }
-        let document = try await ApplicationStore(store: repository.eventStore).documents.latest(application)?.document
-        guard Authorization.allows(caller, permission, application: document) else {
-            throw APIError(.forbidden, "forbidden", Authorization.refusal(caller, permission, application: application, document))
+        if let refusal = try await refusal(context, permission, application: application) {
+            throw APIError(.forbidden, "forbidden", refusal)
         }
+    }
+
+    /// Why the caller lacks `permission` on `application`, or nil when it has it (executions
+    /// without an application are open).
+    private func refusal(_ context: APIContext, _ permission: Permission, application: String?) async throws -> String? {
+        let caller = try context.requireCaller()
+        guard let application, !caller.isAdmin else { return nil }
+        let document = try await ApplicationStore(store: repository.eventStore).documents.latest(application)?.document
+        return Authorization.allows(caller, permission, application: document)
+            ? nil : Authorization.refusal(caller, permission, application: application, document)
     }
 
     private func trigger(_ request: Request, _ context: APIContext, application: String, nameOrID: String) async throws -> Response {

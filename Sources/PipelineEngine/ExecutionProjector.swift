@@ -221,6 +221,11 @@ public final class ExecutionProjector: Service {
         }
     }
 
+    /// A time as `jsonb_to_recordset` reads it into a timestamptz (microseconds kept).
+    static func time(_ date: Date?) -> JSONValue {
+        date.map { .string($0.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))) } ?? .null
+    }
+
     /// A `pipeline_configs` row for a pipeline's event (a deletion keeps the last configuration).
     static func configRow(_ event: RecordedEvent) throws -> JSONValue {
         let deleted = event.type == PipelineConfigStore.deletedType
@@ -228,7 +233,7 @@ public final class ExecutionProjector: Service {
         return [
             "pipeline_id": .string(event.streamID.id), "application": config?["application"] ?? .null, "name": config?["name"] ?? .null,
             "version": .number(Double(event.streamVersion)), "disabled": .bool(config?["disabled"]?.boolValue ?? false), "deleted": .bool(deleted),
-            "config": config ?? .null, "updated_at": .string(event.recordedAt.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))),
+            "config": config ?? .null, "updated_at": time(event.recordedAt),
             "updated_by": event.metadata.actor.map(JSONValue.string) ?? .null,
         ]
     }
@@ -239,16 +244,13 @@ public final class ExecutionProjector: Service {
         return [
             "name": .string(event.streamID.id), "version": .number(Double(event.streamVersion)), "deleted": .bool(deleted),
             "config": deleted ? .null : try event.payload.decode(JSONValue.self)[ApplicationStore.category] ?? .null,
-            "updated_at": .string(event.recordedAt.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))),
+            "updated_at": time(event.recordedAt),
             "updated_by": event.metadata.actor.map(JSONValue.string) ?? .null,
         ]
     }
 
     /// The rows as JSON arrays for `jsonb_to_recordset`: two statements per batch, whatever its size.
     static func rows(_ summaries: [ExecutionSummary]) throws -> (executions: String, stages: String) {
-        func time(_ date: Date?) -> JSONValue {
-            date.map { .string($0.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))) } ?? .null
-        }
         func text(_ value: String?) -> JSONValue { value.map(JSONValue.string) ?? .null }
         var executions: [JSONValue] = []
         var stages: [JSONValue] = []

@@ -142,18 +142,23 @@ public struct PipelineConfigReadModel: Sendable {
     }
 
     private func configs(_ query: PostgresQuery) async throws -> [JSONValue] {
-        var result: [JSONValue] = []
-        do {
-            for try await text in try await client.query(query, logger: logger).decode(String.self) {
-                result.append(try JSONText(unchecked: text).decode(JSONValue.self))
-            }
-        } catch let error as DatabaseError {
-            throw error
-        } catch {
-            throw DatabaseError.wrapping(error, doing: "list pipelines")
-        }
-        return result
+        try await jsonDocuments(query, client: client, logger: logger, doing: "list pipelines")
     }
+}
+
+/// The JSON documents a query returns as its one text column.
+func jsonDocuments(_ query: PostgresQuery, client: PostgresClient, logger: Logger, doing action: String) async throws -> [JSONValue] {
+    var result: [JSONValue] = []
+    do {
+        for try await text in try await client.query(query, logger: logger).decode(String.self) {
+            result.append(try JSONText(unchecked: text).decode(JSONValue.self))
+        }
+    } catch let error as DatabaseError {
+        throw error
+    } catch {
+        throw DatabaseError.wrapping(error, doing: action)
+    }
+    return result
 }
 
 /// Applications as the projector keeps them (`applications`).
@@ -168,20 +173,8 @@ public struct ApplicationReadModel: Sendable {
 
     /// Every application not deleted, by name, each with its version.
     public func list() async throws -> [JSONValue] {
-        var result: [JSONValue] = []
-        do {
-            for try await (text, version) in try await client.query(
-                "SELECT config::text, version FROM applications WHERE NOT deleted ORDER BY name", logger: logger
-            ).decode((String, Int64).self) {
-                var document = try JSONText(unchecked: text).decode(JSONValue.self).objectValue ?? [:]
-                document["version"] = .number(Double(version))
-                result.append(.object(document))
-            }
-        } catch let error as DatabaseError {
-            throw error
-        } catch {
-            throw DatabaseError.wrapping(error, doing: "list applications")
-        }
-        return result
+        try await jsonDocuments(
+            "SELECT (config || jsonb_build_object('version', version))::text FROM applications WHERE NOT deleted ORDER BY name",
+            client: client, logger: logger, doing: "list applications")
     }
 }

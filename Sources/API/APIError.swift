@@ -51,6 +51,10 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     let logger: Logger
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        // PostgreSQL's text cannot hold U+0000: refuse it in a path or query before it reaches a query.
+        if request.uri.description.range(of: "%00", options: .caseInsensitive) != nil {
+            return APIError.badRequest("the path and query may not contain the NUL character (%00)").response()
+        }
         do {
             return try await next(request, context)
         } catch let error as APIError {

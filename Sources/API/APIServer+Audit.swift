@@ -35,13 +35,14 @@ extension APIServer {
                 throw APIError(.forbidden, "forbidden", "only admins read the whole audit log; give application=NAME for one you may read")
             }
             let page = try await AuditLog(client: client, logger: logger).page(filter)
-            return try Self.json(AuditPage(events: page.entries, next: page.next))
+            return try Self.json(EventPage(events: page.entries, next: page.next))
         }
     }
 }
 
-/// A page of the audit log; `next` continues it (`?after=next`), nil at the end.
-struct AuditPage: Encodable {
+/// A page of events (of the audit log, or of one execution's timeline); `next` continues it
+/// (`?after=next`), nil at the end.
+struct EventPage: Encodable {
     let events: [AuditLog.Entry]
     let next: Int64?
 

@@ -82,7 +82,7 @@ extension APIServer {
         var body = try await self.body(request)
         if body["id"]?.stringValue?.isEmpty ?? true { body = .object((body.objectValue ?? [:]).merging(["id": .string(UUID().uuidString.lowercased())]) { $1 }) }
         let pipeline: PipelineConfig
-        switch PipelineValidation.parse(body) {
+        switch PipelineValidation.parse(body, disabledStageTypes: configuration.disabledStageTypes) {
         case .success(let parsed): pipeline = parsed
         case .failure(let problems):
             throw APIError(.badRequest, "invalid_pipeline", "the pipeline is not valid: \(problems.problems.count) problem(s)",
@@ -127,6 +127,13 @@ extension APIServer {
         }
         if try await ApplicationStore(store: repository.eventStore).documents.latest(name) != nil {
             try await authorize(context, .write, application: name)
+        } else {
+            let caller = try context.requireCaller()
+            let creators = configuration.applicationCreatorRoles
+            guard creators.isEmpty || caller.isAdmin || !creators.isDisjoint(with: caller.roles) else {
+                throw APIError(.forbidden, "forbidden",
+                               "\(caller.user) may not create applications: it needs one of the roles \(creators.sorted().joined(separator: ", ")) (or admin)")
+            }
         }
         let basedOn = try Self.basedOn(request)
         do {

@@ -1,4 +1,5 @@
 import EventLog
+import Expressions
 import Foundation
 import Hummingbird
 import Logging
@@ -21,23 +22,43 @@ public struct APIServer: Sendable {
         public var port: Int
         /// Request bodies larger than this are refused with 413.
         public var maxBodyBytes: Int
+        /// Requests each caller may make; beyond it the answer is 429. Nil: unlimited.
+        public var rateLimit: RateLimit?
+        /// Who may create applications: admins and these roles. Empty: every authenticated caller.
+        public var applicationCreatorRoles: Set<String>
+        /// Stage types this installation disables: a pipeline with one is refused on save and trigger.
+        public var disabledStageTypes: Set<String>
+        /// Bearer JWTs from this OIDC issuer are accepted besides API tokens. Nil: tokens only.
+        public var oidc: OIDCVerifier.Configuration?
+        /// A request not answered by then gets 503 (while PostgreSQL is away, for one).
+        public var requestDeadline: Duration = .seconds(10)
 
-        public init(host: String = "127.0.0.1", port: Int = 8084, maxBodyBytes: Int = 1 << 20) {
+        public init(
+            host: String = "127.0.0.1", port: Int = 8084, maxBodyBytes: Int = 1 << 20, rateLimit: RateLimit? = RateLimit(),
+            applicationCreatorRoles: Set<String> = [], disabledStageTypes: Set<String> = [], oidc: OIDCVerifier.Configuration? = nil
+        ) {
             self.host = host
             self.port = port
             self.maxBodyBytes = maxBodyBytes
+            self.rateLimit = rateLimit
+            self.applicationCreatorRoles = applicationCreatorRoles
+            self.disabledStageTypes = disabledStageTypes
+            self.oidc = oidc
         }
     }
 
     let client: PostgresClient
     let repository: ExecutionRepository
     let configuration: Configuration
+    let oidc: OIDCVerifier?
     let logger: Logger
 
-    public init(client: PostgresClient, repository: ExecutionRepository, configuration: Configuration, logger: Logger) {
+    /// Fails when the OIDC keys cannot be read.
+    public init(client: PostgresClient, repository: ExecutionRepository, configuration: Configuration, logger: Logger) async throws {
         self.client = client
         self.repository = repository
         self.configuration = configuration
+        if let oidc = configuration.oidc { self.oidc = try await OIDCVerifier(oidc) } else { self.oidc = nil }
         self.logger = logger
     }
 
@@ -49,9 +70,17 @@ public struct APIServer: Sendable {
 
     func router() -> Router<APIContext> {
         let router = Router(context: APIContext.self)
+        // Outermost first: metrics see the status the error middleware chose.
+        router.middlewares.add(MetricsMiddleware())
         router.middlewares.add(ErrorMiddleware(logger: logger))
-        router.middlewares.add(AuthenticationMiddleware(identities: Identities(store: repository.eventStore)))
+        router.middlewares.add(DeadlineMiddleware(deadline: configuration.requestDeadline))
+        router.middlewares.add(AuthenticationMiddleware(identities: Identities(store: repository.eventStore), oidc: oidc))
+        if let rateLimit = configuration.rateLimit { router.middlewares.add(RateLimitMiddleware(limiter: RateLimiter(rateLimit))) }
         router.get("/health") { _, _ in Self.json(["status": "ok"]) }
+        router.get("/metrics") { _, _ in TopsailMetrics.response() }
+        router.get("/openapi.json") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
+        }
         router.get("/ready") { _, _ in
             guard await databaseAnswers() else {
                 throw APIError(.serviceUnavailable, "unavailable", "PostgreSQL does not answer; the API is not ready")
@@ -63,6 +92,28 @@ public struct APIServer: Sendable {
             guard let view = try await repository.view(id) else { throw APIError.notFound("no execution \(id)") }
             try await authorize(context, .read, application: view.application)
             return try Self.json(view)
+        }
+        router.get("/pipelines/:id/events") { request, context in
+            let id = try context.parameters.require("id")
+            let query = request.uri.queryParameters
+            let after = try Self.integer(query["after"], "after", in: 0...Int64.max) ?? 0
+            let limit = Int(try Self.integer(query["limit"], "limit", in: 1...1000) ?? 100)
+            guard let state = try await repository.view(id) else { throw APIError.notFound("no execution \(id)") }
+            try await authorize(context, .read, application: state.application)
+            let events = try await repository.timeline(id, after: after, limit: limit)
+            return try Self.json(EventPage(events: events, next: events.count == limit ? events.last?.version : nil))
+        }
+        router.get("/pipelines/:id/evaluateExpression") { request, context in
+            guard let expression = request.uri.queryParameters["expression"] else {
+                throw APIError.badRequest("give the expression to evaluate: ?expression=${...}")
+            }
+            return try await evaluate(String(expression), context)
+        }
+        router.post("/pipelines/:id/evaluateExpression") { request, context in
+            guard let expression = try await self.body(request)["expression"]?.stringValue else {
+                throw APIError.badRequest("give the expression to evaluate: {\"expression\": \"${...}\"}")
+            }
+            return try await evaluate(expression, context)
         }
         router.put("/pipelines/:id/cancel") { request, context in
             try await control(request, context, "cancel", .cancel(by: Self.actor(context), reason: request.uri.queryParameters["reason"].map(String.init)))
@@ -125,6 +176,21 @@ public struct APIServer: Sendable {
 
     // MARK: - Handlers
 
+    /// Spinnaker's evaluateExpression: `{"result": value}`, or `{"result": null, "error": why}`
+    /// when the expression fails (the request itself succeeded).
+    func evaluate(_ expression: String, _ context: APIContext) async throws -> Response {
+        let id = try context.parameters.require("id")
+        guard expression.utf8.count <= 10_000 else { throw APIError.badRequest("the expression is longer than 10000 characters") }
+        guard let view = try await repository.view(id) else { throw APIError.notFound("no execution \(id)") }
+        try await authorize(context, .read, application: view.application)
+        do {
+            guard let value = try await repository.evaluate(expression, executionID: id) else { throw APIError.notFound("no execution \(id)") }
+            return try Self.json(["expression": .string(expression), "result": value] as JSONValue)
+        } catch let error as ExpressionError {
+            return try Self.json(["expression": .string(expression), "result": .null, "error": .string(error.description)] as JSONValue)
+        }
+    }
+
     func control(
         _ request: Request, _ context: APIContext, _ action: String, _ message: ExecutionMessage,
         check: @Sendable (ExecutionState) -> String? = { _ in nil }
@@ -186,6 +252,9 @@ public struct APIServer: Sendable {
             throw APIError.notFound("application \(application) has no pipeline named or with id '\(nameOrID)'")
         }
         guard !pipeline.disabled else { throw APIError.conflict("pipeline \(pipeline.name ?? nameOrID) is disabled") }
+        if let problem = PipelineValidation.disabledStages(of: pipeline, configuration.disabledStageTypes).first {
+            throw APIError.conflict("pipeline \(pipeline.name ?? nameOrID) cannot run on this installation: \(problem)")
+        }
         let given = body["parameters"]?.objectValue ?? [:]
         let parameters: [String: JSONValue]
         do {
@@ -222,6 +291,38 @@ public struct APIServer: Sendable {
         if buffer.readableBytes == 0 && allowEmpty { return .object([:]) }
         guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(buffer: buffer)), value.objectValue != nil else {
             throw APIError.badRequest("the request body must be a JSON object")
+        }
+        if let path = Self.nulCharacter(in: value) {
+            throw APIError(.badRequest, "bad_request", "text may not contain the NUL character (\\u0000)",
+                           problems: [.init(path: path, stage: nil, message: "contains \\u0000")])
+        }
+        return value
+    }
+
+    /// Where a string or a key holds U+0000, which PostgreSQL's jsonb cannot store; nil when none does.
+    static func nulCharacter(in value: JSONValue, path: String = "$") -> String? {
+        switch value {
+        case .string(let text): return text.unicodeScalars.contains("\0") ? path : nil
+        case .array(let items):
+            for (index, item) in items.enumerated() {
+                if let found = nulCharacter(in: item, path: "\(path)[\(index)]") { return found }
+            }
+            return nil
+        case .object(let fields):
+            for (key, item) in fields {
+                if key.unicodeScalars.contains("\0") { return path }
+                if let found = nulCharacter(in: item, path: path == "$" ? key : "\(path).\(key)") { return found }
+            }
+            return nil
+        default: return nil
+        }
+    }
+
+    /// An optional whole-number query parameter within `range`.
+    static func integer(_ text: Substring?, _ name: String, in range: ClosedRange<Int64>) throws -> Int64? {
+        guard let text else { return nil }
+        guard let value = Int64(text), range.contains(value) else {
+            throw APIError.badRequest("\(name) must be a whole number in \(range.lowerBound)…\(range.upperBound), got '\(text)'")
         }
         return value
     }

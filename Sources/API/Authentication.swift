@@ -18,20 +18,35 @@ public struct APIContext: RequestContext {
     }
 }
 
-/// Every request but `/health` and `/ready` carries `Authorization: Bearer <token>`; without a
-/// valid token the answer is 401 and nothing runs.
+/// Every request but the health checks, `/metrics` and `/openapi.json` carries
+/// `Authorization: Bearer <token>`: an API token, or a JWT from the configured OIDC issuer.
+/// Without a valid one the answer is 401 and nothing runs.
 struct AuthenticationMiddleware: RouterMiddleware {
     typealias Context = APIContext
     let identities: Identities
-    static let open: Set<String> = ["/health", "/ready"]
+    let oidc: OIDCVerifier?
+    static let open: Set<String> = ["/health", "/ready", "/metrics", "/openapi.json"]
 
     func handle(_ request: Request, context: APIContext, next: (Request, APIContext) async throws -> Response) async throws -> Response {
         if Self.open.contains(request.uri.path) { return try await next(request, context) }
         guard let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") else {
             throw APIError.unauthenticated
         }
-        guard let caller = try await identities.caller(token: String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)) else {
-            throw APIError(.unauthorized, "unauthenticated", "the API token is not valid (unknown, malformed or revoked)")
+        let token = String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+        let caller: Caller
+        if let oidc, OIDCVerifier.looksLikeJWT(token) {
+            do {
+                let (user, roles) = try await oidc.verify(token)
+                let granted = Identities.validName(user) ? try await identities.roles(of: user) : []
+                caller = Caller(user: user, roles: roles.union(granted))
+            } catch let rejection as OIDCVerifier.Rejection {
+                throw APIError(.unauthorized, "unauthenticated", rejection.description)
+            }
+        } else {
+            guard let known = try await identities.caller(token: token) else {
+                throw APIError(.unauthorized, "unauthenticated", "the API token is not valid (unknown, malformed or revoked)")
+            }
+            caller = known
         }
         var context = context
         context.caller = caller

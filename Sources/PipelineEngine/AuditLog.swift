@@ -38,6 +38,21 @@ public struct AuditLog: Sendable {
         public let correlationId: String?
         public let causationId: String?
         public let data: JSONValue
+
+        /// The entry for one recorded event.
+        public init(_ event: RecordedEvent) throws {
+            position = event.position
+            id = event.id.uuidString.lowercased()
+            stream = event.streamID.description
+            version = event.streamVersion
+            type = event.type
+            time = event.recordedAt
+            actor = event.metadata.actor
+            source = event.metadata.source
+            correlationId = event.metadata.correlationID
+            causationId = event.metadata.causationID
+            data = try event.payload.decode(JSONValue.self)
+        }
     }
 
     public static let systemSources = ["orchestrator", "worker", "scheduler", "relay", "pipeline-stage"]
@@ -68,12 +83,7 @@ public struct AuditLog: Sendable {
              ORDER BY position
              LIMIT \(filter.limit)
             """, doing: "read the audit log")
-        let entries = try events.map { event in
-            Entry(position: event.position, id: event.id.uuidString.lowercased(), stream: event.streamID.description, version: event.streamVersion,
-                  type: event.type, time: event.recordedAt, actor: event.metadata.actor, source: event.metadata.source,
-                  correlationId: event.metadata.correlationID, causationId: event.metadata.causationID,
-                  data: try event.payload.decode(JSONValue.self))
-        }
+        let entries = try events.map(Entry.init)
         return (entries, entries.count == filter.limit ? entries.last?.position : nil)
     }
 }

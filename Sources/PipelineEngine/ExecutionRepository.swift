@@ -1,4 +1,5 @@
 import EventLog
+import Metrics
 import Foundation
 import Logging
 import Orchestration
@@ -62,6 +63,7 @@ public struct ExecutionRepository: Sendable {
         let event = ExecutionEvent.triggered(pipeline: pipeline, trigger: trigger, parameters: parameters)
         try await append([try Self.newEvent(event, metadata: metadata)], to: try Self.streamID(executionID), expected: .noStream)
         cache.remember([event], of: executionID)
+        Counter(label: "topsail_executions_triggered_total", dimensions: [("source", metadata.source ?? "unknown")]).increment()
         return executionID
     }
 
@@ -103,7 +105,11 @@ public struct ExecutionRepository: Sendable {
     }
 
     private func append(_ events: [NewEvent], to stream: StreamID, expected: ExpectedVersion) async throws {
+        let started = ContinuousClock.now
         let result = try await store.append(to: stream, expected: expected, events: events)
+        let source = events.first?.metadata.source ?? "unknown"
+        Counter(label: "topsail_execution_events_appended_total", dimensions: [("source", source)]).increment(by: events.count)
+        Metrics.Timer(label: "topsail_execution_append_seconds", dimensions: [("source", source)]).record(duration: ContinuousClock.now - started)
         handoff.deliver(LocalHandoff.recorded(events, stream: stream, result: result))
     }
 

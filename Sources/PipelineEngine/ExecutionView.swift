@@ -1,4 +1,5 @@
 import EventLog
+import Expressions
 import Foundation
 import Orchestration
 import Pipelines
@@ -76,5 +77,24 @@ extension ExecutionRepository {
             next = last.streamVersion + 1
         }
         return fold.version == 0 ? nil : ExecutionView(id: executionID, fold: fold)
+    }
+}
+
+extension ExecutionRepository {
+    /// The execution's own events in order (its timeline), after stream version `after`.
+    public func timeline(_ executionID: String, after: Int64 = 0, limit: Int = 100) async throws -> [AuditLog.Entry] {
+        guard let stream = try? Self.streamID(executionID) else { return [] }
+        return try await store.readStream(stream, from: after + 1, direction: .forward, limit: limit).map(AuditLog.Entry.init)
+    }
+
+    /// Evaluates a `${…}` expression (or a text with several) against the execution as its
+    /// stages see it now: `execution`, `trigger`, `parameters`, `#stage(…)`. Nil when there is
+    /// no such execution; an expression that fails throws its ``ExpressionError``.
+    public func evaluate(_ expression: String, executionID: String) async throws -> JSONValue? {
+        guard (try? Self.streamID(executionID)) != nil else { return nil }
+        let state = try await load(executionID)
+        guard state.version > 0 else { return nil }
+        let evaluator = ExpressionEvaluator(context: ExpressionScope.context(executionID: executionID, state: state))
+        return try Template.evaluate(expression, with: evaluator)
     }
 }

@@ -24,6 +24,9 @@ public struct Caller: Sendable, Hashable {
 /// A token reads `tsk_<id>_<secret>`: the id names its stream, so checking a token is one read of
 /// one stream, with nothing to index and no read model to lag behind a revocation.
 public struct Identities: Sendable {
+    /// How every API token begins.
+    public static let tokenPrefix = "tsk_"
+
     let tokens: VersionedDocuments
     let users: VersionedDocuments
 
@@ -57,7 +60,7 @@ public struct Identities: Sendable {
         let document: JSONValue = ["id": .string(id), "name": name.map(JSONValue.string) ?? .null, "user": .string(user),
                                    "sha256": .string(Self.hash(secret))]
         try await tokens.save(document, id: id, basedOn: 0, metadata: metadata)
-        return IssuedToken(id: id, token: "tsk_\(id)_\(secret)")
+        return IssuedToken(id: id, token: "\(Self.tokenPrefix)\(id)_\(secret)")
     }
 
     public func setRoles(user: String, roles: [String], metadata: EventMetadata) async throws {
@@ -106,7 +109,7 @@ public struct Identities: Sendable {
         return zip(x, y).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
     }
 
-    static func validName(_ name: String) -> Bool {
+    public static func validName(_ name: String) -> Bool {
         !name.isEmpty && name.count <= 100
             && name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || "._@-".unicodeScalars.contains($0) }
     }

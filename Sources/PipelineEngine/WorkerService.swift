@@ -17,6 +17,8 @@ public final class WorkerService: Service {
     let partitions: Int
     let concurrency: Int
     let runners: [String: any StageRunner]
+    /// Stage types this installation does not run (e.g. `script`): such a stage ends TERMINAL.
+    let disabledStageTypes: Set<String>
     let timers: TimerStore
     let logger: Logger
     /// Work running in this process, one entry per check of a stage attempt (the next check may
@@ -32,7 +34,7 @@ public final class WorkerService: Service {
 
     public init(
         repository: ExecutionRepository, timers: TimerStore, kafka: KafkaConfiguration, topicPrefix: String, partitions: Int,
-        concurrency: Int = 64, logger: Logger
+        concurrency: Int = 64, disabledStageTypes: Set<String> = [], logger: Logger
     ) {
         self.repository = repository
         self.kafka = kafka
@@ -45,7 +47,8 @@ public final class WorkerService: Service {
             "wait": WaitStageRunner(timers: timers), "evaluateVariables": EvaluateVariablesStageRunner(),
             "checkPreconditions": CheckPreconditionsStageRunner(), "webhook": WebhookStageRunner(),
             "pipeline": PipelineStageRunner(repository: repository, configs: PipelineConfigStore(store: repository.store)),
-        ]
+        ].filter { !disabledStageTypes.contains($0.key) }
+        self.disabledStageTypes = disabledStageTypes
         self.logger = logger
     }
 
@@ -98,8 +101,11 @@ public final class WorkerService: Service {
             correlationID: cause.metadata.correlationID ?? executionID, causationID: cause.id.uuidString.lowercased(),
             actor: "worker", source: "worker")
         guard let type = stage.type, let runner = runners[type] else {
+            let reason = disabledStageTypes.contains(stage.type ?? "")
+                ? "stage type '\(stage.type ?? "")' is disabled on this installation"
+                : "this worker cannot run stage type '\(stage.type ?? "")'"
             try await repository.handle(
-                .completeStage(refID: ref, status: .terminal, outputs: ["error": .string("this worker cannot run stage type '\(stage.type ?? "")'")]),
+                .completeStage(refID: ref, status: .terminal, outputs: ["error": .string(reason)]),
                 executionID: executionID, metadata: metadata)
             return
         }

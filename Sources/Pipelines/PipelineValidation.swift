@@ -22,14 +22,26 @@ public struct PipelineProblem: Sendable, Hashable, CustomStringConvertible {
 
 /// Checks a pipeline before it runs: shape, stage references, cycles, types, required fields.
 public enum PipelineValidation {
-    /// Parses pipeline JSON text and validates it.
-    public static func parse(_ json: JSONValue) -> Result<PipelineConfig, PipelineProblems> {
+    /// Parses pipeline JSON text and validates it. Stages of a type in `disabledStageTypes`
+    /// (disabled on this installation, e.g. `script`) are problems too.
+    public static func parse(_ json: JSONValue, disabledStageTypes: Set<String> = []) -> Result<PipelineConfig, PipelineProblems> {
         guard let object = json.objectValue else {
             return .failure(PipelineProblems([PipelineProblem(path: "$", stage: nil, message: "a pipeline must be a JSON object, not \(json.typeName)")]))
         }
         let pipeline = PipelineConfig(json: object)
-        let problems = validate(pipeline)
+        let problems = validate(pipeline) + disabledStages(of: pipeline, disabledStageTypes)
         return problems.isEmpty ? .success(pipeline) : .failure(PipelineProblems(problems))
+    }
+
+    /// The pipeline's stages whose type this installation has disabled, one problem each.
+    public static func disabledStages(of pipeline: PipelineConfig, _ disabledStageTypes: Set<String>) -> [PipelineProblem] {
+        guard !disabledStageTypes.isEmpty, let stages = pipeline.json["stages"]?.arrayValue else { return [] }
+        return stages.enumerated().compactMap { index, raw in
+            guard let object = raw.objectValue, let type = object["type"]?.stringValue, disabledStageTypes.contains(type) else { return nil }
+            let stage = StageConfig(json: object)
+            return PipelineProblem(path: "stages[\(index)].type", stage: stage.refID ?? "#\(index)",
+                                   message: "stage type '\(type)' is disabled on this installation")
+        }
     }
 
     public static func validate(_ pipeline: PipelineConfig) -> [PipelineProblem] {

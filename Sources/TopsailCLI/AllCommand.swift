@@ -1,4 +1,6 @@
+import API
 import ArgumentParser
+import Foundation
 
 struct AllCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -15,10 +17,12 @@ struct AllCommand: AsyncParsableCommand {
 
     @OptionGroup var supervision: SupervisionOptions
 
+    @OptionGroup var policy: StagePolicyOptions
+
     func run() async throws {
-        try await Roles(options: options, topics: topics).run([
+        try await Roles(options: options, topics: topics, disabledStageTypes: policy.disabledStageTypes).run([
             .relay(relay.configuration(topics: topics)), .orchestrator, .worker, .scheduler, .projector,
-            supervision.role, .http(host: http.httpHost, port: http.httpPort),
+            supervision.role, .http(try http.configuration()),
         ])
     }
 }
@@ -47,9 +51,10 @@ struct WorkerCommand: AsyncParsableCommand {
 
     @OptionGroup var options: CommonOptions
     @OptionGroup var topics: TopicOptions
+    @OptionGroup var policy: StagePolicyOptions
 
     func run() async throws {
-        try await Roles(options: options, topics: topics).run([.worker])
+        try await Roles(options: options, topics: topics, disabledStageTypes: policy.disabledStageTypes).run([.worker])
     }
 }
 
@@ -126,8 +131,64 @@ struct HTTPOptions: ParsableArguments {
     @Option(help: "HTTP port of the API (Spinnaker's Gate uses 8084).")
     var httpPort: Int = 8084
 
+    @Option(help: "Largest request body the API accepts, in bytes; larger ones get 413.")
+    var maxBodyBytes: Int = 1 << 20
+
+    @Option(help: "Requests a second each caller may make on average (0: unlimited); beyond it the API answers 429 with Retry-After.")
+    var rateLimit: Double = 50
+
+    @Option(help: "Requests a caller may make at once before --rate-limit applies.")
+    var rateBurst: Int = 100
+
+    @Option(name: .customLong("application-creator-role"), help: ArgumentHelp(
+        "Only admins and this role may create applications, repeatable; adds to $TOPSAIL_APPLICATION_CREATOR_ROLES (comma-separated). Unset: any caller.",
+        valueName: "role"))
+    var applicationCreatorRoles: [String] = []
+
+    @Option(help: "Accept bearer JWTs from this OIDC issuer (its 'iss'); needs --oidc-audience and --oidc-jwks (default: $TOPSAIL_OIDC_ISSUER).")
+    var oidcIssuer: String?
+
+    @Option(help: "The audience ('aud') the JWTs must be for (default: $TOPSAIL_OIDC_AUDIENCE).")
+    var oidcAudience: String?
+
+    @Option(help: "A file holding the issuer's JSON Web Key Set, as served at its jwks_uri (default: $TOPSAIL_OIDC_JWKS).")
+    var oidcJwks: String?
+
+    @Option(help: "The claim naming the user; 'sub' when it is absent.")
+    var oidcUserClaim: String = "preferred_username"
+
+    @Option(help: "The claim listing the user's roles (groups).")
+    var oidcRolesClaim: String = "groups"
+
     func validate() throws {
         guard (1...65_535).contains(httpPort) else { throw ValidationError("--http-port must be 1…65535") }
+        guard maxBodyBytes >= 1024 else { throw ValidationError("--max-body-bytes must be at least 1024") }
+        guard rateLimit >= 0 else { throw ValidationError("--rate-limit must not be negative (0: unlimited)") }
+        guard rateBurst >= 1 else { throw ValidationError("--rate-burst must be at least 1") }
+    }
+
+    func configuration() throws -> APIServer.Configuration {
+        let creators = Set(applicationCreatorRoles + (environment("TOPSAIL_APPLICATION_CREATOR_ROLES") ?? "").split(separator: ",")
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
+        return APIServer.Configuration(
+            host: httpHost, port: httpPort, maxBodyBytes: maxBodyBytes,
+            rateLimit: rateLimit > 0 ? RateLimit(requestsPerSecond: rateLimit, burst: rateBurst) : nil,
+            applicationCreatorRoles: creators, oidc: try oidc())
+    }
+
+    private func oidc() throws -> OIDCVerifier.Configuration? {
+        let issuer = oidcIssuer ?? environment("TOPSAIL_OIDC_ISSUER")
+        let audience = oidcAudience ?? environment("TOPSAIL_OIDC_AUDIENCE")
+        let jwks = oidcJwks ?? environment("TOPSAIL_OIDC_JWKS")
+        guard issuer != nil || audience != nil || jwks != nil else { return nil }
+        guard let issuer, let audience, let jwks else {
+            throw CLIError("OIDC needs all three of --oidc-issuer, --oidc-audience and --oidc-jwks (or $TOPSAIL_OIDC_ISSUER, _AUDIENCE, _JWKS)")
+        }
+        guard let keys = FileManager.default.contents(atPath: jwks) else {
+            throw CLIError("cannot read the OIDC key set \(jwks): save the issuer's jwks_uri document to a file and pass its path")
+        }
+        return OIDCVerifier.Configuration(
+            issuer: issuer, audience: audience, jwks: String(decoding: keys, as: UTF8.self), userClaim: oidcUserClaim, rolesClaim: oidcRolesClaim)
     }
 }
 
@@ -140,8 +201,9 @@ struct APICommand: AsyncParsableCommand {
 
     @OptionGroup var options: CommonOptions
     @OptionGroup var http: HTTPOptions
+    @OptionGroup var policy: StagePolicyOptions
 
     func run() async throws {
-        try await Roles(options: options, topics: TopicOptions()).run([.http(host: http.httpHost, port: http.httpPort)])
+        try await Roles(options: options, topics: TopicOptions(), disabledStageTypes: policy.disabledStageTypes).run([.http(try http.configuration())])
     }
 }

@@ -15,7 +15,7 @@ enum ConfigurationFiles {
 
     /// Reads a file or every `.json`, `.yaml` and `.yml` file below a directory (in name order).
     /// A file holds one document, a list of them, or (YAML) several `---` documents.
-    static func read(_ path: String) throws -> [Document] {
+    static func read(_ path: String, disabledStageTypes: Set<String> = []) throws -> [Document] {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw CLIError("\(path) does not exist")
@@ -40,7 +40,7 @@ enum ConfigurationFiles {
             for (index, value) in values.enumerated() {
                 let place = values.count == 1 ? file : "\(file) (document \(index + 1))"
                 do {
-                    documents.append(try document(value, source: place))
+                    documents.append(try document(value, source: place, disabledStageTypes: disabledStageTypes))
                 } catch {
                     problems.append("\(error)")
                 }
@@ -96,7 +96,7 @@ enum ConfigurationFiles {
         }
     }
 
-    private static func document(_ value: JSONValue, source: String) throws -> Document {
+    private static func document(_ value: JSONValue, source: String, disabledStageTypes: Set<String>) throws -> Document {
         let kind = value["kind"]?.stringValue
         if kind == "application" || (kind == nil && value["stages"] == nil && value["application"] == nil) {
             guard var json = value.objectValue, let name = json["name"]?.stringValue else { throw CLIError("\(source): an application needs a name") }
@@ -109,7 +109,7 @@ enum ConfigurationFiles {
             object["kind"] = nil
             json = .object(object)
         }
-        switch PipelineValidation.parse(json) {
+        switch PipelineValidation.parse(json, disabledStageTypes: disabledStageTypes) {
         case .success(let pipeline):
             guard pipeline.application?.isEmpty == false, pipeline.name?.isEmpty == false else {
                 throw CLIError("\(source): a pipeline needs an application and a name")
@@ -135,11 +135,12 @@ struct ApplyCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var options: CommonOptions
+    @OptionGroup var policy: StagePolicyOptions
     @Option(name: .shortAndLong, help: "A file or a directory.") var file: String
     @Flag(help: "Print what would change without saving.") var dryRun = false
 
     func run() async throws {
-        let documents = try ConfigurationFiles.read(file)
+        let documents = try ConfigurationFiles.read(file, disabledStageTypes: policy.disabledStageTypes)
         guard !documents.isEmpty else { throw CLIError("\(file) holds no applications or pipelines") }
         let database = try options.database()
         let logger = options.logger("topsail.apply")

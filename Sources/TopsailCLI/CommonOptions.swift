@@ -46,6 +46,22 @@ struct CommonOptions: ParsableArguments {
     }
 }
 
+/// Stage types disabled on this installation: refused when a pipeline is saved, applied or
+/// triggered, and ended TERMINAL by the worker if one still reaches it.
+struct StagePolicyOptions: ParsableArguments {
+    @Option(name: .customLong("disable-stage-type"), help: ArgumentHelp(
+        "A stage type this installation does not run or accept (e.g. script), repeatable; adds to $TOPSAIL_DISABLED_STAGE_TYPES (comma-separated).",
+        valueName: "type"))
+    var disabledStageTypeOptions: [String] = []
+
+    var disabledStageTypes: Set<String> { installationDisabledStageTypes().union(disabledStageTypeOptions) }
+}
+
+/// `$TOPSAIL_DISABLED_STAGE_TYPES`: stage types (comma-separated) this installation disables.
+func installationDisabledStageTypes() -> Set<String> {
+    Set((environment("TOPSAIL_DISABLED_STAGE_TYPES") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
+}
+
 /// A configuration variable; set but empty counts as unset.
 func environment(_ name: String) -> String? {
     guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else { return nil }

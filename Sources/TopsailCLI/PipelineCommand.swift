@@ -25,7 +25,7 @@ struct ValidatePipelineCommand: AsyncParsableCommand {
 
     func run() async throws {
         let json = try PipelineFile.read(file)
-        switch PipelineValidation.parse(json) {
+        switch PipelineValidation.parse(json, disabledStageTypes: installationDisabledStageTypes()) {
         case .success(let pipeline):
             let graph = StageGraph(pipeline.stages)
             print("valid: \(pipeline.stages.count) stages, starting with \(graph.initialStages.joined(separator: ", "))")
@@ -50,6 +50,7 @@ struct SavePipelineCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var options: CommonOptions
+    @OptionGroup var policy: StagePolicyOptions
 
     @Option(name: .shortAndLong, help: "The pipeline JSON file ('-' reads standard input).")
     var file: String
@@ -58,7 +59,7 @@ struct SavePipelineCommand: AsyncParsableCommand {
     var id: String?
 
     func run() async throws {
-        var pipeline = try PipelineFile.load(file)
+        var pipeline = try PipelineFile.load(file, disabledStageTypes: policy.disabledStageTypes)
         if let id {
             if let existing = pipeline.id, existing != id { throw CLIError("\(file) has id '\(existing)', not '\(id)'") }
             pipeline.json["id"] = .string(id)
@@ -104,8 +105,8 @@ enum PipelineFile {
     }
 
     /// Reads and validates; every problem becomes one line of the error.
-    static func load(_ file: String) throws -> PipelineConfig {
-        switch PipelineValidation.parse(try read(file)) {
+    static func load(_ file: String, disabledStageTypes: Set<String>) throws -> PipelineConfig {
+        switch PipelineValidation.parse(try read(file), disabledStageTypes: disabledStageTypes) {
         case .success(let pipeline): return pipeline
         case .failure(let problems): throw CLIError(problems.problems.map { "\(file): \($0)" }.joined(separator: "\n"))
         }

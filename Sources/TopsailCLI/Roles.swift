@@ -18,18 +18,20 @@ struct Roles {
         case scheduler
         case projector
         case supervisor(interval: Duration, grace: Duration)
-        case http(host: String, port: Int)
+        case http(APIServer.Configuration)
     }
 
     let database: DatabaseConfiguration
     let kafka: KafkaConfiguration
     let topics: TopicOptions
+    let disabledStageTypes: Set<String>
     let logger: Logger
 
-    init(options: CommonOptions, topics: TopicOptions) throws {
+    init(options: CommonOptions, topics: TopicOptions, disabledStageTypes: Set<String> = installationDisabledStageTypes()) throws {
         database = try options.database()
         kafka = try options.kafka()
         self.topics = topics
+        self.disabledStageTypes = disabledStageTypes
         logger = options.logger("topsail")
     }
 
@@ -38,6 +40,7 @@ struct Roles {
         let repository = ExecutionRepository(store: PostgresEventStore(client: client, logger: logger), logger: logger)
         let timers = TimerStore(client: client, logger: logger)
         var services: [any Service] = [client]
+        TopsailMetrics.bootstrap()
         for role in roles {
             switch role {
             case .relay(let configuration):
@@ -45,15 +48,18 @@ struct Roles {
             case .orchestrator:
                 services.append(OrchestratorService(repository: repository, kafka: kafka, topicPrefix: topics.topicPrefix, partitions: topics.partitions, logger: logger))
             case .worker:
-                services.append(WorkerService(repository: repository, timers: timers, kafka: kafka, topicPrefix: topics.topicPrefix, partitions: topics.partitions, logger: logger))
+                services.append(WorkerService(
+                    repository: repository, timers: timers, kafka: kafka, topicPrefix: topics.topicPrefix, partitions: topics.partitions,
+                    disabledStageTypes: disabledStageTypes, logger: logger))
             case .scheduler:
                 services.append(SchedulerService(timers: timers, repository: repository, logger: logger))
             case .projector:
                 services.append(ExecutionProjector(client: client, logger: logger))
             case let .supervisor(interval, grace):
                 services.append(SupervisorService(client: client, interval: interval, grace: grace, logger: logger))
-            case let .http(host, port):
-                services.append(APIServer(client: client, repository: repository, configuration: .init(host: host, port: port), logger: logger).application())
+            case .http(var configuration):
+                configuration.disabledStageTypes.formUnion(disabledStageTypes)
+                services.append(try await APIServer(client: client, repository: repository, configuration: configuration, logger: logger).application())
             }
         }
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(

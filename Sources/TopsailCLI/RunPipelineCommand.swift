@@ -18,6 +18,7 @@ struct RunPipelineCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var options: CommonOptions
+    @OptionGroup var policy: StagePolicyOptions
 
     @Option(name: .shortAndLong, help: "The pipeline JSON file ('-' reads standard input).")
     var file: String?
@@ -45,7 +46,8 @@ struct RunPipelineCommand: AsyncParsableCommand {
             guard pair.count == 2, !pair[0].isEmpty else { throw CLIError("--param '\(item)' is not name=value") }
             given[String(pair[0])] = .string(String(pair[1]))
         }
-        let file = try self.file.map { try PipelineFile.load($0) }
+        let disabled = policy.disabledStageTypes
+        let file = try self.file.map { try PipelineFile.load($0, disabledStageTypes: disabled) }
         let database = try options.database()
         let logger = options.logger("topsail.pipeline")
         let user = ProcessInfo.processInfo.environment["USER"] ?? "cli"
@@ -62,6 +64,9 @@ struct RunPipelineCommand: AsyncParsableCommand {
                     throw CLIError("no saved pipeline \(id); save one with topsail pipeline save -f FILE")
                 }
                 guard !saved.disabled else { throw CLIError("pipeline \(id) is disabled") }
+                if let problem = PipelineValidation.disabledStages(of: saved, disabled).first {
+                    throw CLIError("pipeline \(id) cannot run here: \(problem)")
+                }
                 pipeline = saved
             }
             let parameterValues: [String: JSONValue]

@@ -16,6 +16,7 @@ struct APITests {
     struct Reply {
         var status: Int
         var json: JSONValue
+        var headers: [String: String] = [:]
     }
 
     /// The token `call` sends, for the test running now.
@@ -29,7 +30,7 @@ struct APITests {
         }
     }
 
-    static func call(_ method: String, _ url: String, body: String? = nil) async throws -> Reply {
+    static func call(_ method: String, _ url: String, body: String? = nil, token: String? = Self.token) async throws -> Reply {
         var request = URLRequest(url: URL(string: url)!)
         request.httpMethod = method
         if let body {
@@ -38,8 +39,11 @@ struct APITests {
         }
         if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
         let (data, response) = try await URLSession.shared.data(for: request)
-        let json = (try? JSONDecoder().decode(JSONValue.self, from: data)) ?? .null
-        return Reply(status: (response as? HTTPURLResponse)?.statusCode ?? 0, json: json)
+        let json = (try? JSONDecoder().decode(JSONValue.self, from: data)) ?? .string(String(decoding: data, as: UTF8.self))
+        let http = response as? HTTPURLResponse
+        var headers: [String: String] = [:]
+        for (name, value) in http?.allHeaderFields ?? [:] { headers[String(describing: name).lowercased()] = String(describing: value) }
+        return Reply(status: http?.statusCode ?? 0, json: json, headers: headers)
     }
 
     @Test("trigger a saved pipeline, answer its manual judgment and read it back, all through the API")

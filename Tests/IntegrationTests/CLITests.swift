@@ -17,17 +17,22 @@ struct CLITests {
 
     /// Runs the executable to completion on a thread of its own: blocking a test's cooperative
     /// thread while a command runs would stall every other test in the process.
-    static func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> Outcome {
+    /// (Another executable than `topsail` when `executable` is given.)
+    static func run(_ arguments: [String], environment: [String: String] = [:], executable: URL? = nil) async throws -> Outcome {
         try await withCheckedThrowingContinuation { continuation in
             DispatchQueue.global().async {
-                do { continuation.resume(returning: try runBlocking(arguments, environment: environment)) } catch { continuation.resume(throwing: error) }
+                do {
+                    continuation.resume(returning: try runBlocking(executable ?? TestEnvironment.topsailExecutable(), arguments, environment: environment))
+                } catch {
+                    continuation.resume(throwing: error)
+                }
             }
         }
     }
 
-    private static func runBlocking(_ arguments: [String], environment: [String: String]) throws -> Outcome {
+    private static func runBlocking(_ executable: URL, _ arguments: [String], environment: [String: String]) throws -> Outcome {
         let process = Process()
-        process.executableURL = try TestEnvironment.topsailExecutable()
+        process.executableURL = executable
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let out = Pipe()

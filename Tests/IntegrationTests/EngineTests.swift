@@ -17,13 +17,22 @@ struct EngineTests {
         let prefix: String
         var process: ChildProcess
 
-        init(_ db: TestDatabase, prefix: String = TestEnvironment.uniqueName("t") + ".", brokers: String? = nil) throws {
+        init(
+            _ db: TestDatabase, prefix: String = TestEnvironment.uniqueName("t") + ".", brokers: String? = nil, arguments: [String] = [],
+            environment: [String: String] = [:]
+        ) throws {
             self.db = db
             self.prefix = prefix
             self.brokers = brokers
+            self.arguments = arguments
+            self.environment = environment
             httpPort = try PrivateBroker.freePort()
-            process = try Self.start(db, prefix: prefix, httpPort: httpPort, brokers: brokers)
+            process = try Self.start(db, prefix: prefix, httpPort: httpPort, brokers: brokers, arguments: arguments, environment: environment)
         }
+
+        /// More arguments for `topsail all`, and its environment's additions.
+        let arguments: [String]
+        let environment: [String: String]
 
         /// Another broker than the shared one (a private broker a test stops and starts).
         let brokers: String?
@@ -32,16 +41,18 @@ struct EngineTests {
         let httpPort: Int
         var api: String { "http://127.0.0.1:\(httpPort)" }
 
-        static func start(_ db: TestDatabase, prefix: String, httpPort: Int, brokers: String?) throws -> ChildProcess {
+        static func start(
+            _ db: TestDatabase, prefix: String, httpPort: Int, brokers: String?, arguments: [String] = [], environment: [String: String] = [:]
+        ) throws -> ChildProcess {
             try ChildProcess(try TestEnvironment.topsailExecutable(), [
                 "all", "--database-url", db.url, "--topic-prefix", prefix, "--partitions", "2",
                 "--http-port", String(httpPort), "--relay-name", prefix,
                 "--kafka-property", "session.timeout.ms=2000", "--kafka-property", "heartbeat.interval.ms=500", "--log-level", "debug",
-            ] + (brokers.map { ["--kafka-brokers", $0] } ?? []))
+            ] + (brokers.map { ["--kafka-brokers", $0] } ?? []) + arguments, environment: environment)
         }
 
         mutating func restart() throws {
-            process = try Self.start(db, prefix: prefix, httpPort: httpPort, brokers: brokers)
+            process = try Self.start(db, prefix: prefix, httpPort: httpPort, brokers: brokers, arguments: arguments, environment: environment)
         }
 
         var repository: ExecutionRepository { ExecutionRepository(store: db.store, logger: TestEnvironment.logger) }

@@ -73,11 +73,13 @@ struct TestDatabase: Sendable {
         "postgres://\(configuration.username)@\(configuration.host):\(configuration.port)/\(configuration.database)?schema=\(configuration.schema)"
     }
 
+    /// (On the server at `serverURL` when given, not the shared one.)
     static func with<T: Sendable>(
-        migrate: Bool = true, maximumConnections: Int = 20,
+        migrate: Bool = true, maximumConnections: Int = 20, serverURL: String? = nil,
         _ body: @Sendable (TestDatabase) async throws -> T
     ) async throws -> T {
-        var configuration = try TestEnvironment.database().inSchema(TestEnvironment.uniqueName("t_"))
+        let server = try serverURL.map { try DatabaseConfiguration(url: $0) } ?? TestEnvironment.database()
+        var configuration = server.inSchema(TestEnvironment.uniqueName("t_"))
         configuration.maximumConnections = maximumConnections
         let client = PostgresClient(configuration: configuration.clientConfiguration, backgroundLogger: TestEnvironment.logger)
         return try await withThrowingTaskGroup(of: T?.self) { group in

@@ -1,0 +1,294 @@
+import EventLog
+import Foundation
+import Pipelines
+
+/// The API's OpenAPI 3 document, served at `/openapi.json`. It is written next to the routes it
+/// describes; the test suite validates it (openapi-spec-validator) and fuzzes the running server
+/// from it (schemathesis), so a route that drifts from it fails there.
+enum OpenAPIDocument {
+    static let json: String = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: (try? encoder.encode(document)) ?? Data("{}".utf8), as: UTF8.self)
+    }()
+
+    static var document: JSONValue {
+        [
+            "openapi": "3.0.3",
+            "info": [
+                "title": "Topsail API", "version": "1",
+                "description": """
+                    Topsail's HTTP API: executions, triggers, pipeline and application configuration, and the \
+                    audit log. Paths follow Spinnaker's Gate where it has them. Every error is {error, message, status}.
+                    """,
+            ],
+            "servers": [["url": "/"]],
+            "security": [["bearerAuth": []]],
+            "tags": .array(["executions", "pipelines", "applications", "audit", "health"].map { ["name": .string($0)] }),
+            "paths": .object(health.merging(executions) { $1 }.merging(configuration) { $1 }.merging(audit) { $1 }),
+            "components": [
+                "securitySchemes": [
+                    "bearerAuth": [
+                        "type": "http", "scheme": "bearer",
+                        "description": "An API token (topsail tokens create) or, when OIDC is configured, a JWT from its issuer.",
+                    ],
+                ],
+                "schemas": .object(schemas),
+            ],
+        ]
+    }
+
+    // MARK: - Paths
+
+    static var health: [String: JSONValue] {
+        [
+            "/health": ["get": operation("health", "Liveness: the process answers.", ["200": response("Alive.", ref("Status"))], tag: "health", open: true)],
+            "/ready": ["get": operation("ready", "Readiness: PostgreSQL answers.",
+                                        ["200": response("Ready.", ref("Status")), "503": errors["503"]!], tag: "health", open: true)],
+            "/metrics": ["get": operation("metrics", "Prometheus metrics of this process.",
+                                          ["200": response("Prometheus' text exposition format.", ["type": "string"], type: "text/plain")], tag: "health", open: true)],
+            "/openapi.json": ["get": operation("openapi", "This document.", ["200": response("The OpenAPI 3 document.", ["type": "object"])], tag: "health", open: true)],
+        ]
+    }
+
+    static var executions: [String: JSONValue] {
+        let execution = ref("Execution")
+        let changed = responses(["200": response("The execution after the change.", execution)], "404", "409")
+        let listing: [JSONValue] = [
+            query("limit", ["type": "integer", "minimum": 1, "maximum": 1000], "Page size (default 20)."),
+            query("statuses", ["type": "string"], "Comma-separated statuses, e.g. RUNNING,SUCCEEDED."),
+            query("pipelineName", ["type": "string"], "Only executions of this pipeline name."),
+            query("after", ["type": "string"], "Keyset paging: executions after this execution id in the listing's order."),
+        ]
+        let expression: JSONValue = ["type": "string", "maxLength": 10000]
+        return [
+            "/pipelines/{id}": ["get": operation(
+                "getExecution", "An execution with its stages, trigger and times.",
+                responses(["200": response("The execution.", execution)], "404"), parameters: [executionID])],
+            "/pipelines/{id}/events": ["get": operation(
+                "getExecutionEvents", "The execution's own event timeline, in order.",
+                responses(["200": response("A page of events; next continues it.", ref("EventPage"))], "404"),
+                parameters: [executionID, query("after", ["type": "integer", "minimum": 0], "Events after this stream version."),
+                             query("limit", ["type": "integer", "minimum": 1, "maximum": 1000], "Page size (default 100).")])],
+            "/pipelines/{id}/evaluateExpression": [
+                "get": operation(
+                    "evaluateExpression", "Evaluate a ${…} expression against the execution.",
+                    responses(["200": response("The result, or the error when the expression fails.", ref("Evaluation"))], "404"),
+                    parameters: [executionID, query("expression", ["type": "string", "maxLength": 2000],
+                                                    "The expression, e.g. ${trigger.user}; longer ones (up to 10,000 characters) go in a POST.", required: true)]),
+                "post": operation(
+                    "evaluateExpressionInBody", "Evaluate a ${…} expression, given in the body, against the execution.",
+                    responses(["200": response("The result, or the error when the expression fails.", ref("Evaluation"))], "404", "413"),
+                    parameters: [executionID], body: body(["type": "object", "required": ["expression"], "properties": ["expression": expression]])),
+            ],
+            "/pipelines/{id}/cancel": ["put": operation(
+                "cancelExecution", "Cancel a running or paused execution.", changed,
+                parameters: [executionID, query("reason", ["type": "string"], "Why; recorded with the event.")])],
+            "/pipelines/{id}/pause": ["put": operation("pauseExecution", "Pause a running execution.", changed, parameters: [executionID])],
+            "/pipelines/{id}/resume": ["put": operation("resumeExecution", "Resume a paused execution.", changed, parameters: [executionID])],
+            "/pipelines/{id}/stages/{stageId}/restart": ["put": operation(
+                "restartStage", "Restart a finished stage and the stages after it.", changed, parameters: [executionID, stageID])],
+            "/pipelines/{id}/stages/{stageId}": ["patch": operation(
+                "updateStage", "Answer a manual judgment, or skip the rest of a wait.",
+                responses(["200": response("The execution after the change.", execution)], "404", "409", "413"),
+                parameters: [executionID, stageID], body: body(ref("StagePatch")))],
+            "/executions": ["get": operation(
+                "listExecutions", "Executions, newest first, filtered and paged; only those of applications the caller may READ.",
+                responses(["200": response("With executionIds, full views of those; otherwise summaries.",
+                                           ["type": "array", "items": ["oneOf": [ref("ExecutionSummary"), execution]]])]),
+                parameters: [query("executionIds", ["type": "string"], "Comma-separated execution ids (at most 100)."),
+                             query("pipelineConfigIds", ["type": "string"], "Only executions of this pipeline id.")] + listing)],
+            "/applications/{application}/pipelines": ["get": operation(
+                "listApplicationExecutions", "An application's executions, newest first, paged.",
+                responses(["200": response("Execution summaries.", ["type": "array", "items": ref("ExecutionSummary")])]),
+                parameters: [application] + listing)],
+        ]
+    }
+
+    static var configuration: [String: JSONValue] {
+        let history = query("limit", ["type": "integer", "minimum": 1, "maximum": 1000], "Versions (default 100).")
+        let basedOn: [JSONValue] = [
+            query("basedOn", ["type": "integer", "minimum": 0], "Refuse with 409 unless the document is at this version (0: new)."),
+            query("force", ["type": "boolean"], "Save even when basedOn is stale."),
+        ]
+        let versions = response("Versions, newest first, with who saved each.", ["type": "array", "items": ref("Version")])
+        return [
+            "/pipelines": ["post": operation(
+                "savePipeline", "Save a pipeline (Spinnaker pipeline JSON) as its newest version; one without an id gets one.",
+                responses(["200": response("Saved.", ref("Saved"))], "409", "413"), parameters: basedOn, body: body(ref("PipelineConfig")), tag: "pipelines")],
+            "/pipelines/{application}/{pipelineNameOrId}": [
+                "post": operation(
+                    "triggerPipeline", "Trigger a saved pipeline: 202 with the new execution's reference.",
+                    responses(["202": response("Triggered.", ref("Triggered"))], "404", "409", "413"),
+                    parameters: [application, pipelineNameOrID], body: body(ref("TriggerRequest"), required: false), tag: "pipelines"),
+                "delete": operation(
+                    "deletePipeline", "Delete a saved pipeline; its history stays.",
+                    responses(["200": response("Deleted.", ref("Deleted"))], "404"), parameters: [application, pipelineNameOrID], tag: "pipelines"),
+            ],
+            "/pipelineConfigs/{id}/history": ["get": operation(
+                "pipelineHistory", "Every version of a pipeline.", responses(["200": versions], "404"),
+                parameters: [path("id", "A pipeline id."), history], tag: "pipelines")],
+            "/applications": [
+                "get": operation(
+                    "listApplications", "The applications the caller may READ.",
+                    responses(["200": response("Applications.", ["type": "array", "items": ref("Application")])]), tag: "applications"),
+                "post": operation(
+                    "saveApplication", "Create or update an application (creating may be limited to some roles).",
+                    responses(["200": response("Saved.", ref("SavedApplication"))], "409", "413"), parameters: basedOn,
+                    body: body(ref("Application")), tag: "applications"),
+            ],
+            "/applications/{application}": [
+                "get": operation(
+                    "getApplication", "An application's newest version.",
+                    responses(["200": response("The application.", ref("Application"))], "404"), parameters: [application], tag: "applications"),
+                "delete": operation(
+                    "deleteApplication", "Delete an application; its history stays.",
+                    responses(["200": response("Deleted.", ref("DeletedApplication"))], "404"), parameters: [application], tag: "applications"),
+            ],
+            "/applications/{application}/history": ["get": operation(
+                "applicationHistory", "Every version of an application.", responses(["200": versions], "404"),
+                parameters: [application, history], tag: "applications")],
+            "/applications/{application}/pipelineConfigs": ["get": operation(
+                "listPipelineConfigs", "An application's saved pipelines.",
+                responses(["200": response("Pipelines.", ["type": "array", "items": ref("PipelineConfig")])]), parameters: [application], tag: "pipelines")],
+            "/applications/{application}/pipelineConfigs/{pipelineNameOrId}": ["get": operation(
+                "getPipelineConfig", "One saved pipeline, by name or id.",
+                responses(["200": response("The pipeline.", ref("PipelineConfig"))], "404"), parameters: [application, pipelineNameOrID], tag: "pipelines")],
+        ]
+    }
+
+    static var audit: [String: JSONValue] {
+        let parameters: [JSONValue] = [
+            query("actor", ["type": "string"], "Only events by this actor."),
+            query("application", ["type": "string"], "Only events of this application."),
+            query("type", ["type": "string"], "An event type, or a prefix ending in *."),
+            query("since", ["type": "string", "format": "date-time"], "From this time (ISO 8601)."),
+            query("until", ["type": "string", "format": "date-time"], "Before this time (ISO 8601)."),
+            query("after", ["type": "integer", "minimum": 0], "After this log position."),
+            query("limit", ["type": "integer", "minimum": 1, "maximum": 1000], "Page size (default 100)."),
+            query("includeSystem", ["type": "boolean"], "Include the engine's own events."),
+        ]
+        return ["/audit": ["get": operation(
+            "audit", "Who did what: events with actor, source, correlation and causation ids. The whole log is for admins; an application's part for its readers.",
+            responses(["200": response("A page of events; next continues it.", ref("EventPage"))]), parameters: parameters, tag: "audit")]]
+    }
+
+    // MARK: - Schemas
+
+    static var schemas: [String: JSONValue] {
+        let time: JSONValue = ["type": "string", "format": "date-time"]
+        let string: JSONValue = ["type": "string"]
+        let integer: JSONValue = ["type": "integer"]
+        let strings: JSONValue = ["type": "array", "items": string]
+        let stage: JSONValue = object(
+            ["refId", "name", "type", "status", "attempt", "outputs"],
+            ["refId": string, "name": string, "type": string, "status": ref("ExecutionStatus"), "attempt": integer,
+             "startTime": time, "endTime": time, "outputs": ["type": "object"]])
+        return [
+            "Error": object(["error", "message", "status"], [
+                "error": string, "message": string, "status": integer,
+                "problems": ["type": "array", "items": object(["path", "message"], ["path": string, "stage": string, "message": string])],
+            ]),
+            "Status": object(["status"], ["status": string]),
+            "ExecutionStatus": ["type": "string", "enum": .array(ExecutionStatus.allCases.map { JSONValue.string($0.rawValue) })],
+            "Execution": object(["id", "status", "trigger", "parameters", "stages"], [
+                "id": string, "status": ref("ExecutionStatus"), "application": string, "pipeline": string, "pipelineConfigId": string,
+                "trigger": [:], "parameters": ["type": "object"], "buildTime": time, "startTime": time, "endTime": time,
+                "stages": ["type": "array", "items": stage],
+            ]),
+            "ExecutionSummary": object(["id", "status", "buildTime"], [
+                "id": string, "application": string, "name": string, "pipelineConfigId": string, "status": ref("ExecutionStatus"),
+                "triggerType": string, "triggeredBy": string, "buildTime": time, "startTime": time, "endTime": time,
+            ]),
+            "EventPage": object(["events", "next"], ["events": ["type": "array", "items": ref("Event")], "next": ["type": "integer", "nullable": true]]),
+            "Event": object(["position", "id", "stream", "version", "type", "time", "data"], [
+                "position": integer, "id": string, "stream": string, "version": integer, "type": string, "time": time,
+                "actor": string, "source": string, "correlationId": string, "causationId": string, "data": [:],
+            ]),
+            "Evaluation": object(["expression", "result"], ["expression": string, "result": ["nullable": true], "error": string]),
+            "StagePatch": object([], [
+                "judgmentStatus": ["type": "string", "enum": ["continue", "stop"]], "judgmentInput": string, "skipRemainingWait": ["type": "boolean"],
+            ]),
+            "TriggerRequest": object([], ["type": string, "user": string, "parameters": ["type": "object", "additionalProperties": string]]),
+            "Triggered": object(["id", "ref"], ["id": string, "ref": string]),
+            "PipelineConfig": object(["application", "name", "stages"], [
+                "id": string, "application": string, "name": string, "disabled": ["type": "boolean"],
+                "limitConcurrent": ["type": "boolean"], "keepWaitingPipelines": ["type": "boolean"],
+                "parameterConfig": ["type": "array", "items": ["type": "object"]], "triggers": ["type": "array", "items": ["type": "object"]],
+                "stages": ["type": "array", "items": ref("Stage")],
+            ]),
+            "Stage": object(["refId", "type"], ["refId": string, "type": string, "name": string, "requisiteStageRefIds": strings]),
+            "Saved": object(["id", "version"], ["id": string, "version": integer]),
+            "Deleted": object(["id", "version", "deleted"], ["id": string, "version": integer, "deleted": ["type": "boolean"]]),
+            "SavedApplication": object(["name", "version"], ["name": string, "version": integer]),
+            "DeletedApplication": object(["name", "version", "deleted"], ["name": string, "version": integer, "deleted": ["type": "boolean"]]),
+            "Application": object(["name"], [
+                "name": ["type": "string", "pattern": "^[a-z][a-z0-9-]*$", "maxLength": 100], "description": string,
+                "email": ["type": "string", "format": "email"], "attributes": ["type": "object"],
+                "permissions": object([], ["READ": strings, "WRITE": strings, "EXECUTE": strings]), "version": integer,
+            ]),
+            "Version": object(["version", "recordedAt", "deleted"], [
+                "version": integer, "recordedAt": time, "actor": string, "source": string, "document": ["nullable": true], "deleted": ["type": "boolean"],
+            ]),
+        ]
+    }
+
+    // MARK: - Building blocks
+
+    static let errors: [String: JSONValue] = [
+        "400": response("Malformed: the message names the field or parameter at fault.", ref("Error")),
+        "401": response("No valid API token or JWT.", ref("Error")),
+        "403": response("The caller lacks the permission; the message names the roles that would do.", ref("Error")),
+        "404": response("No such execution, application or pipeline.", ref("Error")),
+        "409": response("A conflict: a stale basedOn version, or a status that does not allow the action.", ref("Error")),
+        "413": response("The body is larger than the API's limit (--max-body-bytes).", ref("Error")),
+        "429": response("Over the caller's rate limit; Retry-After says when to try again.", ref("Error")),
+        "503": response("PostgreSQL does not answer; try again shortly.", ref("Error")),
+    ]
+
+    /// `success` plus the errors every authenticated route may answer, plus `extra`.
+    static func responses(_ success: [String: JSONValue], _ extra: String...) -> [String: JSONValue] {
+        let codes = ["400", "401", "403", "429", "503"] + extra
+        return success.merging(codes.map { ($0, errors[$0]!) }) { $1 }
+    }
+
+    static func operation(
+        _ id: String, _ summary: String, _ responses: [String: JSONValue], parameters: [JSONValue] = [], body: JSONValue? = nil,
+        tag: String = "executions", open: Bool = false
+    ) -> JSONValue {
+        var operation: [String: JSONValue] = ["operationId": .string(id), "summary": .string(summary), "responses": .object(responses), "tags": [.string(tag)]]
+        if !parameters.isEmpty { operation["parameters"] = .array(parameters) }
+        if let body { operation["requestBody"] = body }
+        if open { operation["security"] = [] }
+        return .object(operation)
+    }
+
+    static func response(_ description: String, _ schema: JSONValue, type: String = "application/json") -> JSONValue {
+        ["description": .string(description), "content": .object([type: ["schema": schema]])]
+    }
+
+    static func body(_ schema: JSONValue, required: Bool = true) -> JSONValue {
+        ["required": .bool(required), "content": ["application/json": ["schema": schema]]]
+    }
+
+    static func query(_ name: String, _ schema: JSONValue, _ description: String, required: Bool = false) -> JSONValue {
+        ["name": .string(name), "in": "query", "required": .bool(required), "schema": schema, "description": .string(description)]
+    }
+
+    static func path(_ name: String, _ description: String) -> JSONValue {
+        ["name": .string(name), "in": "path", "required": true, "schema": ["type": "string", "minLength": 1], "description": .string(description)]
+    }
+
+    static func object(_ required: [String], _ properties: [String: JSONValue]) -> JSONValue {
+        var schema: [String: JSONValue] = ["type": "object", "properties": .object(properties)]
+        if !required.isEmpty { schema["required"] = .array(required.map(JSONValue.string)) }
+        return .object(schema)
+    }
+
+    static func ref(_ name: String) -> JSONValue { ["$ref": .string("#/components/schemas/\(name)")] }
+
+    static let executionID = path("id", "An execution id.")
+    static let stageID = path("stageId", "A stage's refId.")
+    static let application = path("application", "An application name.")
+    static let pipelineNameOrID = path("pipelineNameOrId", "A pipeline's name or id.")
+}

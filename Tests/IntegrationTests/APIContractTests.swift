@@ -1,0 +1,289 @@
+import Crypto
+import EventLog
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Orchestration
+import PipelineEngine
+import Pipelines
+import Testing
+
+/// The API's contract and limits: its OpenAPI document (validated, and the running server fuzzed
+/// from it), configured limits (body size, rate), installation policies, OIDC JWTs, metrics, and
+/// PostgreSQL going away under it.
+@Suite("HTTP API: contract, limits and outages", .serialized)
+struct APIContractTests {
+    typealias Engine = EngineTests.Engine
+    static let call = APITests.call
+
+    /// The Python tools ops/setup installs (openapi-spec-validator, schemathesis).
+    static func tool(_ name: String) throws -> URL {
+        let url = TestEnvironment.packageRoot.appendingPathComponent(".topsail/venv/bin/\(name)")
+        guard FileManager.default.isExecutableFile(atPath: url.path) else { throw SetupError("\(url.path) is missing: run ops/setup") }
+        return url
+    }
+
+    static func admin(_ db: TestDatabase, user: String = "root") async throws -> String {
+        try await Identities(store: db.store).issue(user: user, name: "tests", roles: ["admin"], metadata: EventMetadata(source: "test")).token
+    }
+
+    static let judged: JSONValue = [
+        "application": "fuzz", "name": "deploy", "limitConcurrent": false,
+        "stages": [["refId": "1", "type": "manualJudgment", "name": "approve"], ["refId": "2", "type": "wait", "waitTime": 1, "requisiteStageRefIds": ["1"]]],
+    ]
+
+    @Test("the OpenAPI document is valid, and schemathesis fuzzing the running server from it finds no 5xx and no answer the document does not describe")
+    func openAPIDocumentHoldsUnderFuzzing() async throws {
+        try await TestDatabase.with { db in
+            let engine = try Engine(db, arguments: ["--rate-limit", "0"])
+            defer { engine.process.terminate() }
+            let token = try await Self.admin(db)
+            try await eventually("the API to answer") { (try? await Self.call("GET", engine.api + "/health", nil, nil))?.status == 200 }
+            // Something real for the path parameters to name.
+            #expect(try await Self.call("POST", engine.api + "/applications", #"{"name": "fuzz", "email": "team@example.com"}"#, token).status == 200)
+            let saved = try await Self.call("POST", engine.api + "/pipelines", String(decoding: try JSONEncoder().encode(Self.judged), as: UTF8.self), token)
+            #expect(saved.status == 200, "\(saved.json)")
+            let triggered = try await Self.call("POST", engine.api + "/pipelines/fuzz/deploy", "{}", token)
+            let execution = try #require(triggered.json["id"]?.stringValue)
+
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("openapi"))
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let document = try await URLSession.shared.data(from: URL(string: engine.api + "/openapi.json")!).0
+            let file = directory.appendingPathComponent("openapi.json")
+            try document.write(to: file)
+            let validated = try await CLITests.run([file.path], executable: try Self.tool("openapi-spec-validator"))
+            #expect(validated.status == 0, "\(validated.stdout)\(validated.stderr)")
+
+            // Path parameters name the real execution, application and pipeline; everything else
+            // (queries, bodies) is generated. Bounded: a fixed seed and 25 examples an operation.
+            let config = directory.appendingPathComponent("schemathesis.toml")
+            try """
+                [parameters]
+                id = "\(execution)"
+                application = "fuzz"
+                pipelineNameOrId = "deploy"
+                stageId = "1"
+                """.write(to: config, atomically: true, encoding: .utf8)
+            let fuzzed = try await CLITests.run([
+                "--config-file", config.path, "run", engine.api + "/openapi.json",
+                "--header", "Authorization: Bearer \(token)",
+                "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+                "--phases", "examples,fuzzing", "--max-examples", "25", "--seed", "7", "--workers", "1",
+                "--request-timeout", "10", "--no-color",
+            ], environment: ["HOME": directory.path], executable: try Self.tool("schemathesis"))
+            let report = fuzzed.stdout.split(separator: "\n").suffix(60).joined(separator: "\n")
+            #expect(fuzzed.status == 0, "schemathesis:\n\(report)\n\(fuzzed.stderr)")
+            #expect(fuzzed.stdout.contains("passed"), "\(report)")
+            #expect(!engine.process.text.contains("request failed"), "the server logged internal failures")
+        }
+    }
+
+    @Test("configured limits: body size (413), per-caller rate (429 with Retry-After), application creators, disabled script stages")
+    func limitsAndPolicies() async throws {
+        try await TestDatabase.with { db in
+            let engine = try Engine(db, arguments: [
+                "--max-body-bytes", "2048", "--rate-limit", "0.5", "--rate-burst", "5",
+                "--application-creator-role", "creators", "--disable-stage-type", "script",
+            ])
+            defer { engine.process.terminate() }
+            let identities = Identities(store: db.store)
+            let root = try await Self.admin(db)
+            let creator = try await identities.issue(user: "cara", name: nil, roles: ["creators"], metadata: EventMetadata(source: "test")).token
+            let other = try await identities.issue(user: "olaf", name: nil, roles: ["dev"], metadata: EventMetadata(source: "test")).token
+            try await eventually("the API to answer") { (try? await Self.call("GET", engine.api + "/health", nil, nil))?.status == 200 }
+
+            // Body limit, as configured.
+            let big = #"{"name": "big", "description": "\#(String(repeating: "x", count: 3000))"}"#
+            let tooLarge = try await Self.call("POST", engine.api + "/applications", big, root)
+            #expect(tooLarge.status == 413 && tooLarge.json["message"]?.stringValue?.contains("2048 bytes") == true, "\(tooLarge.json)")
+
+            // Only admins and the creators role create applications; updating is WRITE's business.
+            let refused = try await Self.call("POST", engine.api + "/applications", #"{"name": "olafs"}"#, other)
+            #expect(refused.status == 403 && refused.json["message"]?.stringValue?.contains("creators") == true, "\(refused.json)")
+            #expect(try await ApplicationStore(store: db.store).documents.latest("olafs") == nil)
+            #expect(try await Self.call("POST", engine.api + "/applications", #"{"name": "caras"}"#, creator).status == 200)
+
+            // Script stages: refused on save with the path, refused on trigger, ended by the worker.
+            let scripted = #"{"application": "caras", "name": "s", "stages": [{"refId": "a", "type": "script", "command": "true"}]}"#
+            let rejected = try await Self.call("POST", engine.api + "/pipelines", scripted, root)
+            #expect(rejected.status == 400 && rejected.json["problems"]?.arrayValue?.first?["path"] == "stages[0].type", "\(rejected.json)")
+            try await PipelineConfigStore(store: db.store).save(PipelineConfig(json: [
+                "id": "old-script", "application": "caras", "name": "old", "stages": [["refId": "a", "type": "script", "command": "true"]],
+            ]), metadata: EventMetadata(source: "test"))
+            let notRun = try await Self.call("POST", engine.api + "/pipelines/caras/old", "{}", root)
+            #expect(notRun.status == 409 && notRun.json["message"]?.stringValue?.contains("disabled on this installation") == true, "\(notRun.json)")
+            let slipped = try await engine.run(["stages": [["refId": "a", "type": "script", "command": "touch /tmp/never"]]])
+            let state = try await engine.finished(slipped)
+            #expect(state.status == .terminal)
+            #expect(state.stage("a").outputs["error"] == "stage type 'script' is disabled on this installation")
+
+            // Rate: a burst of 5, then 429 with Retry-After (one request every 2 s); another caller is unaffected.
+            try await Task.sleep(for: .seconds(3))
+            var statuses: [Int] = []
+            var retryAfter: String?
+            for _ in 0..<8 {
+                let reply = try await Self.call("GET", engine.api + "/applications", nil, other)
+                statuses.append(reply.status)
+                if reply.status == 429 {
+                    retryAfter = reply.headers["retry-after"]
+                    #expect(reply.json["error"] == "too_many_requests" && reply.json["message"]?.stringValue?.contains("olaf") == true)
+                }
+            }
+            #expect(statuses.prefix(5).allSatisfy { $0 == 200 } && statuses.suffix(2).allSatisfy { $0 == 429 }, "\(statuses)")
+            #expect(retryAfter == "1" || retryAfter == "2", "a token every 2 s: \(retryAfter ?? "no Retry-After")")
+            #expect(try await Self.call("GET", engine.api + "/applications", nil, creator).status == 200)
+            try await Task.sleep(for: .seconds(2.5))
+            #expect(try await Self.call("GET", engine.api + "/applications", nil, other).status == 200, "the bucket refills")
+        }
+    }
+
+    @Test("timeline, expression evaluation and metrics of a triggered execution")
+    func timelineExpressionsMetrics() async throws {
+        try await TestDatabase.with { db in
+            let engine = try Engine(db)
+            defer { engine.process.terminate() }
+            let root = try await Self.admin(db)
+            try await eventually("the API to answer") { (try? await Self.call("GET", engine.api + "/health", nil, nil))?.status == 200 }
+            _ = try await Self.call("POST", engine.api + "/pipelines", String(decoding: try JSONEncoder().encode(Self.judged), as: UTF8.self), root)
+            let id = try #require(try await Self.call("POST", engine.api + "/pipelines/fuzz/deploy", #"{"user": "ci-bot"}"#, root).json["id"]?.stringValue)
+            try await engine.until("the judgment to wait") { try await engine.repository.load(id).stage("1").status == .running }
+
+            let timeline = try await Self.call("GET", engine.api + "/pipelines/\(id)/events?limit=2", nil, root)
+            let events = try #require(timeline.json["events"]?.arrayValue)
+            #expect(events.map { $0["type"]?.stringValue } == ["execution.triggered", "execution.started"], "\(timeline.json)")
+            #expect(events.first?["actor"] == "root" && events.first?["source"] == "api")
+            let next = try #require(timeline.json["next"]?.intValue)
+            let rest = try await Self.call("GET", engine.api + "/pipelines/\(id)/events?after=\(next)", nil, root)
+            #expect(rest.json["events"]?.arrayValue?.first?["version"]?.intValue == 3, "\(rest.json)")
+            #expect(try await Self.call("GET", engine.api + "/pipelines/nope/events", nil, root).status == 404)
+
+            let expression = "${trigger.user} asks ${#stage('approve').status}"
+            let encoded = expression.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
+            let evaluated = try await Self.call("GET", engine.api + "/pipelines/\(id)/evaluateExpression?expression=\(encoded)", nil, root)
+            #expect(evaluated.json["result"] == "ci-bot asks RUNNING", "\(evaluated.json)")
+            let failed = try await Self.call("POST", engine.api + "/pipelines/\(id)/evaluateExpression", #"{"expression": "${nothing.here}"}"#, root)
+            #expect(failed.status == 200 && failed.json["result"] == .null && failed.json["error"]?.stringValue?.isEmpty == false, "\(failed.json)")
+
+            let metrics = try await Self.call("GET", engine.api + "/metrics", nil, nil)
+            let text = metrics.json.stringValue ?? ""
+            #expect(metrics.status == 200 && metrics.headers["content-type"]?.hasPrefix("text/plain") == true)
+            #expect(text.contains(#"hb_requests{http_route="/pipelines/{id}/events",http_request_method="GET",http_response_status_code="200"} 2"#), "\(text.prefix(2000))")
+            #expect(text.contains(#"topsail_executions_triggered_total{source="api"} 1"#))
+            #expect(text.contains("topsail_execution_events_appended_total{source=\"orchestrator\"}"))
+        }
+    }
+
+    @Test("bearer JWTs from the configured OIDC issuer: user and groups from the claims; wrong audience, issuer, key or an expired token get 401")
+    func oidcBearerTokens() async throws {
+        let key = P256.Signing.PrivateKey()
+        let stranger = P256.Signing.PrivateKey()
+        let raw = key.publicKey.rawRepresentation
+        let jwks: JSONValue = ["keys": [[
+            "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": "k1",
+            "x": .string(Self.base64url(raw.prefix(32))), "y": .string(Self.base64url(raw.suffix(32))),
+        ]]]
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("oidc"))
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let keys = directory.appendingPathComponent("jwks.json")
+        try JSONEncoder().encode(jwks).write(to: keys)
+        let issuer = "https://login.example.com"
+        @Sendable func jwt(_ claims: [String: JSONValue], key signer: P256.Signing.PrivateKey = key) throws -> String {
+            let now = Date().timeIntervalSince1970
+            var all: [String: JSONValue] = ["iss": .string(issuer), "aud": "topsail", "sub": "u-1", "exp": .number(now + 300), "iat": .number(now)]
+            all.merge(claims) { $1 }
+            let header = Self.base64url(try JSONEncoder().encode(["alg": "ES256", "typ": "JWT", "kid": "k1"] as JSONValue))
+            let payload = Self.base64url(try JSONEncoder().encode(JSONValue.object(all)))
+            let signature = try signer.signature(for: Data("\(header).\(payload)".utf8)).rawRepresentation
+            return "\(header).\(payload).\(Self.base64url(signature))"
+        }
+
+        try await TestDatabase.with { db in
+            let engine = try Engine(db, arguments: ["--oidc-issuer", issuer, "--oidc-audience", "topsail", "--oidc-jwks", keys.path])
+            defer { engine.process.terminate() }
+            try await ApplicationStore(store: db.store).documents.save(
+                ["name": "shop", "permissions": ["READ": ["shop-readers"]]], id: "shop", metadata: EventMetadata(source: "test"))
+            try await eventually("the API to answer") { (try? await Self.call("GET", engine.api + "/health", nil, nil))?.status == 200 }
+
+            let reader = try jwt(["preferred_username": "jo", "groups": ["shop-readers"]])
+            let allowed = try await Self.call("GET", engine.api + "/applications/shop", nil, reader)
+            #expect(allowed.status == 200, "\(allowed.json)")
+            let listed = try await Self.call("GET", engine.api + "/applications", nil, reader)
+            #expect(listed.json.arrayValue?.compactMap { $0["name"]?.stringValue } == ["shop"], "\(listed.json)")
+            // Without the group: 403 naming the role; the user is sub when preferred_username is absent.
+            let outsider = try await Self.call("GET", engine.api + "/applications/shop", nil, try jwt(["groups": ["other"]]))
+            #expect(outsider.status == 403 && outsider.json["message"]?.stringValue?.hasPrefix("u-1 may not READ") == true, "\(outsider.json)")
+
+            for (what, token, expected) in [
+                ("audience", try jwt(["aud": "someone-else"]), "not for audience topsail"),
+                ("issuer", try jwt(["iss": "https://evil.example.com"]), "not https://login.example.com"),
+                ("key", try jwt([:], key: stranger), "not valid"),
+                ("expiry", try jwt(["exp": .number(Date().timeIntervalSince1970 - 60)]), "not valid"),
+            ] {
+                let reply = try await Self.call("GET", engine.api + "/applications", nil, token)
+                #expect(reply.status == 401 && reply.json["message"]?.stringValue?.contains(expected) == true, "\(what): \(reply.json)")
+            }
+            // API tokens still work beside JWTs.
+            #expect(try await Self.call("GET", engine.api + "/applications", nil, try await Self.admin(db)).status == 200)
+        }
+    }
+
+    @Test("PostgreSQL stopped under the API: 503 with a JSON body and /ready false, /health still up; started again: the API recovers by itself")
+    func postgresStoppedAndStarted() async throws {
+        let port = try PrivateBroker.freePort()
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("pg"))
+        let services = TestEnvironment.packageRoot.appendingPathComponent("ops/services")
+        let environment = ["TOPSAIL_STATE_DIR": state.path, "TOPSAIL_PG_PORT": String(port)]
+        @Sendable func postgres(_ action: String) async throws {
+            let outcome = try await CLITests.run(["postgres", action], environment: environment, executable: services)
+            guard outcome.status == 0 else { throw SetupError("ops/services postgres \(action): \(outcome.stdout)\(outcome.stderr)") }
+        }
+        try await postgres("start")
+        defer {
+            // Stop the private server and remove its files whatever happened.
+            let stop = Process()
+            stop.executableURL = services
+            stop.arguments = ["postgres", "stop"]
+            stop.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+            stop.standardOutput = FileHandle.nullDevice
+            stop.standardError = FileHandle.nullDevice
+            if (try? stop.run()) != nil { stop.waitUntilExit() }
+            try? FileManager.default.removeItem(at: state)
+        }
+        try await TestDatabase.with(serverURL: "postgres://postgres@127.0.0.1:\(port)/topsail") { db in
+            let engine = try Engine(db)
+            defer { engine.process.terminate() }
+            let root = try await Self.admin(db)
+            let id = try await engine.run(["stages": [["refId": "1", "type": "manualJudgment"]]])
+            try await eventually("the API to answer") { (try? await Self.call("GET", engine.api + "/ready", nil, nil))?.status == 200 }
+            #expect(try await Self.call("GET", engine.api + "/pipelines/\(id)", nil, root).status == 200)
+
+            try await postgres("stop")
+            try await eventually("reads to answer 503") {
+                let reply = try await Self.call("GET", engine.api + "/pipelines/\(id)", nil, root)
+                return reply.status == 503 && reply.json["error"] == "unavailable"
+            }
+            let unready = try await Self.call("GET", engine.api + "/ready", nil, nil)
+            #expect(unready.status == 503 && unready.json["message"]?.stringValue?.contains("PostgreSQL") == true, "\(unready.json)")
+            #expect(try await Self.call("GET", engine.api + "/health", nil, nil).status == 200)
+            let write = try await Self.call("PUT", engine.api + "/pipelines/\(id)/cancel", nil, root)
+            #expect(write.status == 503, "\(write.json)")
+            #expect(!String(describing: write.json).contains("PSQL"), "no driver detail reaches the client: \(write.json)")
+
+            try await postgres("start")
+            try await eventually(timeout: .seconds(60), "the API to recover") {
+                (try? await Self.call("GET", engine.api + "/ready", nil, nil))?.status == 200
+            }
+            let canceled = try await Self.call("PUT", engine.api + "/pipelines/\(id)/cancel", nil, root)
+            #expect(canceled.status == 200 && canceled.json["status"] == "CANCELED", "\(canceled.json)")
+            #expect(engine.process.isRunning, "the server stayed up")
+        }
+    }
+
+    static func base64url(_ data: some DataProtocol) -> String {
+        Data(data).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+}

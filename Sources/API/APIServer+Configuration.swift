@@ -97,6 +97,10 @@ extension APIServer {
             // Moving a pipeline to another application changes the one it leaves too.
             try await authorize(context, .write, application: existing.application)
         }
+        for (index, trigger) in (pipeline.json["triggers"]?.arrayValue ?? []).enumerated() {
+            guard let name = trigger["runAsUser"]?.stringValue else { continue }
+            _ = try await serviceAccount(name, for: context, path: "triggers[\(index)].runAsUser")
+        }
         let basedOn = try Self.basedOn(request)
         let store = PipelineConfigStore(store: repository.eventStore)
         let id = pipeline.id ?? ""
@@ -142,6 +146,20 @@ extension APIServer {
         } catch EventStoreError.versionConflict(_, _, let actual) {
             throw APIError.conflict("application \(name) is at version \(actual), not \(basedOn ?? 0): reload it and save again (or force=true)")
         }
+    }
+
+    /// The service account `name`, which the caller must be allowed to run as: 400 when there is
+    /// no such account (naming `path`), 403 when the caller lacks one of its roles.
+    func serviceAccount(_ name: String, for context: APIContext, path: String) async throws -> Caller {
+        guard let account = try await Identities(store: repository.eventStore).serviceAccount(name) else {
+            throw APIError(.badRequest, "unknown_service_account", "there is no service account \(name) (topsail service-accounts create)",
+                           problems: [.init(path: path, stage: nil, message: "no such service account")])
+        }
+        let caller = try context.requireCaller()
+        guard Authorization.mayUse(caller, serviceAccount: account) else {
+            throw APIError(.forbidden, "forbidden", Authorization.serviceAccountRefusal(caller, account))
+        }
+        return account
     }
 
     /// `?basedOn=N` unless `force=true`.

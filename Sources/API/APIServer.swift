@@ -62,9 +62,11 @@ public struct APIServer: Sendable {
         self.logger = logger
     }
 
-    public func application() -> some ApplicationProtocol {
+    /// The HTTP server as a service; `onServerRunning` learns its port (useful with port 0).
+    public func application(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
         Application(
             router: router(), configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "topsail"),
+            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger)
     }
 
@@ -265,6 +267,15 @@ public struct APIServer: Sendable {
         var trigger = body.objectValue ?? [:]
         trigger["type"] = trigger["type"] ?? "manual"
         trigger["user"] = trigger["user"] ?? .string(Self.actor(context))
+        if let name = body["runAsUser"]?.stringValue {
+            // Run as a service account: the caller must be allowed to use it, and it must have EXECUTE.
+            let account = try await serviceAccount(name, for: context, path: "runAsUser")
+            let document = try await ApplicationStore(store: repository.eventStore).documents.latest(application)?.document
+            guard Authorization.allows(account, .execute, application: document) else {
+                throw APIError(.forbidden, "forbidden", Authorization.refusal(account, .execute, application: application, document))
+            }
+            trigger["user"] = .string(account.user)
+        }
         trigger["parameters"] = .object(parameters)
         let id = try await repository.trigger(pipeline, trigger: .object(trigger), parameters: parameters, metadata: Self.metadata(context))
         return try Self.json(["id": id, "ref": "/pipelines/\(id)"], status: .accepted)

@@ -209,7 +209,10 @@ enum OpenAPIDocument {
             "StagePatch": object([], [
                 "judgmentStatus": ["type": "string", "enum": ["continue", "stop"]], "judgmentInput": string, "skipRemainingWait": ["type": "boolean"],
             ]),
-            "TriggerRequest": object([], ["type": string, "user": string, "parameters": ["type": "object", "additionalProperties": string]]),
+            "TriggerRequest": object([], [
+                "type": string, "user": string, "parameters": ["type": "object", "additionalProperties": string],
+                "runAsUser": ["type": "string", "description": "Run as this service account (the caller must hold all its roles)."],
+            ]),
             "Triggered": object(["id", "ref"], ["id": string, "ref": string]),
             "PipelineConfig": object(["application", "name", "stages"], [
                 "id": string, "application": string, "name": string, "disabled": ["type": "boolean"],

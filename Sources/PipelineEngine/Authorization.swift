@@ -35,6 +35,18 @@ public enum Authorization {
         return "\(caller.user) may not \(permission.rawValue) application \(name): \(needs)"
     }
 
+    /// Whether `caller` may have things run as `account` (a trigger's `runAsUser`): admins may;
+    /// anyone else must hold every role the account has, so nobody gains a role through one.
+    public static func mayUse(_ caller: Caller, serviceAccount account: Caller) -> Bool {
+        caller.isAdmin || (!account.isAdmin && account.roles.isSubset(of: caller.roles))
+    }
+
+    /// Why `caller` may not use `account`, in words.
+    public static func serviceAccountRefusal(_ caller: Caller, _ account: Caller) -> String {
+        let missing = account.roles.subtracting(caller.roles).sorted()
+        return "\(caller.user) may not run as service account \(account.user): it lacks the account's role(s) \(missing.joined(separator: ", "))"
+    }
+
     /// Manual judgment stages may name `selectedStageRoles`: only those roles (and admins) judge.
     public static func mayJudge(_ caller: Caller, stage: JSONValue?) -> Bool {
         let roles = Set(stage?["selectedStageRoles"]?.arrayValue?.compactMap(\.stringValue) ?? [])

@@ -64,7 +64,24 @@ public struct Identities: Sendable {
     }
 
     public func setRoles(user: String, roles: [String], metadata: EventMetadata) async throws {
-        try await users.save(["name": .string(user), "roles": .array(roles.sorted().map(JSONValue.string))], id: user, metadata: metadata)
+        var document = try await users.latest(user)?.document.objectValue ?? [:]
+        document["name"] = .string(user)
+        document["roles"] = .array(Set(roles).sorted().map(JSONValue.string))
+        try await users.save(.object(document), id: user, metadata: metadata)
+    }
+
+    /// Creates or updates a service account: a user that automation acts as (a trigger's
+    /// `runAsUser`), member of `roles`. Nobody logs in as one.
+    public func saveServiceAccount(_ name: String, roles: [String], metadata: EventMetadata) async throws {
+        guard Self.validName(name) else { throw EngineError("service account names are letters, digits, '.', '_', '@' and '-' (at most 100)") }
+        try await users.save(
+            ["name": .string(name), "roles": .array(Set(roles).sorted().map(JSONValue.string)), "serviceAccount": true], id: name, metadata: metadata)
+    }
+
+    /// The service account called `name` as a caller, or nil when there is none by that name.
+    public func serviceAccount(_ name: String) async throws -> Caller? {
+        guard Self.validName(name), let document = try await users.latest(name)?.document, document["serviceAccount"] == true else { return nil }
+        return Caller(user: name, roles: Set(document["roles"]?.arrayValue?.compactMap(\.stringValue) ?? []))
     }
 
     public func roles(of user: String) async throws -> Set<String> {

@@ -139,6 +139,54 @@ struct APIContractTests {
         }
     }
 
+    @Test("service accounts: created with the CLI; runAsUser only for callers holding all the account's roles; triggering as one checks its EXECUTE")
+    func serviceAccounts() async throws {
+        try await TestDatabase.with { db in
+            let engine = try Engine(db)
+            defer { engine.process.terminate() }
+            let env = ["TOPSAIL_DATABASE_URL": db.url]
+            let created = try await CLITests.run(["service-accounts", "create", "deployer", "--roles", "deploy,shop-exec"], environment: env)
+            #expect(created.status == 0 && created.stdout.contains("deployer"), "\(created.stderr)")
+            #expect(try await CLITests.run(["service-accounts", "create", "bot", "--roles", "other"], environment: env).status == 0)
+            let refused = try await CLITests.run(["service-accounts", "create", "-x", "--roles", ""], environment: env)
+            #expect(refused.status != 0 && !refused.stderr.isEmpty)
+            let identities = Identities(store: db.store)
+            let metadata = EventMetadata(source: "test")
+            let full = try await identities.issue(user: "dana", name: nil, roles: ["shop-dev", "deploy", "shop-exec"], metadata: metadata).token
+            let partial = try await identities.issue(user: "eli", name: nil, roles: ["shop-dev", "shop-exec"], metadata: metadata).token
+            let root = try await Self.admin(db)
+            try await ApplicationStore(store: db.store).documents.save(
+                ["name": "shop", "permissions": ["WRITE": ["shop-dev"], "EXECUTE": ["shop-exec"]]], id: "shop", metadata: metadata)
+            try await eventually("the API to answer") { (try? await Self.call("GET", engine.api + "/health", nil, nil))?.status == 200 }
+
+            func pipeline(runAs: String) -> String {
+                #"{"application": "shop", "name": "nightly", "triggers": [{"type": "cron", "cronExpression": "0 0 2 * * ?", "runAsUser": "\#(runAs)"}], "stages": [{"refId": "1", "type": "wait", "waitTime": 1}]}"#
+            }
+            let lacking = try await Self.call("POST", engine.api + "/pipelines", pipeline(runAs: "deployer"), partial)
+            #expect(lacking.status == 403 && lacking.json["message"]?.stringValue?.contains("lacks the account's role(s) deploy") == true, "\(lacking.json)")
+            #expect(try await PipelineLookup(client: db.client, logger: TestEnvironment.logger).all(application: "shop").isEmpty)
+            let unknown = try await Self.call("POST", engine.api + "/pipelines", pipeline(runAs: "nobody"), full)
+            #expect(unknown.status == 400 && unknown.json["problems"]?.arrayValue?.first?["path"] == "triggers[0].runAsUser", "\(unknown.json)")
+            #expect(try await Self.call("POST", engine.api + "/pipelines", pipeline(runAs: "deployer"), full).status == 200)
+
+            // Triggering as the account: allowed for dana, recorded as the account with dana as the actor.
+            try await engine.until("the projector to list the pipeline") {
+                try await Self.call("GET", engine.api + "/applications/shop/pipelineConfigs/nightly", nil, root).status == 200
+            }
+            #expect(try await Self.call("POST", engine.api + "/pipelines/shop/nightly", #"{"runAsUser": "deployer"}"#, partial).status == 403)
+            let triggered = try await Self.call("POST", engine.api + "/pipelines/shop/nightly", #"{"runAsUser": "deployer"}"#, full)
+            #expect(triggered.status == 202, "\(triggered.json)")
+            let id = try #require(triggered.json["id"]?.stringValue)
+            let view = try await Self.call("GET", engine.api + "/pipelines/\(id)", nil, root)
+            #expect(view.json["trigger"]?["user"] == "deployer")
+            let timeline = try await Self.call("GET", engine.api + "/pipelines/\(id)/events?limit=1", nil, root)
+            #expect(timeline.json["events"]?.arrayValue?.first?["actor"] == "dana")
+            // An account without EXECUTE cannot run it, whoever asks.
+            let bot = try await Self.call("POST", engine.api + "/pipelines/shop/nightly", #"{"runAsUser": "bot"}"#, root)
+            #expect(bot.status == 403 && bot.json["message"]?.stringValue?.hasPrefix("bot may not EXECUTE application shop") == true, "\(bot.json)")
+        }
+    }
+
     @Test("timeline, expression evaluation and metrics of a triggered execution")
     func timelineExpressionsMetrics() async throws {
         try await TestDatabase.with { db in

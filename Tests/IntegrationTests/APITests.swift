@@ -400,6 +400,12 @@ struct AuthorizationTests {
             #expect(try await call(callers.outsider, "GET", "/pipelines/\(id)").status == 403)
             #expect(try await call(callers.outsider, "GET", "/applications/web").status == 403)
             #expect(try await call(callers.outsider, "GET", "/applications/web/pipelineConfigs").status == 403)
+            for path in ["/pipelines/\(id)/events", "/pipelines/\(id)/evaluateExpression?expression=x", "/applications/web/history",
+                         "/pipelineConfigs/w1/history", "/applications/web/pipelines", "/applications/web/pipelineConfigs/ship"] {
+                #expect(try await call(callers.outsider, "GET", path).status == 403, "outsider: \(path)")
+                #expect(try await call(callers.viewer, "GET", path).status == 200, "viewer: \(path)")
+            }
+            #expect(try await call(callers.outsider, "POST", "/pipelines/\(id)/evaluateExpression", #"{"expression": "x"}"#).status == 403)
             try await engine.until("the outsider to see only the open application") {
                 try await call(callers.outsider, "GET", "/applications").json.arrayValue?.compactMap { $0["name"]?.stringValue } == ["open"]
             }
@@ -412,7 +418,12 @@ struct AuthorizationTests {
 
             // Controlling and judging: EXECUTE, and the stage's selectedStageRoles for judgments.
             try await engine.until("the judgment to wait") { try await engine.repository.load(id).stage("j").status == .running }
-            #expect(try await call(callers.viewer, "PUT", "/pipelines/\(id)/pause").status == 403)
+            let beforeControl = try await eventCount()
+            for (method, path, body) in [("PUT", "/pipelines/\(id)/pause", nil), ("PUT", "/pipelines/\(id)/cancel", nil), ("PUT", "/pipelines/\(id)/resume", nil),
+                                         ("PUT", "/pipelines/\(id)/stages/j/restart", nil), ("PATCH", "/pipelines/\(id)/stages/j", #"{"skipRemainingWait": true}"#)] as [(String, String, String?)] {
+                #expect(try await call(callers.viewer, method, path, body).status == 403, "viewer: \(method) \(path)")
+            }
+            #expect(try await eventCount() == beforeControl, "a refused control changed the log")
             let judgeBody = #"{"judgmentStatus": "continue"}"#
             let notApprover = try await call(callers.developer, "PATCH", "/pipelines/\(id)/stages/j", judgeBody)
             #expect(notApprover.status == 403 && notApprover.json["message"]?.stringValue?.contains("selectedStageRoles") == true, "\(notApprover.json)")

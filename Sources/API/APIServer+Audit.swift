@@ -12,7 +12,7 @@ extension APIServer {
             filter.actor = query["actor"].map(String.init)
             filter.application = query["application"].map(String.init)
             filter.type = query["type"].map(String.init)
-            filter.includeSystem = query["includeSystem"] == "true"
+            filter.includeSystem = try Self.boolean(query["includeSystem"], "includeSystem") ?? false
             for (name, keyPath) in [("since", \AuditLog.Filter.since), ("until", \AuditLog.Filter.until)] {
                 guard let text = query[Substring(name)] else { continue }
                 guard let date = ISO8601DateFormatter().date(from: String(text)) else {

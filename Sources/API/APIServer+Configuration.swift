@@ -35,15 +35,15 @@ extension APIServer {
         router.get("/applications/:app/history") { request, context in
             let name = try context.parameters.require("app")
             try await authorize(context, .read, application: name)
-            let limit = Int(request.uri.queryParameters["limit"] ?? "100") ?? 100
-            let history = try await ApplicationStore(store: repository.eventStore).documents.history(name, limit: min(max(limit, 1), 1000))
+            let limit = Int(try Self.integer(request.uri.queryParameters["limit"], "limit", in: 1...1000) ?? 100)
+            let history = try await ApplicationStore(store: repository.eventStore).documents.history(name, limit: limit)
             guard !history.isEmpty else { throw APIError.notFound("no application \(name)") }
             return try Self.json(history)
         }
         router.get("/pipelineConfigs/:id/history") { request, context in
             let id = try context.parameters.require("id")
-            let limit = Int(request.uri.queryParameters["limit"] ?? "100") ?? 100
-            let history = try await PipelineConfigStore(store: repository.eventStore).history(id, limit: min(max(limit, 1), 1000))
+            let limit = Int(try Self.integer(request.uri.queryParameters["limit"], "limit", in: 1...1000) ?? 100)
+            let history = try await PipelineConfigStore(store: repository.eventStore).history(id, limit: limit)
             guard !history.isEmpty else { throw APIError.notFound("no pipeline \(id)") }
             for version in history {
                 if let application = version.document?["application"]?.stringValue { try await authorize(context, .read, application: application) }
@@ -165,7 +165,7 @@ extension APIServer {
     /// `?basedOn=N` unless `force=true`.
     static func basedOn(_ request: Request) throws -> Int64? {
         let query = request.uri.queryParameters
-        guard query["force"] != "true", let text = query["basedOn"] else { return nil }
+        guard try Self.boolean(query["force"], "force") != true, let text = query["basedOn"] else { return nil }
         guard let value = Int64(text), value >= 0 else { throw APIError.badRequest("basedOn must be a version number, got '\(text)'") }
         return value
     }

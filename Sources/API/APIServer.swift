@@ -329,6 +329,16 @@ public struct APIServer: Sendable {
         }
     }
 
+    /// An optional query parameter that is `true` or `false`.
+    static func boolean(_ text: Substring?, _ name: String) throws -> Bool? {
+        switch text {
+        case nil: return nil
+        case "true": return true
+        case "false": return false
+        case let text?: throw APIError.badRequest("\(name) must be true or false, got '\(text)'")
+        }
+    }
+
     /// An optional whole-number query parameter within `range`.
     static func integer(_ text: Substring?, _ name: String, in range: ClosedRange<Int64>) throws -> Int64? {
         guard let text else { return nil }

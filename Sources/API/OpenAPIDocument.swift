@@ -56,7 +56,7 @@ enum OpenAPIDocument {
         let changed = responses(["200": response("The execution after the change.", execution)], "404", "409")
         let listing: [JSONValue] = [
             query("limit", ["type": "integer", "minimum": 1, "maximum": 1000], "Page size (default 20)."),
-            query("statuses", ["type": "string"], "Comma-separated statuses, e.g. RUNNING,SUCCEEDED."),
+            query("statuses", ["type": "string", "pattern": "^[A-Za-z_]+(,[A-Za-z_]+)*$"], "Comma-separated statuses, e.g. RUNNING,SUCCEEDED."),
             query("pipelineName", ["type": "string"], "Only executions of this pipeline name."),
             query("after", ["type": "string"], "Keyset paging: executions after this execution id in the listing's order."),
         ]
@@ -206,19 +206,19 @@ enum OpenAPIDocument {
                 "actor": string, "source": string, "correlationId": string, "causationId": string, "data": [:],
             ]),
             "Evaluation": object(["expression", "result"], ["expression": string, "result": ["nullable": true], "error": string]),
-            "StagePatch": object([], [
-                "judgmentStatus": ["type": "string", "enum": ["continue", "stop"]], "judgmentInput": string, "skipRemainingWait": ["type": "boolean"],
-            ]),
+            "StagePatch": .object(object([], [
+                "judgmentStatus": ["type": "string", "enum": ["continue", "stop"]], "judgmentInput": string, "skipRemainingWait": ["type": "boolean", "enum": [true]],
+            ]).objectValue!.merging(["anyOf": [["required": ["judgmentStatus"]], ["required": ["skipRemainingWait"]]]]) { $1 }),
             "TriggerRequest": object([], [
-                "type": string, "user": string, "parameters": ["type": "object", "additionalProperties": string],
+                "type": string, "user": string, "parameters": ["type": "object"],
                 "runAsUser": ["type": "string", "description": "Run as this service account (the caller must hold all its roles)."],
             ]),
             "Triggered": object(["id", "ref"], ["id": string, "ref": string]),
             "PipelineConfig": object(["application", "name", "stages"], [
-                "id": string, "application": string, "name": string, "disabled": ["type": "boolean"],
+                "id": string, "application": ["type": "string", "minLength": 1], "name": ["type": "string", "minLength": 1], "disabled": ["type": "boolean"],
                 "limitConcurrent": ["type": "boolean"], "keepWaitingPipelines": ["type": "boolean"],
                 "parameterConfig": ["type": "array", "items": ["type": "object"]], "triggers": ["type": "array", "items": ["type": "object"]],
-                "stages": ["type": "array", "items": ref("Stage")],
+                "stages": ["type": "array", "items": ref("Stage"), "minItems": 1],
             ]),
             "Stage": object(["refId", "type"], ["refId": string, "type": string, "name": string, "requisiteStageRefIds": strings]),
             "Saved": object(["id", "version"], ["id": string, "version": integer]),

@@ -1,4 +1,5 @@
 import ArgumentParser
+import EventLog
 import Foundation
 import PipelineEngine
 
@@ -15,6 +16,7 @@ struct AuditCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var options: CommonOptions
+    @OptionGroup var api: APIClientOptions
     @Option(help: "Only events by this actor.") var actor: String?
     @Option(help: "Only events of this application's executions, pipelines and application.") var application: String?
     @Option(help: "Only this event type, or a prefix ending in '*' (execution.*).") var type: String?
@@ -33,6 +35,7 @@ struct AuditCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if let api = try api.remote() { return try await runRemote(api) }
         let database = try options.database()
         let logger = options.logger("topsail.audit")
         var filter = AuditLog.Filter()
@@ -58,6 +61,26 @@ struct AuditCommand: AsyncParsableCommand {
                 guard let next = page.next, total.map({ printed < $0 }) ?? true else { return }
                 filter.after = next
             }
+        }
+    }
+
+    /// The same pages through `GET /audit`, as the token's user may see them.
+    private func runRemote(_ api: RemoteAPI) async throws {
+        var query: [(String, String)] = [("includeSystem", includeSystem ? "true" : "false")]
+        for (name, value) in [("actor", actor), ("application", application), ("type", type), ("since", since), ("until", until)] {
+            if let value { query.append((name, value)) }
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var (after, printed): (Int64, Int) = (0, 0)
+        while true {
+            let size = limit.map { min(500, $0 - printed) } ?? 500
+            let parameters = query + [("after", String(after)), ("limit", String(size))]
+            let page = try await api.call(.GET, "/audit?" + parameters.map { "\($0)=\(RemoteAPI.escape($1))" }.joined(separator: "&"))
+            for event in page["events"]?.arrayValue ?? [] { Output.line(String(decoding: try encoder.encode(event), as: UTF8.self)) }
+            printed += page["events"]?.arrayValue?.count ?? 0
+            guard let next = page["next"]?.intValue, limit.map({ printed < $0 }) ?? true else { return }
+            after = Int64(next)
         }
     }
 }

@@ -187,6 +187,43 @@ struct APIContractTests {
         }
     }
 
+    @Test("the CLI through the API (--api, TOPSAIL_TOKEN): acts as the token's user, within its permissions, and says what the server refused")
+    func cliThroughTheAPI() async throws {
+        try await TestDatabase.with { db in
+            let engine = try Engine(db)
+            defer { engine.process.terminate() }
+            let identities = Identities(store: db.store)
+            let metadata = EventMetadata(source: "test")
+            let operatorToken = try await identities.issue(user: "ops", name: nil, roles: ["shop-ops"], metadata: metadata).token
+            let viewerToken = try await identities.issue(user: "vic", name: nil, roles: ["shop-view"], metadata: metadata).token
+            try await ApplicationStore(store: db.store).documents.save(
+                ["name": "shop", "permissions": ["READ": ["shop-view"], "EXECUTE": ["shop-ops"]]], id: "shop", metadata: metadata)
+            let id = try await engine.run(["application": "shop", "stages": [["refId": "ok", "type": "manualJudgment"], ["refId": "after", "type": "noop", "requisiteStageRefIds": ["ok"]]]])
+            try await engine.until("the judgment to wait") { try await engine.repository.load(id).stage("ok").status == .running }
+            // No database URL at all: everything goes through the API.
+            let viaAPI = ["TOPSAIL_DATABASE_URL": "", "TOPSAIL_API_URL": engine.api]
+
+            let shown = try await CLITests.run(["executions", "show", id], environment: viaAPI.merging(["TOPSAIL_TOKEN": viewerToken]) { $1 })
+            #expect(shown.status == 0 && shown.stdout.contains("execution \(id) RUNNING (shop /") && shown.stdout.contains("ok\tRUNNING\tmanualJudgment"),
+                    "\(shown.stdout)\(shown.stderr)")
+            let refused = try await CLITests.run(["executions", "judge", id, "--stage", "ok", "--continue"],
+                                                 environment: viaAPI.merging(["TOPSAIL_TOKEN": viewerToken]) { $1 })
+            #expect(refused.status != 0 && refused.stderr.contains("vic may not EXECUTE application shop") && refused.stderr.contains("HTTP 403"),
+                    "\(refused.stderr)")
+            let judged = try await CLITests.run(["executions", "judge", id, "--stage", "ok", "--continue", "--token", operatorToken], environment: viaAPI)
+            #expect(judged.status == 0, "\(judged.stderr)")
+            _ = try await engine.finished(id)
+            let audit = try await CLITests.run(["audit", "--application", "shop", "--type", "execution.stage.completed", "--api", engine.api, "--token", operatorToken],
+                                               environment: ["TOPSAIL_DATABASE_URL": ""])
+            let line = try JSONDecoder().decode(JSONValue.self, from: Data((audit.stdout.split(separator: "\n").first ?? "").utf8))
+            #expect(line["actor"] == "ops" && line["source"] == "api", "\(audit.stdout)\(audit.stderr)")
+            let missing = try await CLITests.run(["executions", "pause", id], environment: viaAPI)
+            #expect(missing.status != 0 && missing.stderr.contains("TOPSAIL_TOKEN"), "\(missing.stderr)")
+            let away = try await CLITests.run(["executions", "show", id, "--api", "http://127.0.0.1:1", "--token", operatorToken], environment: viaAPI)
+            #expect(away.status != 0 && away.stderr.contains("cannot reach the API at http://127.0.0.1:1"), "\(away.stderr)")
+        }
+    }
+
     @Test("timeline, expression evaluation and metrics of a triggered execution")
     func timelineExpressionsMetrics() async throws {
         try await TestDatabase.with { db in

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import PostgresEventStore
@@ -47,10 +48,18 @@ public struct APIError: Error, Sendable {
 /// Turns every failure into a JSON error body: the API's own refusals as they are, Hummingbird's
 /// (unknown route, body too large) with their status, PostgreSQL being away as 503, and anything
 /// else as a 500 that names no internals (the detail goes to the log).
-struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+struct ErrorMiddleware: RouterMiddleware {
+    typealias Context = APIContext
     let logger: Logger
 
+    /// Every answer names its request (`X-Request-Id`), the causation id of what it appended.
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var response = await respond(request, context: context, next: next)
+        response.headers[.requestID] = context.requestID
+        return response
+    }
+
+    private func respond(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async -> Response {
         // PostgreSQL's text cannot hold U+0000: refuse it in a path or query before it reaches a query.
         if request.uri.description.range(of: "%00", options: .caseInsensitive) != nil {
             return APIError.badRequest("the path and query may not contain the NUL character (%00)").response()
@@ -84,4 +93,9 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         default: "error"
         }
     }
+}
+
+extension HTTPField.Name {
+    static let requestID = Self("X-Request-Id")!
+    static let correlationID = Self("X-Correlation-Id")!
 }

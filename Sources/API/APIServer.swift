@@ -281,8 +281,10 @@ public struct APIServer: Sendable {
         return try Self.json(["id": id, "ref": "/pipelines/\(id)"], status: .accepted)
     }
 
+    /// Who acts, from where, and why: the caller, `api`, the client's `X-Correlation-Id` when it
+    /// sent one, and this request's id as the cause of every event it appends.
     static func metadata(_ context: APIContext) -> EventMetadata {
-        EventMetadata(actor: actor(context), source: "api")
+        EventMetadata(correlationID: context.correlationID, causationID: context.requestID, actor: actor(context), source: "api")
     }
 
     func savedPipeline(application: String, nameOrID: String) async throws -> PipelineConfig? {

@@ -1,3 +1,5 @@
+import Foundation
+import HTTPTypes
 import Hummingbird
 import PipelineEngine
 
@@ -6,6 +8,10 @@ public struct APIContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     /// Set by ``AuthenticationMiddleware`` on every route but the health checks.
     public var caller: Caller?
+    /// This request's id, answered in `X-Request-Id`: the causation id of what it appends.
+    public var requestID = UUID().uuidString.lowercased()
+    /// The client's `X-Correlation-Id`, when it sent a usable one.
+    public var correlationID: String?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
@@ -28,6 +34,11 @@ struct AuthenticationMiddleware: RouterMiddleware {
     static let open: Set<String> = ["/health", "/ready", "/metrics", "/openapi.json"]
 
     func handle(_ request: Request, context: APIContext, next: (Request, APIContext) async throws -> Response) async throws -> Response {
+        var context = context
+        if let given = request.headers[.correlationID], !given.isEmpty, given.count <= 200,
+           given.unicodeScalars.allSatisfy({ $0.isASCII && $0.value >= 0x21 && $0.value < 0x7F }) {
+            context.correlationID = given
+        }
         if Self.open.contains(request.uri.path) { return try await next(request, context) }
         guard let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") else {
             throw APIError.unauthenticated
@@ -48,7 +59,6 @@ struct AuthenticationMiddleware: RouterMiddleware {
             }
             caller = known
         }
-        var context = context
         context.caller = caller
         return try await next(request, context)
     }

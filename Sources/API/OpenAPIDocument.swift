@@ -19,7 +19,9 @@ enum OpenAPIDocument {
                 "title": "Topsail API", "version": "1",
                 "description": """
                     Topsail's HTTP API: executions, triggers, pipeline and application configuration, and the \
-                    audit log. Paths follow Spinnaker's Gate where it has them. Every error is {error, message, status}.
+                    audit log. Paths follow Spinnaker's Gate where it has them. Every error is {error, message, status}. \
+                    Every answer carries X-Request-Id, the causation id of the events the request appended; a client's \
+                    X-Correlation-Id becomes their correlation id.
                     """,
             ],
             "servers": [["url": "/"]],

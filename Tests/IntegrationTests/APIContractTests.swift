@@ -15,7 +15,9 @@ import Testing
 @Suite("HTTP API: contract, limits and outages", .serialized)
 struct APIContractTests {
     typealias Engine = EngineTests.Engine
-    static let call = APITests.call
+    static func call(_ method: String, _ url: String, _ body: String?, _ token: String?, headers: [String: String] = [:]) async throws -> APITests.Reply {
+        try await APITests.call(method, url, body: body, token: token, headers: headers)
+    }
 
     /// The Python tools ops/setup installs (openapi-spec-validator, schemathesis).
     static func tool(_ name: String) throws -> URL {
@@ -224,7 +226,7 @@ struct APIContractTests {
         }
     }
 
-    @Test("timeline, expression evaluation and metrics of a triggered execution")
+    @Test("timeline, correlation and causation ids, expression evaluation and metrics of a triggered execution")
     func timelineExpressionsMetrics() async throws {
         try await TestDatabase.with { db in
             let engine = try Engine(db)
@@ -232,13 +234,17 @@ struct APIContractTests {
             let root = try await Self.admin(db)
             try await eventually("the API to answer") { (try? await Self.call("GET", engine.api + "/health", nil, nil))?.status == 200 }
             _ = try await Self.call("POST", engine.api + "/pipelines", String(decoding: try JSONEncoder().encode(Self.judged), as: UTF8.self), root)
-            let id = try #require(try await Self.call("POST", engine.api + "/pipelines/fuzz/deploy", #"{"user": "ci-bot"}"#, root).json["id"]?.stringValue)
+            let trigger = try await Self.call("POST", engine.api + "/pipelines/fuzz/deploy", #"{"user": "ci-bot"}"#, root, headers: ["X-Correlation-Id": "release-42"])
+            let id = try #require(trigger.json["id"]?.stringValue)
+            let requestID = try #require(trigger.headers["x-request-id"])
             try await engine.until("the judgment to wait") { try await engine.repository.load(id).stage("1").status == .running }
 
             let timeline = try await Self.call("GET", engine.api + "/pipelines/\(id)/events?limit=2", nil, root)
             let events = try #require(timeline.json["events"]?.arrayValue)
             #expect(events.map { $0["type"]?.stringValue } == ["execution.triggered", "execution.started"], "\(timeline.json)")
             #expect(events.first?["actor"] == "root" && events.first?["source"] == "api")
+            // The client's correlation id and this request's id (the cause) travel with the event.
+            #expect(events.first?["correlationId"] == "release-42" && events.first?["causationId"] == .string(requestID), "\(events.first ?? .null)")
             let next = try #require(timeline.json["next"]?.intValue)
             let rest = try await Self.call("GET", engine.api + "/pipelines/\(id)/events?after=\(next)", nil, root)
             #expect(rest.json["events"]?.arrayValue?.first?["version"]?.intValue == 3, "\(rest.json)")

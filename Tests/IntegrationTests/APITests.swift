@@ -30,9 +30,10 @@ struct APITests {
         }
     }
 
-    static func call(_ method: String, _ url: String, body: String? = nil, token: String? = Self.token) async throws -> Reply {
+    static func call(_ method: String, _ url: String, body: String? = nil, token: String? = Self.token, headers: [String: String] = [:]) async throws -> Reply {
         var request = URLRequest(url: URL(string: url)!)
         request.httpMethod = method
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         if let body {
             request.httpBody = Data(body.utf8)
             request.setValue("application/json", forHTTPHeaderField: "Content-Type")

@@ -57,10 +57,11 @@ extension APIServer {
         router.get("/applications/:app/pipelineConfigs/:pipeline") { _, context in
             let (app, name) = (try context.parameters.require("app"), try context.parameters.require("pipeline"))
             try await authorize(context, .read, application: app)
-            guard let config = try await PipelineConfigReadModel(client: client, logger: logger).get(application: app, nameOrID: name) else {
+            // From the log, not the read model: a pipeline saved a moment ago is found (apply relies on it).
+            guard let config = try await savedPipeline(application: app, nameOrID: name) else {
                 throw APIError.notFound("application \(app) has no pipeline named or with id '\(name)'")
             }
-            return try Self.json(config)
+            return try Self.json(JSONValue.object(config.json))
         }
         router.delete("/pipelines/:id/:pipeline") { request, context in
             let (app, name) = (try context.parameters.require("id"), try context.parameters.require("pipeline"))

@@ -182,7 +182,7 @@ public struct APIServer: Sendable {
     /// when the expression fails (the request itself succeeded).
     func evaluate(_ expression: String, _ context: APIContext) async throws -> Response {
         let id = try context.parameters.require("id")
-        guard expression.utf8.count <= 10_000 else { throw APIError.badRequest("the expression is longer than 10000 characters") }
+        guard expression.count <= 10_000 else { throw APIError.badRequest("the expression is longer than 10000 characters") }
         guard let view = try await repository.view(id) else { throw APIError.notFound("no execution \(id)") }
         try await authorize(context, .read, application: view.application)
         do {
@@ -266,7 +266,8 @@ public struct APIServer: Sendable {
         }
         var trigger = body.objectValue ?? [:]
         trigger["type"] = trigger["type"] ?? "manual"
-        trigger["user"] = trigger["user"] ?? .string(Self.actor(context))
+        // As Gate does: the trigger's user is who is authenticated, whatever the body says.
+        trigger["user"] = .string(Self.actor(context))
         if let name = body["runAsUser"]?.stringValue {
             // Run as a service account: the caller must be allowed to use it, and it must have EXECUTE.
             let account = try await serviceAccount(name, for: context, path: "runAsUser")

@@ -132,15 +132,6 @@ public struct PipelineConfigReadModel: Sendable {
             """)
     }
 
-    /// The application's pipeline with this name or id, or nil.
-    public func get(application: String, nameOrID: String) async throws -> JSONValue? {
-        try await configs("""
-            SELECT config::text FROM pipeline_configs
-             WHERE application = \(application) AND NOT deleted AND (pipeline_id = \(nameOrID) OR name = \(nameOrID))
-             ORDER BY (pipeline_id = \(nameOrID)) DESC LIMIT 1
-            """).first
-    }
-
     private func configs(_ query: PostgresQuery) async throws -> [JSONValue] {
         try await jsonDocuments(query, client: client, logger: logger, doing: "list pipelines")
     }

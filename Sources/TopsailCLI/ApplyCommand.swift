@@ -135,6 +135,7 @@ struct ApplyCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var options: CommonOptions
+    @OptionGroup var api: APIClientOptions
     @OptionGroup var policy: StagePolicyOptions
     @Option(name: .shortAndLong, help: "A file or a directory.") var file: String
     @Flag(help: "Print what would change without saving.") var dryRun = false
@@ -142,45 +143,57 @@ struct ApplyCommand: AsyncParsableCommand {
     func run() async throws {
         let documents = try ConfigurationFiles.read(file, disabledStageTypes: policy.disabledStageTypes)
         guard !documents.isEmpty else { throw CLIError("\(file) holds no applications or pipelines") }
-        let database = try options.database()
-        let logger = options.logger("topsail.apply")
-        let user = ProcessInfo.processInfo.environment["USER"] ?? "cli"
         let dryRun = self.dryRun
-        try await withDatabase(database, logger: logger) { client in
-            let store = PostgresEventStore(client: client, logger: logger)
-            let applications = ApplicationStore(store: store).documents
-            let pipelines = PipelineConfigStore(store: store)
-            let lookup = PipelineLookup(client: client, logger: logger)
-            let metadata = EventMetadata(actor: user, source: "cli")
-            var counts: [String: Int] = [:]
-            func report(_ what: String, _ outcome: String, version: Int64?) {
-                counts[outcome, default: 0] += 1
-                Output.line("\(what): \(outcome)" + (version.map { " (version \($0))" } ?? ""))
-            }
-            // Applications before the pipelines that belong to them.
-            for case let .application(name, json, _) in documents {
-                let current = try await applications.latest(name)
-                if current?.document == json { report("application \(name)", "unchanged", version: current?.version); continue }
-                let outcome = current == nil ? "created" : "updated"
-                let version = dryRun ? nil : try await applications.save(json, id: name, basedOn: current?.version ?? 0, metadata: metadata)
-                report("application \(name)", dryRun ? "would be \(outcome)" : outcome, version: version)
-            }
-            for case .pipeline(var pipeline, _) in documents {
-                let application = pipeline.application ?? "", name = pipeline.name ?? ""
-                if pipeline.id == nil, let existing = try await lookup.find(application: application, nameOrID: name) {
-                    pipeline.json["id"] = existing.id.map(JSONValue.string)
-                }
-                if pipeline.id == nil { pipeline.json["id"] = .string(UUID().uuidString.lowercased()) }
-                let id = pipeline.id ?? ""
-                let current = try await pipelines.documents.latest(id)
-                let what = "pipeline \(application)/\(name) (\(id))"
-                if current?.document == .object(pipeline.json) { report(what, "unchanged", version: current?.version); continue }
-                let outcome = current == nil ? "created" : "updated"
-                let version = dryRun ? nil : try await pipelines.save(pipeline, basedOn: current?.version ?? 0, metadata: metadata)
-                report(what, dryRun ? "would be \(outcome)" : outcome, version: version)
-            }
-            Output.line(counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))
+        try await withConfigurationBackend(options: options, api: api, label: "topsail.apply") { backend in
+            try await Self.apply(documents, to: backend, dryRun: dryRun)
         }
+    }
+
+    static func apply(_ documents: [ConfigurationFiles.Document], to backend: some ConfigurationBackend, dryRun: Bool) async throws {
+        var counts: [String: Int] = [:]
+        func report(_ what: String, _ outcome: String, version: Int64?) {
+            counts[outcome, default: 0] += 1
+            Output.line("\(what): \(outcome)" + (version.map { " (version \($0))" } ?? ""))
+        }
+        // Applications before the pipelines that belong to them.
+        for case let .application(name, json, _) in documents {
+            let current = try await backend.application(name)
+            if current?.document == json { report("application \(name)", "unchanged", version: current?.version); continue }
+            let outcome = current == nil ? "created" : "updated"
+            let version = dryRun ? nil : try await backend.saveApplication(json, name: name, basedOn: current?.version ?? 0)
+            report("application \(name)", dryRun ? "would be \(outcome)" : outcome, version: version)
+        }
+        for case .pipeline(var pipeline, _) in documents {
+            let application = pipeline.application ?? "", name = pipeline.name ?? ""
+            if pipeline.id == nil, let existing = try await backend.pipeline(application: application, name: name) {
+                pipeline.json["id"] = existing.id.map(JSONValue.string)
+            }
+            if pipeline.id == nil { pipeline.json["id"] = .string(UUID().uuidString.lowercased()) }
+            let id = pipeline.id ?? ""
+            let current = try await backend.pipeline(id: id)
+            let what = "pipeline \(application)/\(name) (\(id))"
+            if current?.document == .object(pipeline.json) { report(what, "unchanged", version: current?.version); continue }
+            let outcome = current == nil ? "created" : "updated"
+            let version = dryRun ? nil : try await backend.savePipeline(pipeline, basedOn: current?.version ?? 0)
+            report(what, dryRun ? "would be \(outcome)" : outcome, version: version)
+        }
+        Output.line(counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))
+    }
+}
+
+/// Runs `body` with the HTTP API when one is given, else with the database.
+func withConfigurationBackend(
+    options: CommonOptions, api: APIClientOptions, label: String, _ body: @Sendable @escaping (any ConfigurationBackend) async throws -> Void
+) async throws {
+    if let remote = try api.remote() {
+        try await body(APIConfigurationBackend(api: remote))
+        return
+    }
+    let database = try options.database()
+    let logger = options.logger(label)
+    let metadata = EventMetadata(actor: ProcessInfo.processInfo.environment["USER"] ?? "cli", source: "cli")
+    try await withDatabase(database, logger: logger) { client in
+        try await body(DatabaseConfigurationBackend(client: client, logger: logger, metadata: metadata))
     }
 }
 
@@ -196,18 +209,16 @@ struct ExportCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var options: CommonOptions
+    @OptionGroup var api: APIClientOptions
     @Argument(help: "The application.") var application: String
     @Option(help: "A directory to write the files into (created when missing).") var output: String?
     @Flag(help: "Write YAML instead of JSON.") var yaml = false
 
     func run() async throws {
-        let database = try options.database()
-        let logger = options.logger("topsail.export")
         let (name, output, yaml) = (application, self.output, self.yaml)
-        try await withDatabase(database, logger: logger) { client in
-            let store = PostgresEventStore(client: client, logger: logger)
-            let application = try await ApplicationStore(store: store).documents.latest(name)
-            let pipelines = try await PipelineLookup(client: client, logger: logger).all(application: name)
+        try await withConfigurationBackend(options: options, api: api, label: "topsail.export") { backend in
+            let application = try await backend.application(name)
+            let pipelines = try await backend.pipelines(of: name)
             guard application != nil || !pipelines.isEmpty else { throw CLIError("no application \(name) and no pipelines of it") }
             var documents: [(file: String, value: JSONValue)] = []
             if let application, var json = application.document.objectValue {

@@ -37,6 +37,24 @@ struct RemoteAPI: Sendable {
 
     /// Calls `method path` and returns the JSON answer of a 2xx; anything else throws.
     func call(_ method: HTTPMethod, _ path: String, body: JSONValue? = nil) async throws -> JSONValue {
+        let (status, json) = try await send(method, path, body: body)
+        guard (200..<300).contains(status) else { throw Self.refusal(json, status: status, method, path) }
+        return json
+    }
+
+    /// As ``call(_:_:body:)``, with nil when the server answers 404 (no such thing).
+    func callIfFound(_ method: HTTPMethod, _ path: String, body: JSONValue? = nil) async throws -> JSONValue? {
+        let (status, json) = try await send(method, path, body: body)
+        if status == 404 { return nil }
+        guard (200..<300).contains(status) else { throw Self.refusal(json, status: status, method, path) }
+        return json
+    }
+
+    private static func refusal(_ json: JSONValue, status: Int, _ method: HTTPMethod, _ path: String) -> CLIError {
+        CLIError("\(json["message"]?.stringValue ?? json.stringValue ?? "no message") (HTTP \(status) from \(method) \(path))")
+    }
+
+    private func send(_ method: HTTPMethod, _ path: String, body: JSONValue?) async throws -> (status: Int, json: JSONValue) {
         var request = HTTPClientRequest(url: base + path)
         request.method = method
         request.headers.add(name: "Authorization", value: "Bearer \(token)")
@@ -59,12 +77,8 @@ struct RemoteAPI: Sendable {
             try? await client.shutdown()
             throw CLIError("cannot reach the API at \(base) (\(error)); is topsail running there?")
         }
-        let json = (try? JSONDecoder().decode(JSONValue.self, from: Data(buffer: data))) ?? .null
-        guard (200..<300).contains(Int(response.status.code)) else {
-            let message = json["message"]?.stringValue ?? String(buffer: data)
-            throw CLIError("\(message) (HTTP \(response.status.code) from \(method) \(path))")
-        }
-        return json
+        let json = (try? JSONDecoder().decode(JSONValue.self, from: Data(buffer: data))) ?? .string(String(buffer: data))
+        return (Int(response.status.code), json)
     }
 
     /// A path segment or query value, percent-encoded.

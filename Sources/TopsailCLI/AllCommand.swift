@@ -140,6 +140,9 @@ struct HTTPOptions: ParsableArguments {
     @Option(help: "Requests a caller may make at once before --rate-limit applies.")
     var rateBurst: Int = 100
 
+    @Option(help: "Seconds a request may take before the API gives up on it with 503 (as while PostgreSQL is away).")
+    var requestDeadline: Int = 10
+
     @Option(name: .customLong("application-creator-role"), help: ArgumentHelp(
         "Only admins and this role may create applications, repeatable; adds to $TOPSAIL_APPLICATION_CREATOR_ROLES (comma-separated). Unset: any caller.",
         valueName: "role"))
@@ -165,15 +168,18 @@ struct HTTPOptions: ParsableArguments {
         guard maxBodyBytes >= 1024 else { throw ValidationError("--max-body-bytes must be at least 1024") }
         guard rateLimit >= 0 else { throw ValidationError("--rate-limit must not be negative (0: unlimited)") }
         guard rateBurst >= 1 else { throw ValidationError("--rate-burst must be at least 1") }
+        guard (1...3600).contains(requestDeadline) else { throw ValidationError("--request-deadline must be 1…3600 seconds") }
     }
 
     func configuration() throws -> APIServer.Configuration {
         let creators = Set(applicationCreatorRoles + (environment("TOPSAIL_APPLICATION_CREATOR_ROLES") ?? "").split(separator: ",")
             .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
-        return APIServer.Configuration(
+        var configuration = APIServer.Configuration(
             host: httpHost, port: httpPort, maxBodyBytes: maxBodyBytes,
             rateLimit: rateLimit > 0 ? RateLimit(requestsPerSecond: rateLimit, burst: rateBurst) : nil,
             applicationCreatorRoles: creators, oidc: try oidc())
+        configuration.requestDeadline = .seconds(requestDeadline)
+        return configuration
     }
 
     private func oidc() throws -> OIDCVerifier.Configuration? {

@@ -90,12 +90,17 @@ public final class RelayService: Service {
     }
 
     private func release(_ connection: PostgresConnection) async {
+        // A closed connection's session is gone, and its lock with it.
+        guard !connection.isClosed else { return }
+        let (name, logger) = (configuration.name, self.logger)
         do {
-            try await connection.query("RESET synchronous_commit", logger: logger)
-            try await connection.query("SELECT pg_advisory_unlock(\(Self.lockNamespace), hashtext(current_schema() || '/' || \(configuration.name)))", logger: logger)
+            try await abandoning(after: .seconds(5), doing: "release the relay's leadership") {
+                try await connection.query("RESET synchronous_commit", logger: logger)
+                try await connection.query("SELECT pg_advisory_unlock(\(Self.lockNamespace), hashtext(current_schema() || '/' || \(name)))", logger: logger)
+            }
         } catch {
             // A pooled connection must never keep the lock.
-            try? await connection.close()
+            _ = try? await abandoning(after: .seconds(5), doing: "close the relay's connection") { try await connection.close() }
         }
     }
 
@@ -113,6 +118,8 @@ public final class RelayService: Service {
         var readPosition = checkpoint.position
         while true {
             try Task.checkCancellation()
+            // The lock lives with the session: without it another relay may lead already.
+            try connection.ensureOpen(doing: "hold the relay's leadership")
             // Checked under load too: a broker replaced between two batches must not receive
             // only the log's tail.
             if clock.now - lastClusterCheck >= configuration.clusterCheckInterval {
@@ -172,9 +179,17 @@ public final class RelayService: Service {
     }
 
     private func save(_ checkpoint: RelayCheckpoint, on connection: PostgresConnection) async throws {
+        try connection.ensureOpen(doing: "save the relay's checkpoint")
+        let (name, logger) = (configuration.name, self.logger)
+        try await abandoning(after: .seconds(30), doing: "save the relay's checkpoint") {
+            try await Self.save(checkpoint, relay: name, on: connection, logger: logger)
+        }
+    }
+
+    private static func save(_ checkpoint: RelayCheckpoint, relay name: String, on connection: PostgresConnection, logger: Logger) async throws {
         try await connection.query("""
             INSERT INTO relay_checkpoints (relay_name, cluster_id, transaction_id, position, updated_at)
-            VALUES (\(configuration.name), \(checkpoint.clusterID), \(checkpoint.position.transaction), \(checkpoint.position.position), now())
+            VALUES (\(name), \(checkpoint.clusterID), \(checkpoint.position.transaction), \(checkpoint.position.position), now())
             ON CONFLICT (relay_name) DO UPDATE SET cluster_id = EXCLUDED.cluster_id,
                 transaction_id = EXCLUDED.transaction_id, position = EXCLUDED.position, updated_at = now()
             """, logger: logger)

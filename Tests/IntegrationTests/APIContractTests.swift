@@ -361,7 +361,7 @@ struct APIContractTests {
         }
     }
 
-    @Test("PostgreSQL stopped under the API: 503 with a JSON body and /ready false, /health still up; started again: the API recovers by itself")
+    @Test("PostgreSQL stopped under topsail all: the API answers 503 with a JSON body and /ready false, /health stays up; started again: the API and the engine recover by themselves")
     func postgresStoppedAndStarted() async throws {
         let port = try PrivateBroker.freePort()
         let state = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("pg"))
@@ -410,6 +410,9 @@ struct APIContractTests {
             let canceled = try await Self.call("PUT", engine.api + "/pipelines/\(id)/cancel", nil, root)
             #expect(canceled.status == 200 && canceled.json["status"] == "CANCELED", "\(canceled.json)")
             #expect(engine.process.isRunning, "the server stayed up")
+            // The other roles came back too: a new execution runs to the end.
+            let after = try await engine.run(["stages": [["refId": "1", "type": "noop"], ["refId": "2", "type": "noop", "requisiteStageRefIds": ["1"]]]])
+            #expect(try await engine.finished(after).status == .succeeded)
         }
     }
 

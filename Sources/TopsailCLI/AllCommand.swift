@@ -201,8 +201,12 @@ struct HTTPOptions: ParsableArguments {
 struct APICommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "api",
-        abstract: "Serve the HTTP API: executions (Gate's /pipelines and /executions paths), triggers of saved pipelines, /health and /ready.",
-        discussion: "Errors are JSON: {\"error\", \"message\", \"status\"}. SIGTERM or Ctrl-C stops it gracefully."
+        abstract: "Serve the HTTP API: executions and triggers (Gate's paths), applications and pipelines, the audit log, /health, /ready, /metrics and /openapi.json.",
+        discussion: """
+            Every route but /health, /ready, /metrics and /openapi.json needs a bearer API token (or an \
+            OIDC JWT when --oidc-* are given). Errors are JSON: {"error", "message", "status"}. SIGTERM \
+            or Ctrl-C stops it gracefully.
+            """
     )
 
     @OptionGroup var options: CommonOptions

@@ -115,6 +115,7 @@ let package = Package(
         .testTarget(name: "ExpressionsTests", dependencies: ["Expressions", "EventLog"], swiftSettings: strict),
         .testTarget(name: "PipelineEngineTests", dependencies: ["PipelineEngine", "Kafka", "Orchestration", "Pipelines", "EventLog"], swiftSettings: strict),
         .testTarget(name: "PostgresEventStoreTests", dependencies: ["PostgresEventStore"], swiftSettings: strict),
+        .testTarget(name: "APIUnitTests", dependencies: ["API"], swiftSettings: strict),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [

@@ -90,6 +90,7 @@ public struct APIServer: Sendable {
         addExecutionRoutes(to: router)
         addConfigurationRoutes(to: router)
         addAuditRoute(to: router)
+        addIdentityRoutes(to: router)
         // The router names a path segment once: here the first one after /pipelines is the
         // application, not an execution id.
         router.post("/pipelines/:id/:pipeline") { request, context in

@@ -26,8 +26,8 @@ enum OpenAPIDocument {
             ],
             "servers": [["url": "/"]],
             "security": [["bearerAuth": []]],
-            "tags": .array(["executions", "pipelines", "applications", "audit", "health"].map { ["name": .string($0)] }),
-            "paths": .object(health.merging(executions) { $1 }.merging(configuration) { $1 }.merging(audit) { $1 }),
+            "tags": .array(["executions", "pipelines", "applications", "audit", "identities", "health"].map { ["name": .string($0)] }),
+            "paths": .object(health.merging(executions) { $1 }.merging(configuration) { $1 }.merging(audit) { $1 }.merging(identities) { $1 }),
             "components": [
                 "securitySchemes": [
                     "bearerAuth": [
@@ -175,6 +175,31 @@ enum OpenAPIDocument {
             responses(["200": response("A page of events; next continues it.", ref("EventPage"))]), parameters: parameters, tag: "audit")]]
     }
 
+    static var identities: [String: JSONValue] {
+        let names: JSONValue = ["type": "array", "items": ["type": "string", "minLength": 1, "maxLength": 100], "maxItems": 100]
+        let userName: JSONValue = ["type": "string", "pattern": "^[A-Za-z0-9._@-]{1,100}$"]
+        return [
+            "/tokens": [
+                "get": operation(
+                    "listTokens", "API tokens: all of them for admins, the caller's own for anyone else (never the secrets).",
+                    responses(["200": response("Tokens.", ["type": "array", "items": ref("Token")])]), tag: "identities"),
+                "post": operation(
+                    "createToken", "Issue a token (shown once). Anyone may issue one for itself; admins for any user, with roles.",
+                    responses(["201": response("The new token.", ref("IssuedToken"))], "413"),
+                    body: body(object([], ["user": userName, "name": ["type": "string"], "roles": names]), required: false), tag: "identities"),
+            ],
+            "/tokens/{tokenId}": ["delete": operation(
+                "revokeToken", "Revoke a token: admins any, anyone else its own. Requests with it get 401 from then on.",
+                responses(["200": response("Revoked.", object(["id", "revoked"], ["id": ["type": "string"], "revoked": ["type": "boolean"]]))], "404"),
+                parameters: [path("tokenId", "A token's id (tsk_<id>_…).")], tag: "identities")],
+            "/serviceAccounts": ["post": operation(
+                "saveServiceAccount", "Create a service account (what triggers run as), or set its roles. Admins only.",
+                responses(["200": response("Saved.", object(["name", "roles"], ["name": ["type": "string"], "roles": names]))], "413"),
+                body: body(object(["name", "roles"], ["name": userName, "roles": ["type": "array", "items": ["type": "string", "minLength": 1, "maxLength": 100], "minItems": 1, "maxItems": 100]])),
+                tag: "identities")],
+        ]
+    }
+
     // MARK: - Schemas
 
     static var schemas: [String: JSONValue] {
@@ -232,6 +257,10 @@ enum OpenAPIDocument {
                 "email": ["type": "string", "format": "email"], "attributes": ["type": "object"],
                 "permissions": object([], ["READ": strings, "WRITE": strings, "EXECUTE": strings]), "version": integer,
             ]),
+            "Token": object(["id", "user", "created", "revoked"], [
+                "id": string, "user": string, "name": string, "created": time, "revoked": ["type": "boolean"],
+            ]),
+            "IssuedToken": object(["id", "user", "token"], ["id": string, "user": string, "token": string]),
             "Version": object(["version", "recordedAt", "deleted"], [
                 "version": integer, "recordedAt": time, "actor": string, "source": string, "document": ["nullable": true], "deleted": ["type": "boolean"],
             ]),

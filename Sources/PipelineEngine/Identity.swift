@@ -1,5 +1,8 @@
 import Crypto
 import EventLog
+import Logging
+import PostgresEventStore
+import PostgresNIO
 import Foundation
 
 /// Who a caller is: a user (or service account) and the roles it belongs to.
@@ -129,5 +132,41 @@ public struct Identities: Sendable {
     public static func validName(_ name: String) -> Bool {
         !name.isEmpty && name.count <= 100
             && name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || "._@-".unicodeScalars.contains($0) }
+    }
+}
+
+/// Every token's state, from the log.
+public struct TokenListing: Sendable {
+    public struct Token: Sendable, Encodable {
+        public let id: String
+        public let user: String
+        public let name: String?
+        public let created: Date
+        public let revoked: Bool
+    }
+
+    let client: PostgresClient
+    let logger: Logger
+
+    public init(client: PostgresClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+    }
+
+    public func all() async throws -> [Token] {
+        var result: [Token] = []
+        do {
+            for try await (id, user, name, created, revoked) in try await client.query("""
+                SELECT substring(stream_id FROM 7), min(payload->'token'->>'user'), min(payload->'token'->>'name'), min(recorded_at),
+                       bool_or(event_type = 'token.deleted')
+                  FROM events WHERE event_type IN ('token.saved', 'token.deleted')
+                 GROUP BY stream_id ORDER BY min(recorded_at)
+                """, logger: logger).decode((String, String?, String?, Date, Bool).self) {
+                result.append(Token(id: id, user: user ?? "?", name: name, created: created, revoked: revoked))
+            }
+        } catch {
+            throw DatabaseError.wrapping(error, doing: "list tokens")
+        }
+        return result
     }
 }

@@ -92,34 +92,3 @@ struct BootstrapTokenCommand: AsyncParsableCommand {
         }
     }
 }
-
-/// Every token's state, from the log.
-struct TokenListing {
-    struct Token {
-        let id: String
-        let user: String
-        let name: String?
-        let created: Date
-        let revoked: Bool
-    }
-
-    let client: PostgresClient
-    let logger: Logger
-
-    func all() async throws -> [Token] {
-        var result: [Token] = []
-        do {
-            for try await (id, user, name, created, revoked) in try await client.query("""
-                SELECT substring(stream_id FROM 7), min(payload->'token'->>'user'), min(payload->'token'->>'name'), min(recorded_at),
-                       bool_or(event_type = 'token.deleted')
-                  FROM events WHERE event_type IN ('token.saved', 'token.deleted')
-                 GROUP BY stream_id ORDER BY min(recorded_at)
-                """, logger: logger).decode((String, String?, String?, Date, Bool).self) {
-                result.append(Token(id: id, user: user ?? "?", name: name, created: created, revoked: revoked))
-            }
-        } catch {
-            throw DatabaseError.wrapping(error, doing: "list tokens")
-        }
-        return result
-    }
-}

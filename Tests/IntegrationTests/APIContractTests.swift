@@ -189,6 +189,52 @@ struct APIContractTests {
         }
     }
 
+    @Test("tokens and service accounts through the API: admins manage everyone's, others only their own tokens and no roles")
+    func identitiesThroughTheAPI() async throws {
+        try await TestDatabase.with { db in
+            let engine = try Engine(db)
+            defer { engine.process.terminate() }
+            let root = try await Self.admin(db)
+            try await eventually("the API to answer") { (try? await Self.call("GET", engine.api + "/health", nil, nil))?.status == 200 }
+
+            let issued = try await Self.call("POST", engine.api + "/tokens", #"{"user": "kim", "name": "laptop", "roles": ["shop-dev"]}"#, root)
+            #expect(issued.status == 201 && issued.json["user"] == "kim", "\(issued.json)")
+            let kim = try #require(issued.json["token"]?.stringValue)
+            #expect(try await Identities(store: db.store).roles(of: "kim") == ["shop-dev"])
+            // Kim's own: a token without roles; not for others, not with roles.
+            let own = try await Self.call("POST", engine.api + "/tokens", #"{"name": "ci"}"#, kim)
+            #expect(own.status == 201 && own.json["user"] == "kim", "\(own.json)")
+            #expect(try await Self.call("POST", engine.api + "/tokens", #"{"user": "root"}"#, kim).status == 403)
+            #expect(try await Self.call("POST", engine.api + "/tokens", #"{"roles": ["admin"]}"#, kim).status == 403)
+            #expect(try await Identities(store: db.store).roles(of: "kim") == ["shop-dev"], "a refused request changed nothing")
+            let bad = try await Self.call("POST", engine.api + "/tokens", #"{"user": "no spaces"}"#, root)
+            #expect(bad.status == 400 && bad.json["problems"]?.arrayValue?.first?["path"] == "user", "\(bad.json)")
+
+            let listedByKim = try await Self.call("GET", engine.api + "/tokens", nil, kim)
+            #expect(listedByKim.json.arrayValue?.compactMap { $0["user"]?.stringValue } == ["kim", "kim"], "\(listedByKim.json)")
+            #expect(!String(describing: listedByKim.json).contains("tsk_"), "listings never show a secret")
+            let listedByRoot = try await Self.call("GET", engine.api + "/tokens", nil, root)
+            #expect(listedByRoot.json.arrayValue?.count == 3)
+
+            // Revoking: one's own, or any as an admin; the token stops working at once.
+            let rootID = try #require(listedByRoot.json.arrayValue?.first { $0["user"] == "root" }?["id"]?.stringValue)
+            #expect(try await Self.call("DELETE", engine.api + "/tokens/\(rootID)", nil, kim).status == 403)
+            let ownID = try #require(own.json["id"]?.stringValue)
+            let ownToken = try #require(own.json["token"]?.stringValue)
+            #expect(try await Self.call("GET", engine.api + "/applications", nil, ownToken).status == 200)
+            #expect(try await Self.call("DELETE", engine.api + "/tokens/\(ownID)", nil, kim).status == 200)
+            #expect(try await Self.call("GET", engine.api + "/applications", nil, ownToken).status == 401)
+            #expect(try await Self.call("DELETE", engine.api + "/tokens/\(ownID)", nil, root).status == 404, "already revoked")
+
+            // Service accounts: admins only.
+            #expect(try await Self.call("POST", engine.api + "/serviceAccounts", #"{"name": "deployer", "roles": ["deploy"]}"#, kim).status == 403)
+            let account = try await Self.call("POST", engine.api + "/serviceAccounts", #"{"name": "deployer", "roles": ["deploy", "deploy"]}"#, root)
+            #expect(account.status == 200 && account.json["roles"] == ["deploy"], "\(account.json)")
+            #expect(try await Identities(store: db.store).serviceAccount("deployer")?.roles == ["deploy"])
+            #expect(try await Self.call("POST", engine.api + "/serviceAccounts", #"{"name": "x", "roles": []}"#, root).status == 400)
+        }
+    }
+
     @Test("the CLI through the API (--api, TOPSAIL_TOKEN): acts as the token's user, within its permissions, and says what the server refused")
     func cliThroughTheAPI() async throws {
         try await TestDatabase.with { db in

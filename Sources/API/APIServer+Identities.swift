@@ -69,10 +69,9 @@ extension APIServer {
     /// An optional list of names (roles) in a body: non-empty strings of at most 100 characters.
     static func names(_ body: JSONValue, _ field: String) throws -> [String]? {
         guard let value = body[field], value != .null else { return nil }
-        guard let items = value.arrayValue, items.count <= 100,
-              let names = Optional(items.compactMap(\.stringValue)), names.count == items.count,
-              names.allSatisfy({ !$0.isEmpty && $0.count <= 100 })
-        else {
+        let items = value.arrayValue ?? []
+        let names = items.compactMap(\.stringValue)
+        guard value.arrayValue != nil, items.count <= 100, names.count == items.count, names.allSatisfy({ !$0.isEmpty && $0.count <= 100 }) else {
             throw APIError(.badRequest, "bad_request", "\(field) must be a list of at most 100 names",
                            problems: [.init(path: field, stage: nil, message: "not a list of names")])
         }

@@ -9,7 +9,7 @@ extension PostgresClient {
     /// afterwards, so the connection is checked before each statement of ours, and the whole
     /// transaction is given up (as unavailable) after `timeout` rather than waited on for ever.
     public func transaction<T: Sendable>(
-        logger: Logger, doing action: String, timeout: Duration = .seconds(120),
+        logger: Logger, doing action: String, timeout: Duration = .seconds(30),
         _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws -> T {
         do {

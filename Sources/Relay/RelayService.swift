@@ -181,7 +181,7 @@ public final class RelayService: Service {
     private func save(_ checkpoint: RelayCheckpoint, on connection: PostgresConnection) async throws {
         try connection.ensureOpen(doing: "save the relay's checkpoint")
         let (name, logger) = (configuration.name, self.logger)
-        try await abandoning(after: .seconds(30), doing: "save the relay's checkpoint") {
+        try await abandoning(after: .seconds(5), doing: "save the relay's checkpoint") {
             try await Self.save(checkpoint, relay: name, on: connection, logger: logger)
         }
     }

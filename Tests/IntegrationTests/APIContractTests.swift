@@ -458,7 +458,7 @@ struct APIContractTests {
             #expect(engine.process.isRunning, "the server stayed up")
             // The other roles came back too: a new execution runs to the end.
             let after = try await engine.run(["stages": [["refId": "1", "type": "noop"], ["refId": "2", "type": "noop", "requisiteStageRefIds": ["1"]]]])
-            #expect(try await engine.finished(after).status == .succeeded)
+            #expect(try await engine.finished(after, timeout: .seconds(120)).status == .succeeded)
         }
     }
 

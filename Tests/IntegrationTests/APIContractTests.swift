@@ -30,6 +30,13 @@ struct APIContractTests {
         try await Identities(store: db.store).issue(user: user, name: "tests", roles: ["admin"], metadata: EventMetadata(source: "test")).token
     }
 
+    /// Waits until the engine's API answers its health check.
+    static func answering(_ engine: Engine) async throws {
+        try await eventually("the API to answer") { (try? await call("GET", engine.api + "/health", nil, nil))?.status == 200 }
+    }
+
+    static var judgedText: String { String(decoding: (try? JSONEncoder().encode(judged)) ?? Data(), as: UTF8.self) }
+
     static let judged: JSONValue = [
         "application": "fuzz", "name": "deploy", "limitConcurrent": false,
         "stages": [["refId": "1", "type": "manualJudgment", "name": "approve"], ["refId": "2", "type": "wait", "waitTime": 1, "requisiteStageRefIds": ["1"]]],
@@ -41,10 +48,10 @@ struct APIContractTests {
             let engine = try Engine(db, arguments: ["--rate-limit", "0"])
             defer { engine.process.terminate() }
             let token = try await Self.admin(db)
-            try await eventually("the API to answer") { (try? await Self.call("GET", engine.api + "/health", nil, nil))?.status == 200 }
+            try await Self.answering(engine)
             // Something real for the path parameters to name.
             #expect(try await Self.call("POST", engine.api + "/applications", #"{"name": "fuzz", "email": "team@example.com"}"#, token).status == 200)
-            let saved = try await Self.call("POST", engine.api + "/pipelines", String(decoding: try JSONEncoder().encode(Self.judged), as: UTF8.self), token)
+            let saved = try await Self.call("POST", engine.api + "/pipelines", Self.judgedText, token)
             #expect(saved.status == 200, "\(saved.json)")
             let triggered = try await Self.call("POST", engine.api + "/pipelines/fuzz/deploy", "{}", token)
             let execution = try #require(triggered.json["id"]?.stringValue)
@@ -94,7 +101,7 @@ struct APIContractTests {
             let root = try await Self.admin(db)
             let creator = try await identities.issue(user: "cara", name: nil, roles: ["creators"], metadata: EventMetadata(source: "test")).token
             let other = try await identities.issue(user: "olaf", name: nil, roles: ["dev"], metadata: EventMetadata(source: "test")).token
-            try await eventually("the API to answer") { (try? await Self.call("GET", engine.api + "/health", nil, nil))?.status == 200 }
+            try await Self.answering(engine)
 
             // Body limit, as configured.
             let big = #"{"name": "big", "description": "\#(String(repeating: "x", count: 3000))"}"#
@@ -159,7 +166,7 @@ struct APIContractTests {
             let root = try await Self.admin(db)
             try await ApplicationStore(store: db.store).documents.save(
                 ["name": "shop", "permissions": ["WRITE": ["shop-dev"], "EXECUTE": ["shop-exec"]]], id: "shop", metadata: metadata)
-            try await eventually("the API to answer") { (try? await Self.call("GET", engine.api + "/health", nil, nil))?.status == 200 }
+            try await Self.answering(engine)
 
             func pipeline(runAs: String) -> String {
                 #"{"application": "shop", "name": "nightly", "triggers": [{"type": "cron", "cronExpression": "0 0 2 * * ?", "runAsUser": "\#(runAs)"}], "stages": [{"refId": "1", "type": "wait", "waitTime": 1}]}"#
@@ -195,7 +202,7 @@ struct APIContractTests {
             let engine = try Engine(db)
             defer { engine.process.terminate() }
             let root = try await Self.admin(db)
-            try await eventually("the API to answer") { (try? await Self.call("GET", engine.api + "/health", nil, nil))?.status == 200 }
+            try await Self.answering(engine)
 
             let issued = try await Self.call("POST", engine.api + "/tokens", #"{"user": "kim", "name": "laptop", "roles": ["shop-dev"]}"#, root)
             #expect(issued.status == 201 && issued.json["user"] == "kim", "\(issued.json)")
@@ -318,8 +325,8 @@ struct APIContractTests {
             let engine = try Engine(db)
             defer { engine.process.terminate() }
             let root = try await Self.admin(db)
-            try await eventually("the API to answer") { (try? await Self.call("GET", engine.api + "/health", nil, nil))?.status == 200 }
-            _ = try await Self.call("POST", engine.api + "/pipelines", String(decoding: try JSONEncoder().encode(Self.judged), as: UTF8.self), root)
+            try await Self.answering(engine)
+            _ = try await Self.call("POST", engine.api + "/pipelines", Self.judgedText, root)
             let trigger = try await Self.call("POST", engine.api + "/pipelines/fuzz/deploy", #"{"user": "ci-bot"}"#, root, headers: ["X-Correlation-Id": "release-42"])
             let id = try #require(trigger.json["id"]?.stringValue)
             let requestID = try #require(trigger.headers["x-request-id"])
@@ -382,7 +389,7 @@ struct APIContractTests {
             defer { engine.process.terminate() }
             try await ApplicationStore(store: db.store).documents.save(
                 ["name": "shop", "permissions": ["READ": ["shop-readers"]]], id: "shop", metadata: EventMetadata(source: "test"))
-            try await eventually("the API to answer") { (try? await Self.call("GET", engine.api + "/health", nil, nil))?.status == 200 }
+            try await Self.answering(engine)
 
             let reader = try jwt(["preferred_username": "jo", "groups": ["shop-readers"]])
             let allowed = try await Self.call("GET", engine.api + "/applications/shop", nil, reader)

@@ -113,7 +113,7 @@ let package = Package(
         .testTarget(name: "PipelinesTests", dependencies: ["Pipelines", "EventLog"], swiftSettings: strict),
         .testTarget(name: "OrchestrationTests", dependencies: ["Orchestration", "Pipelines", "EventLog"], swiftSettings: strict),
         .testTarget(name: "ExpressionsTests", dependencies: ["Expressions", "EventLog"], swiftSettings: strict),
-        .testTarget(name: "PipelineEngineTests", dependencies: ["PipelineEngine", "Kafka", "Orchestration", "Pipelines", "EventLog"], swiftSettings: strict),
+        .testTarget(name: "PipelineEngineTests", dependencies: ["PipelineEngine", "Kafka", "Orchestration", "Pipelines", "Expressions", "EventLog"], swiftSettings: strict),
         .testTarget(name: "PostgresEventStoreTests", dependencies: ["PostgresEventStore"], swiftSettings: strict),
         .testTarget(name: "APIUnitTests", dependencies: ["API"], swiftSettings: strict),
         .testTarget(

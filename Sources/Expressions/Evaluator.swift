@@ -58,7 +58,8 @@ private struct Run {
             }
         case .root(let name):
             guard let value = context.roots[name] else {
-                throw ExpressionError("unknown name '\(name)' (known: \(context.roots.keys.sorted().joined(separator: ", ")))")
+                let known = context.roots.keys.sorted()
+                throw ExpressionError("unknown name '\(name)' (known: \(known.prefix(20).joined(separator: ", "))\(known.count > 20 ? ", …" : ""))")
             }
             return value
         case let .member(base, name):

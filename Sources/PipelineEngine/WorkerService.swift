@@ -20,6 +20,8 @@ public final class WorkerService: Service {
     /// Stage types this installation does not run (e.g. `script`): such a stage ends TERMINAL.
     let disabledStageTypes: Set<String>
     let timers: TimerStore
+    /// Masks the installation's secrets in everything a stage reports.
+    let redactor: SecretRedactor
     let logger: Logger
     /// Work running in this process, one entry per check of a stage attempt (the next check may
     /// begin before the last one's entry is gone).
@@ -34,7 +36,8 @@ public final class WorkerService: Service {
 
     public init(
         repository: ExecutionRepository, timers: TimerStore, kafka: KafkaConfiguration, topicPrefix: String, partitions: Int,
-        concurrency: Int = 64, disabledStageTypes: Set<String> = [], logger: Logger
+        concurrency: Int = 64, disabledStageTypes: Set<String> = [], scriptSandbox: ScriptSandbox = ScriptSandbox(),
+        redactor: SecretRedactor = .none, logger: Logger
     ) {
         self.repository = repository
         self.kafka = kafka
@@ -43,12 +46,13 @@ public final class WorkerService: Service {
         self.concurrency = concurrency
         self.timers = timers
         self.runners = [
-            "noop": NoopStageRunner(), "script": ScriptStageRunner(), "manualJudgment": ManualJudgmentStageRunner(),
+            "noop": NoopStageRunner(), "script": ScriptStageRunner(sandbox: scriptSandbox), "manualJudgment": ManualJudgmentStageRunner(),
             "wait": WaitStageRunner(timers: timers), "evaluateVariables": EvaluateVariablesStageRunner(),
             "checkPreconditions": CheckPreconditionsStageRunner(), "webhook": WebhookStageRunner(),
             "pipeline": PipelineStageRunner(repository: repository, configs: PipelineConfigStore(store: repository.store)),
         ].filter { !disabledStageTypes.contains($0.key) }
         self.disabledStageTypes = disabledStageTypes
+        self.redactor = redactor
         self.logger = logger
     }
 
@@ -102,7 +106,7 @@ public final class WorkerService: Service {
             actor: "worker", source: "worker")
         guard let type = stage.type, let runner = runners[type] else {
             let reason = disabledStageTypes.contains(stage.type ?? "")
-                ? "stage type '\(stage.type ?? "")' is disabled on this installation"
+                ? PipelineValidation.disabledMessage(stage.type ?? "")
                 : "this worker cannot run stage type '\(stage.type ?? "")'"
             try await repository.handle(
                 .completeStage(refID: ref, status: .terminal, outputs: ["error": .string(reason)]),
@@ -129,7 +133,7 @@ public final class WorkerService: Service {
         logger.debug("stage running", metadata: ["execution.id": "\(executionID)", "stage.ref": "\(ref)", "stage.type": "\(type)", "stage.poll": "\(poll)"])
         // Expressions are evaluated when the stage runs; a field whose expression fails stays as
         // written and is reported in the stage's outputs.
-        let scope = ExpressionEvaluator(context: ExpressionScope.context(executionID: executionID, state: state))
+        let scope = ExpressionEvaluator(context: ExpressionScope.context(executionID: executionID, state: state, stage: ref))
         let (evaluated, failures) = Template.evaluate(.object(stage.json), with: scope)
         let summary: [String: JSONValue] = failures.isEmpty ? [:] : [
             "expressionEvaluationSummary": .array(failures.map { ["path": .string($0.path), "expression": .string($0.expression), "error": .string($0.error)] }),
@@ -147,10 +151,11 @@ public final class WorkerService: Service {
             } catch {
                 // A runner's own failure fails the stage (with its failure options) rather than
                 // leaving it running with nothing to complete it.
-                outcome = StageOutcome(status: stage.failureStatus, outputs: ["error": .string("\(error)")])
+                outcome = StageOutcome(status: stage.failureStatus, outputs: ["error": .string(redactor.redact("\(error)"))])
             }
         }
         outcome.outputs.merge(summary) { current, _ in current }
+        outcome.outputs = redactor.redact(outcome.outputs)
         if outcome.status == .running, let delay = outcome.retryAfter {
             try await repository.handle(
                 .recordProgress(refID: ref, attempt: attempt, poll: poll, context: outcome.outputs, retryAfterMs: Int(delay.wholeMilliseconds)),

@@ -13,8 +13,8 @@ public struct PipelineConfig: Sendable, Hashable {
     public var application: String? { json["application"]?.stringValue }
     public var name: String? { json["name"]?.stringValue }
     public var disabled: Bool { json["disabled"]?.boolValue ?? false }
-    /// Spinnaker's default: one execution at a time.
-    public var limitConcurrent: Bool { json["limitConcurrent"]?.boolValue ?? true }
+    /// Absent means false, as Orca's ExecutionLauncher reads it (Deck writes `true` into new pipelines).
+    public var limitConcurrent: Bool { json["limitConcurrent"]?.boolValue ?? false }
     /// With `limitConcurrent`, how many may run at once (0 or absent: one).
     public var maxConcurrentExecutions: Int { json["maxConcurrentExecutions"]?.intValue ?? 0 }
     public var keepWaitingPipelines: Bool { json["keepWaitingPipelines"]?.boolValue ?? false }

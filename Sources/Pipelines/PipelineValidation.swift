@@ -40,8 +40,13 @@ public enum PipelineValidation {
             guard let object = raw.objectValue, let type = object["type"]?.stringValue, disabledStageTypes.contains(type) else { return nil }
             let stage = StageConfig(json: object)
             return PipelineProblem(path: "stages[\(index)].type", stage: stage.refID ?? "#\(index)",
-                                   message: "stage type '\(type)' is disabled on this installation")
+                                   message: disabledMessage(type))
         }
+    }
+
+    /// Why a stage of `type` cannot run here, and how an operator turns it on.
+    public static func disabledMessage(_ type: String) -> String {
+        "stage type '\(type)' is disabled on this installation (an operator enables it with --enable-stage-type \(type) or TOPSAIL_ENABLED_STAGE_TYPES)"
     }
 
     public static func validate(_ pipeline: PipelineConfig) -> [PipelineProblem] {

@@ -19,8 +19,10 @@ struct AllCommand: AsyncParsableCommand {
 
     @OptionGroup var policy: StagePolicyOptions
 
+    @OptionGroup(title: "Script sandbox") var sandbox: ScriptSandboxOptions
+
     func run() async throws {
-        try await Roles(options: options, topics: topics, disabledStageTypes: policy.disabledStageTypes).run([
+        try await Roles(options: options, topics: topics, disabledStageTypes: policy.disabledStageTypes, scriptSandbox: try sandbox.sandbox()).run([
             .relay(relay.configuration(topics: topics)), .orchestrator, .worker, .scheduler, .projector,
             supervision.role, .http(try http.configuration()),
         ])
@@ -53,8 +55,10 @@ struct WorkerCommand: AsyncParsableCommand {
     @OptionGroup var topics: TopicOptions
     @OptionGroup var policy: StagePolicyOptions
 
+    @OptionGroup(title: "Script sandbox") var sandbox: ScriptSandboxOptions
+
     func run() async throws {
-        try await Roles(options: options, topics: topics, disabledStageTypes: policy.disabledStageTypes).run([.worker])
+        try await Roles(options: options, topics: topics, disabledStageTypes: policy.disabledStageTypes, scriptSandbox: try sandbox.sandbox()).run([.worker])
     }
 }
 

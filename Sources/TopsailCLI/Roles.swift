@@ -25,14 +25,24 @@ struct Roles {
     let kafka: KafkaConfiguration
     let topics: TopicOptions
     let disabledStageTypes: Set<String>
+    let scriptSandbox: ScriptSandbox
     let logger: Logger
 
-    init(options: CommonOptions, topics: TopicOptions, disabledStageTypes: Set<String> = installationDisabledStageTypes()) throws {
+    init(
+        options: CommonOptions, topics: TopicOptions, disabledStageTypes: Set<String> = installationDisabledStageTypes(),
+        scriptSandbox: ScriptSandbox = ScriptSandbox()
+    ) throws {
         database = try options.database()
         kafka = try options.kafka()
         self.topics = topics
         self.disabledStageTypes = disabledStageTypes
+        self.scriptSandbox = scriptSandbox
         logger = options.logger("topsail")
+    }
+
+    /// The installation's secrets, masked wherever a stage could echo them.
+    var redactor: SecretRedactor {
+        SecretRedactor(secrets: [database.password].compactMap { $0 } + SecretRedactor.kafkaSecrets(kafka.properties))
     }
 
     func run(_ roles: [Role]) async throws {
@@ -48,9 +58,15 @@ struct Roles {
             case .orchestrator:
                 services.append(OrchestratorService(repository: repository, kafka: kafka, topicPrefix: topics.topicPrefix, partitions: topics.partitions, logger: logger))
             case .worker:
+                if !disabledStageTypes.contains("script") {
+                    try scriptSandbox.check()
+                    logger.notice("script stages are enabled, each in a sandbox", metadata: [
+                        "script.user": "\(scriptSandbox.user)", "script.network": "\(scriptSandbox.network)",
+                        "script.binds": "\(scriptSandbox.binds + scriptSandbox.readOnlyBinds)"])
+                }
                 services.append(WorkerService(
                     repository: repository, timers: timers, kafka: kafka, topicPrefix: topics.topicPrefix, partitions: topics.partitions,
-                    disabledStageTypes: disabledStageTypes, logger: logger))
+                    disabledStageTypes: disabledStageTypes, scriptSandbox: scriptSandbox, redactor: redactor, logger: logger))
             case .scheduler:
                 services.append(SchedulerService(timers: timers, repository: repository, logger: logger))
             case .projector:

@@ -34,7 +34,7 @@ struct CLITests {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        process.environment = TestEnvironment.processEnvironment(environment)
         let out = Pipe()
         let err = Pipe()
         process.standardOutput = out

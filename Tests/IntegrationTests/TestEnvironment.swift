@@ -32,6 +32,16 @@ enum TestEnvironment {
         return configuration
     }
 
+    /// The environment every `topsail` process a test starts gets, before the test's own
+    /// additions: the operator's opt-in to script stages (most engine tests use them), with the
+    /// machine's /tmp shared into the sandbox so tests can coordinate with scripts through files
+    /// there. Tests of the defaults and of the sandbox itself set these to "".
+    static func processEnvironment(_ additions: [String: String]) -> [String: String] {
+        ProcessInfo.processInfo.environment
+            .merging(["TOPSAIL_ENABLED_STAGE_TYPES": "script", "TOPSAIL_SCRIPT_BINDS": "/tmp"]) { $1 }
+            .merging(additions) { $1 }
+    }
+
     /// The `topsail` executable built beside the tests.
     static func topsailExecutable() throws -> URL {
         if let path = ProcessInfo.processInfo.environment["TOPSAIL_BIN"] { return URL(fileURLWithPath: path) }

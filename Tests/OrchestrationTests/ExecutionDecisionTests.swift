@@ -189,6 +189,14 @@ struct ControlTests {
         #expect(ExecutionDecider.decide(.startExecution, state: unlimited, context: DecisionContext(runningExecutionsOfPipeline: 50)).events == [.started])
     }
 
+    @Test("an absent limitConcurrent is false, as Orca reads it: executions run side by side")
+    func absentLimitConcurrentRunsSideBySide() {
+        let exported = PipelineConfig(json: ["id": "p1", "application": "web", "name": "from-elsewhere", "stages": [["refId": "1", "type": "noop"]]])
+        #expect(!exported.limitConcurrent && !exported.keepWaitingPipelines)
+        let state = ExecutionState([.triggered(pipeline: exported, trigger: .null, parameters: [:])])
+        #expect(ExecutionDecider.decide(.startExecution, state: state, context: DecisionContext(runningExecutionsOfPipeline: 3)).events == [.started])
+    }
+
     @Test func bufferedExecutionsCancelAtOnce() {
         let limited = pipeline([("1", [], [:])], fields: ["limitConcurrent": true])
         let state = ExecutionState([.triggered(pipeline: limited, trigger: .null, parameters: [:]), .buffered])

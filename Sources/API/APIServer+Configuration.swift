@@ -94,14 +94,22 @@ extension APIServer {
                            problems: [.init(path: pipeline.application == nil ? "application" : "name", stage: nil, message: "required")])
         }
         try await authorize(context, .write, application: pipeline.application)
+        if let application = pipeline.application, try await ApplicationAccess(store: repository.eventStore).standing(application) == .unknown,
+           let refusal = creationRefusal(try context.requireCaller()) {
+            // Saving into an application that does not exist makes it exist (in listings, for
+            // permissions to come): that takes the right to create it.
+            throw APIError(.forbidden, "forbidden", "application \(application) does not exist and " + refusal)
+        }
         if let id = pipeline.id, let existing = try await PipelineConfigStore(store: repository.eventStore).load(id), existing.application != pipeline.application {
             // Moving a pipeline to another application changes the one it leaves too.
             try await authorize(context, .write, application: existing.application)
         }
+        var runners = [try context.requireCaller()]
         for (index, trigger) in (pipeline.json["triggers"]?.arrayValue ?? []).enumerated() {
             guard let name = trigger["runAsUser"]?.stringValue else { continue }
-            _ = try await serviceAccount(name, for: context, path: "triggers[\(index)].runAsUser")
+            runners.append(try await serviceAccount(name, for: context, path: "triggers[\(index)].runAsUser"))
         }
+        try await checkChildPipelines(of: pipeline, runAs: runners)
         let basedOn = try Self.basedOn(request)
         let store = PipelineConfigStore(store: repository.eventStore)
         let id = pipeline.id ?? ""
@@ -130,15 +138,17 @@ extension APIServer {
         for field in ["attributes", "permissions"] where body[field] != nil && body[field] != .null && body[field]?.objectValue == nil {
             throw APIError(.badRequest, "invalid_application", "\(field) must be an object", problems: [.init(path: field, stage: nil, message: "not an object")])
         }
-        if try await ApplicationStore(store: repository.eventStore).documents.latest(name) != nil {
+        let caller = try context.requireCaller()
+        switch try await ApplicationAccess(store: repository.eventStore).standing(name) {
+        case .live:
             try await authorize(context, .write, application: name)
-        } else {
-            let caller = try context.requireCaller()
-            let creators = configuration.applicationCreatorRoles
-            guard creators.isEmpty || caller.isAdmin || !creators.isDisjoint(with: caller.roles) else {
-                throw APIError(.forbidden, "forbidden",
-                               "\(caller.user) may not create applications: it needs one of the roles \(creators.sorted().joined(separator: ", ")) (or admin)")
-            }
+        case .deleted:
+            // Re-creating a deleted application takes the right to create one and WRITE under the
+            // permissions it had, which still govern its pipelines and executions.
+            if let refusal = creationRefusal(caller) { throw APIError(.forbidden, "forbidden", refusal) }
+            try await authorize(context, .write, application: name)
+        case .unknown:
+            if let refusal = creationRefusal(caller) { throw APIError(.forbidden, "forbidden", refusal) }
         }
         let basedOn = try Self.basedOn(request)
         do {
@@ -146,6 +156,30 @@ extension APIServer {
             return try Self.json(["name": .string(name), "version": .number(Double(version))] as JSONValue)
         } catch EventStoreError.versionConflict(_, _, let actual) {
             throw APIError.conflict("application \(name) is at version \(actual), not \(basedOn ?? 0): reload it and save again (or force=true)")
+        }
+    }
+
+    /// Every `pipeline` stage starts a child execution as its parent's trigger identity, which
+    /// therefore needs EXECUTE on the child's application: refused here with 400 naming the stage
+    /// for each identity the pipeline may run as (the caller saving it, each trigger's
+    /// `runAsUser`). The stage checks again when it runs.
+    func checkChildPipelines(of pipeline: PipelineConfig, runAs identities: [Caller]) async throws {
+        let configs = PipelineConfigStore(store: repository.eventStore)
+        let access = ApplicationAccess(store: repository.eventStore)
+        var problems: [APIError.Problem] = []
+        for (index, stage) in (pipeline.json["stages"]?.arrayValue ?? []).enumerated() where stage["type"]?.stringValue == "pipeline" {
+            guard let childID = stage["pipeline"]?.stringValue, !childID.contains("${") else { continue }
+            let application = try await configs.load(childID)?.application ?? stage["application"]?.stringValue
+            for identity in identities {
+                if let refusal = try await access.refusal(identity, .execute, application: application) {
+                    problems.append(.init(path: "stages[\(index)].pipeline", stage: stage["refId"]?.stringValue ?? "#\(index)",
+                                          message: "it would start pipeline \(childID) as \(identity.user), but \(refusal)"))
+                }
+            }
+        }
+        guard problems.isEmpty else {
+            throw APIError(.badRequest, "invalid_pipeline", "the pipeline starts child pipelines its trigger identity may not run: "
+                           + problems.map(\.message).joined(separator: "; "), problems: problems)
         }
     }
 

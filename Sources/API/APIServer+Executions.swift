@@ -156,17 +156,19 @@ extension APIServer {
         trigger["type"] = trigger["type"] ?? "manual"
         // As Gate does: the trigger's user is who is authenticated, whatever the body says.
         trigger["user"] = .string(Self.actor(context))
+        var identity = try context.requireCaller()
         if let name = body["runAsUser"]?.stringValue {
             // Run as a service account: the caller must be allowed to use it, and it must have EXECUTE.
             let account = try await serviceAccount(name, for: context, path: "runAsUser")
-            let document = try await ApplicationStore(store: repository.eventStore).documents.latest(application)?.document
-            guard Authorization.allows(account, .execute, application: document) else {
-                throw APIError(.forbidden, "forbidden", Authorization.refusal(account, .execute, application: application, document))
+            if let refusal = try await ApplicationAccess(store: repository.eventStore).refusal(account, .execute, application: application) {
+                throw APIError(.forbidden, "forbidden", refusal)
             }
             trigger["user"] = .string(account.user)
+            identity = account
         }
         trigger["parameters"] = .object(parameters)
-        let id = try await repository.trigger(pipeline, trigger: .object(trigger), parameters: parameters, metadata: Self.metadata(context))
+        let recorded = TriggerIdentity.recording(identity, in: .object(trigger))
+        let id = try await repository.trigger(pipeline, trigger: recorded, parameters: parameters, metadata: Self.metadata(context))
         return try Self.json(["id": id, "ref": "/pipelines/\(id)"], status: .accepted)
     }
 }

@@ -15,7 +15,11 @@ extension APIServer {
         router.post("/tokens") { request, context in
             let caller = try context.requireCaller()
             let body = try await self.body(request, allowEmpty: true)
-            let user = try Self.string(body, "user") ?? caller.user
+            let given = try Self.string(body, "user")
+            guard given != nil || !caller.user.hasPrefix(Caller.oidcPrefix) else {
+                throw APIError(.forbidden, "forbidden", "\(caller.user) signs in through its OIDC provider; API tokens are for Topsail users and service accounts")
+            }
+            let user = given ?? caller.user
             let name = try Self.string(body, "name")
             let roles = try Self.names(body, "roles")
             guard caller.isAdmin || (user == caller.user && roles == nil) else {

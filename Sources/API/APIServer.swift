@@ -114,13 +114,17 @@ public struct APIServer: Sendable {
     }
 
     /// Why the caller lacks `permission` on `application`, or nil when it has it (executions
-    /// without an application are open).
+    /// without an application are open; a deleted application's last permissions still apply).
     private func refusal(_ context: APIContext, _ permission: Permission, application: String?) async throws -> String? {
-        let caller = try context.requireCaller()
-        guard let application, !caller.isAdmin else { return nil }
-        let document = try await ApplicationStore(store: repository.eventStore).documents.latest(application)?.document
-        return Authorization.allows(caller, permission, application: document)
-            ? nil : Authorization.refusal(caller, permission, application: application, document)
+        try await ApplicationAccess(store: repository.eventStore).refusal(try context.requireCaller(), permission, application: application)
+    }
+
+    /// Why the caller may not create applications, or nil when it may: admins and the
+    /// configured creator roles may (everyone, when none are configured).
+    func creationRefusal(_ caller: Caller) -> String? {
+        let creators = configuration.applicationCreatorRoles
+        guard !(creators.isEmpty || caller.isAdmin || !creators.isDisjoint(with: caller.roles)) else { return nil }
+        return "\(caller.user) may not create applications: it needs one of the roles \(creators.sorted().joined(separator: ", ")) (or admin)"
     }
 
     /// Who acts, from where, and why: the caller, `api`, the client's `X-Correlation-Id` when it

@@ -47,9 +47,10 @@ struct AuthenticationMiddleware: RouterMiddleware {
         let caller: Caller
         if let oidc, OIDCVerifier.looksLikeJWT(token) {
             do {
+                // Namespaced by where it comes from: an OIDC user called like a Topsail user or a
+                // service account is someone else, and gets none of that account's roles or tokens.
                 let (user, roles) = try await oidc.verify(token)
-                let granted = Identities.validName(user) ? try await identities.roles(of: user) : []
-                caller = Caller(user: user, roles: roles.union(granted))
+                caller = Caller(user: Caller.oidcPrefix + user, roles: roles)
             } catch let rejection as OIDCVerifier.Rejection {
                 throw APIError(.unauthorized, "unauthenticated", rejection.description)
             }

@@ -8,6 +8,9 @@ import Foundation
 /// Who a caller is: a user (or service account) and the roles it belongs to.
 public struct Caller: Sendable, Hashable {
     public static let adminRole = "admin"
+    /// Users from the OIDC issuer are `oidc:<name>`: Topsail's own users and service accounts
+    /// cannot contain ':', so the two never meet.
+    public static let oidcPrefix = "oidc:"
 
     public let user: String
     public let roles: Set<String>

@@ -41,7 +41,15 @@ struct PipelineStageRunner: StageRunner {
             } catch {
                 return StageOutcome(status: run.stage.failureStatus, outputs: ["error": .string("child pipeline \(pipelineID): \(error)")])
             }
+            // A child trigger is a trigger: it runs as the parent's trigger identity, which needs
+            // EXECUTE on the child's application now, whatever it had when the parent was saved.
             let parent = run.execution
+            let identity = try await TriggerIdentity.caller(of: parent.trigger, identities: Identities(store: repository.eventStore))
+            if let refusal = try await ApplicationAccess(store: repository.eventStore).refusal(identity, .execute, application: config.application) {
+                return StageOutcome(status: .terminal, outputs: [
+                    "error": .string("not permitted to start pipeline \(pipelineID): \(refusal)"), "executionId": .null,
+                ])
+            }
             let trigger: JSONValue = [
                 "type": "pipeline", "parameters": .object(parameters),
                 "user": parent.trigger["user"] ?? .null,
@@ -53,7 +61,7 @@ struct PipelineStageRunner: StageRunner {
             ]
             do {
                 _ = try await repository.trigger(
-                    config, trigger: trigger, parameters: parameters,
+                    config, trigger: TriggerIdentity.recording(identity, in: trigger), parameters: parameters,
                     metadata: EventMetadata(correlationID: childID, causationID: run.executionID, actor: "worker", source: "pipeline-stage"),
                     executionID: childID)
             } catch EventStoreError.versionConflict {

@@ -126,7 +126,7 @@ struct APIContractTests {
             let slipped = try await engine.run(["stages": [["refId": "a", "type": "script", "command": "touch /tmp/never"]]])
             let state = try await engine.finished(slipped)
             #expect(state.status == .terminal)
-            #expect(state.stage("a").outputs["error"] == "stage type 'script' is disabled on this installation")
+            #expect(state.stage("a").outputs["error"]?.stringValue == PipelineValidation.disabledMessage("script"))
 
             // Rate: a burst of 5, then 429 with Retry-After (one request every 2 s); another caller is unaffected.
             try await Task.sleep(for: .seconds(3))
@@ -398,7 +398,7 @@ struct APIContractTests {
             #expect(listed.json.arrayValue?.compactMap { $0["name"]?.stringValue } == ["shop"], "\(listed.json)")
             // Without the group: 403 naming the role; the user is sub when preferred_username is absent.
             let outsider = try await Self.call("GET", engine.api + "/applications/shop", nil, try jwt(["groups": ["other"]]))
-            #expect(outsider.status == 403 && outsider.json["message"]?.stringValue?.hasPrefix("u-1 may not READ") == true, "\(outsider.json)")
+            #expect(outsider.status == 403 && outsider.json["message"]?.stringValue?.hasPrefix("oidc:u-1 may not READ") == true, "\(outsider.json)")
 
             for (what, token, expected) in [
                 ("audience", try jwt(["aud": "someone-else"]), "not for audience topsail"),
@@ -409,6 +409,20 @@ struct APIContractTests {
                 let reply = try await Self.call("GET", engine.api + "/applications", nil, token)
                 #expect(reply.status == 401 && reply.json["message"]?.stringValue?.contains(expected) == true, "\(what): \(reply.json)")
             }
+            // Identities are namespaced by where they come from: an OIDC user called like a
+            // service account (here an admin one) or a Topsail user gets none of its roles or tokens.
+            try await Identities(store: db.store).saveServiceAccount("deployer", roles: ["admin"], metadata: EventMetadata(source: "test"))
+            _ = try await Identities(store: db.store).issue(user: "jo", name: "jo's own", roles: ["shop-readers"], metadata: EventMetadata(source: "test"))
+            let namesake = try jwt(["preferred_username": "deployer"])
+            let posing = try await Self.call("GET", engine.api + "/applications/shop", nil, namesake)
+            #expect(posing.status == 403 && posing.json["message"]?.stringValue?.hasPrefix("oidc:deployer may not READ") == true, "\(posing.json)")
+            let tokens = try await Self.call("GET", engine.api + "/tokens", nil, reader)
+            #expect(tokens.status == 200 && tokens.json.arrayValue?.isEmpty == true, "oidc:jo sees jo's tokens: \(tokens.json)")
+            let minted = try await Self.call("POST", engine.api + "/tokens", "{}", reader)
+            #expect(minted.status == 403, "\(minted.json)")
+            let forJo = try await Self.call("POST", engine.api + "/tokens", #"{"user": "jo"}"#, reader)
+            #expect(forJo.status == 403, "oidc:jo issued a token for jo: \(forJo.json)")
+
             // API tokens still work beside JWTs.
             #expect(try await Self.call("GET", engine.api + "/applications", nil, try await Self.admin(db)).status == 200)
         }

@@ -34,7 +34,12 @@ extension APIServer {
             } else if try context.requireCaller().isAdmin == false {
                 throw APIError(.forbidden, "forbidden", "only admins read the whole audit log; give application=NAME for one you may read")
             }
-            let page = try await AuditLog(client: client, logger: logger).page(filter)
+            let page: (entries: [AuditLog.Entry], next: Int64?)
+            do {
+                page = try await AuditLog(client: client, logger: logger).page(filter)
+            } catch EventStoreError.unknownPosition(let position) {
+                throw APIError.badRequest("after: no event has global position \(position); continue with the next of a page you read")
+            }
             return try Self.json(EventPage(events: page.entries, next: page.next))
         }
     }

@@ -67,9 +67,14 @@ public struct AuditLog: Sendable {
     public func page(_ filter: Filter) async throws -> (entries: [Entry], next: Int64?) {
         let typePattern = filter.type.map { $0.hasSuffix("*") ? String($0.dropLast()) + "%" : $0 }
         let system = Self.systemSources
+        // In log order below the oldest open writer, as every reader of the log pages
+        // (decision 0001): a page never passes an event that commits late. The cursor is the
+        // global position of the last entry seen; its place in log order is looked up.
+        let start = try await store.logPosition(of: filter.after)
         let events = try await store.events("""
             SELECT \(unescaped: PostgresEventStore.columns) FROM events
-             WHERE position > \(filter.after)
+             WHERE (transaction_id, position) > (\(start.transaction), \(start.position))
+               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
                AND (\(filter.actor)::text IS NULL OR metadata->>'actor' = \(filter.actor))
                AND (\(typePattern)::text IS NULL OR event_type LIKE \(typePattern))
                AND (\(filter.since)::timestamptz IS NULL OR recorded_at >= \(filter.since))
@@ -80,7 +85,7 @@ public struct AuditLog: Sendable {
                        WHERE stream_id LIKE 'execution-%' AND execution_id = substring(stream_id FROM 11)),
                      payload->'pipeline'->>'application',
                      CASE WHEN stream_id LIKE 'application-%' THEN substring(stream_id FROM 13) END))
-             ORDER BY position
+             ORDER BY transaction_id, position
              LIMIT \(filter.limit)
             """, doing: "read the audit log")
         let entries = try events.map(Entry.init)

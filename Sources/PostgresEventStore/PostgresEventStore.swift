@@ -113,6 +113,21 @@ public struct PostgresEventStore: EventStore {
         throw EventStoreError.unknownPosition(position)
     }
 
+    /// The log position of the event at global `position` (0: the start of the log); throws
+    /// ``EventStoreError/unknownPosition(_:)`` when no event has it.
+    public func logPosition(of position: Int64) async throws -> LogPosition {
+        if position <= 0 { return .start }
+        let query: PostgresQuery = "SELECT transaction_id FROM events WHERE position = \(position)"
+        do {
+            for try await transaction in try await client.query(query, logger: logger).decode(Int64.self) {
+                return LogPosition(transaction: transaction, position: position)
+            }
+        } catch {
+            throw DatabaseError.wrapping(error, doing: "look up position \(position)")
+        }
+        throw EventStoreError.unknownPosition(position)
+    }
+
     /// Where a live follower starts: after every event committed now.
     ///
     /// Events committed above the oldest open transaction are committed but not yet readable in

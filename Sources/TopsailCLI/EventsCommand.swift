@@ -7,7 +7,7 @@ struct EventsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "events",
         abstract: "Append to and read the event log.",
-        subcommands: [AppendEventCommand.self, ReadEventsCommand.self, TailEventsCommand.self]
+        subcommands: [AppendEventCommand.self, ReadEventsCommand.self, TailEventsCommand.self, VerifyEventsCommand.self]
     )
 }
 
@@ -176,5 +176,46 @@ struct TailEventsCommand: AsyncParsableCommand {
                 Output.line(EventEnvelopeCodec.encode(event))
             }
         }
+    }
+}
+
+struct VerifyEventsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Check the log's hash chains: every event's hash covers its content and the event before it in its stream.",
+        discussion: """
+            Exit 0 when every chain is intact; exit 1 naming the first broken link (stream, version, position and \
+            what is wrong) when an event was changed, removed or reordered behind Topsail's back. Events cut from the \
+            end of a stream leave a shorter intact chain and are not detected here.
+            """
+    )
+
+    @OptionGroup var options: CommonOptions
+
+    @Option(help: "Check only this stream (category-id).")
+    var stream: String?
+
+    @Option(help: "Broken links to list at most.")
+    var limit: Int = 20
+
+    func run() async throws {
+        if let stream { _ = try StreamID(stream) }
+        guard (1...10_000).contains(limit) else { throw ValidationError("--limit must be between 1 and 10000") }
+        let logger = options.logger("topsail.events")
+        let (stream, limit) = (stream, limit)
+        let report = try await withDatabase(try options.database(), logger: logger) { client in
+            try await ChainVerifier(client: client, logger: logger).verify(stream: stream, limit: limit)
+        }
+        guard let first = report.broken.first else {
+            print("verified \(report.events) events in \(report.streams) streams: every chain is intact")
+            return
+        }
+        FileHandle.standardError.write(Data("""
+            the log was changed behind Topsail's back: the first broken link is \(first)
+            broken links (\(report.broken.count)\(report.broken.count == limit ? " or more" : "")):
+            \(report.broken.map { "  \($0)" }.joined(separator: "\n"))
+
+            """.utf8))
+        throw ExitCode(1)
     }
 }

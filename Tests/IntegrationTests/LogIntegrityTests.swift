@@ -1,0 +1,104 @@
+import EventLog
+import Foundation
+import PostgresEventStore
+import PostgresNIO
+import Testing
+
+/// The log cannot be rewritten: the database refuses changes, the runtime role may only append and
+/// read, and hash chains show any change made behind the database's back.
+@Suite("Event log: append-only and tamper-evident", .timeLimit(.minutes(3)))
+struct LogIntegrityTests {
+    static func event(_ type: String, _ data: String) throws -> NewEvent {
+        NewEvent(type: type, payload: try JSONText(data), metadata: EventMetadata(actor: "tester", source: "test"))
+    }
+
+    /// The SQLSTATE a statement fails with, or nil when it succeeds.
+    static func failure(_ client: PostgresClient, _ sql: String) async -> String? {
+        do {
+            try await client.query(PostgresQuery(unsafeSQL: sql), logger: TestEnvironment.logger)
+            return nil
+        } catch let error as PSQLError {
+            return error.serverInfo?[.sqlState] ?? "\(error.code)"
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    @Test("UPDATE, DELETE and TRUNCATE on events are refused by the database, even for the table's owner")
+    func appendOnly() async throws {
+        try await TestDatabase.with { db in
+            _ = try await db.store.append(to: try StreamID("ledger-1"), expected: .any, events: [try Self.event("entry.made", #"{"n": 1}"#)])
+            #expect(await Self.failure(db.client, "UPDATE events SET payload = '{\"n\": 2}'") == "TS405")
+            #expect(await Self.failure(db.client, "DELETE FROM events") == "TS405")
+            #expect(await Self.failure(db.client, "TRUNCATE events") == "TS405")
+            let kept = try await db.store.readStream(try StreamID("ledger-1"), from: 1, direction: .forward, limit: 10)
+            #expect(kept.count == 1 && kept[0].payload.text.contains("1"))
+        }
+    }
+
+    @Test("the runtime role appends and reads events and keeps the disposable tables, but may not change events")
+    func runtimeRole() async throws {
+        try await TestDatabase.with { db in
+            try await db.client.withConnection { connection in
+                try await connection.query("SET ROLE topsail_runtime", logger: TestEnvironment.logger)
+                try await connection.query("""
+                    SELECT * FROM append_events('ledger-2', NULL, ARRAY[gen_random_uuid()], ARRAY['entry.made'], ARRAY[1],
+                                                ARRAY['{"n": 1}'], ARRAY['{}'])
+                    """, logger: TestEnvironment.logger)
+                try await connection.query("SELECT count(*) FROM events", logger: TestEnvironment.logger)
+                try await connection.query("DELETE FROM timers", logger: TestEnvironment.logger)
+                try await connection.query("TRUNCATE stage_summaries", logger: TestEnvironment.logger)
+                for statement in ["UPDATE events SET event_type = 'x'", "DELETE FROM events", "TRUNCATE events", "DROP TABLE timers"] {
+                    do {
+                        try await connection.query(PostgresQuery(unsafeSQL: statement), logger: TestEnvironment.logger)
+                        Issue.record("the runtime role could run \(statement)")
+                    } catch let error as PSQLError {
+                        #expect(error.serverInfo?[.sqlState] == "42501", "\(statement): \(String(reflecting: error))")
+                    }
+                }
+                try await connection.query("RESET ROLE", logger: TestEnvironment.logger)
+            }
+        }
+    }
+
+    @Test("topsail events verify: intact chains pass; a changed event and a removed one are named as the first broken links")
+    func hashChains() async throws {
+        try await TestDatabase.with { db in
+            for stream in ["ledger-a", "ledger-b"] {
+                for n in 1...3 {
+                    _ = try await db.store.append(to: try StreamID(stream), expected: .any, events: [try Self.event("entry.made", #"{"n": \#(n)}"#)])
+                }
+            }
+            // Several events in one append chain too.
+            _ = try await db.store.append(to: try StreamID("ledger-a"), expected: .exact(3), events: [
+                try Self.event("entry.made", #"{"n": 4}"#), try Self.event("entry.made", #"{"n": 5}"#),
+            ])
+            let intact = try await CLITests.run(["events", "verify", "--database-url", db.url])
+            #expect(intact.status == 0 && intact.stdout.contains("verified 8 events in 2 streams: every chain is intact"), "\(intact.stdout)\(intact.stderr)")
+
+            // Someone with the owner's rights switches the guard off and rewrites history.
+            try await db.client.query("ALTER TABLE events DISABLE TRIGGER events_no_update_or_delete", logger: TestEnvironment.logger)
+            try await db.client.query("""
+                UPDATE events SET payload = '{"n": 20}' WHERE stream_id = 'ledger-a' AND stream_version = 2
+                """, logger: TestEnvironment.logger)
+            try await db.client.query("DELETE FROM events WHERE stream_id = 'ledger-b' AND stream_version = 1", logger: TestEnvironment.logger)
+            let broken = try await CLITests.run(["events", "verify", "--database-url", db.url])
+            #expect(broken.status == 1, "\(broken.stdout)\(broken.stderr)")
+            #expect(broken.stderr.contains("the first broken link is stream ledger-a version 2"), "\(broken.stderr)")
+            #expect(broken.stderr.contains("stream ledger-b version 2") && broken.stderr.contains("events are missing"), "\(broken.stderr)")
+            // One stream alone.
+            let onlyA = try await CLITests.run(["events", "verify", "--database-url", db.url, "--stream", "ledger-a"])
+            #expect(onlyA.status == 1 && !onlyA.stderr.contains("ledger-b"), "\(onlyA.stderr)")
+            // Fixing the hash of the changed event moves the break to the next one: the chain
+            // cannot be mended without rewriting everything after it.
+            try await db.client.query("""
+                UPDATE events SET hash = event_hash(
+                    (SELECT hash FROM events WHERE stream_id = 'ledger-a' AND stream_version = 1), event_id, stream_id, stream_version,
+                    event_type, schema_version, recorded_at, payload, metadata)
+                 WHERE stream_id = 'ledger-a' AND stream_version = 2
+                """, logger: TestEnvironment.logger)
+            let mended = try await CLITests.run(["events", "verify", "--database-url", db.url, "--stream", "ledger-a"])
+            #expect(mended.status == 1 && mended.stderr.contains("the first broken link is stream ledger-a version 3"), "\(mended.stderr)")
+        }
+    }
+}

@@ -50,7 +50,7 @@ func withBenchSchema<T: Sendable>(
     _ options: CommonOptions, logger: Logger, connections: Int,
     _ body: @Sendable @escaping (PostgresClient, DatabaseConfiguration) async throws -> T
 ) async throws -> T {
-    var database = try options.database()
+    var database = try options.migrationDatabase()
     database = database.inSchema("bench_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(10))
     database.maximumConnections = connections
     let configuration = database

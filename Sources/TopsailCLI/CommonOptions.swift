@@ -34,6 +34,14 @@ struct CommonOptions: ParsableArguments {
         return try DatabaseConfiguration(url: url)
     }
 
+    /// The database as its owner, for what changes the schema (`migrate`, benchmarks that make
+    /// schemas of their own): `--database-url`, else `$TOPSAIL_MIGRATION_DATABASE_URL`, else
+    /// `$TOPSAIL_DATABASE_URL` (an installation with one role for both).
+    func migrationDatabase() throws -> DatabaseConfiguration {
+        if databaseURL == nil, let owner = environment("TOPSAIL_MIGRATION_DATABASE_URL") { return try DatabaseConfiguration(url: owner) }
+        return try database()
+    }
+
     func kafka() throws -> KafkaConfiguration {
         guard let brokers = kafkaBrokers ?? environment("TOPSAIL_KAFKA_BROKERS") else {
             throw CLIError("no Kafka brokers: pass --kafka-brokers or set TOPSAIL_KAFKA_BROKERS (ops/services start writes .topsail/services.env)")

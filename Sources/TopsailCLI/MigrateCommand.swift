@@ -14,7 +14,7 @@ struct MigrateCommand: AsyncParsableCommand {
     var migrations: String?
 
     func run() async throws {
-        let database = try options.database()
+        let database = try options.migrationDatabase()
         let logger = options.logger("topsail.migrate")
         let files = try Migration.load(from: migrationsDirectory(migrations))
         let report = try await withDatabase(database, logger: logger) { client in

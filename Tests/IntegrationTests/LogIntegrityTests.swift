@@ -61,6 +61,34 @@ struct LogIntegrityTests {
         }
     }
 
+    @Test("topsail all runs as the runtime role ops/services sets up: a pipeline with a wait, a script and variables completes, and the projections follow")
+    func engineAsRuntimeRole() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let runtime = try #require(environment["TOPSAIL_DATABASE_URL"], "ops/services writes TOPSAIL_DATABASE_URL")
+        let owner = try #require(environment["TOPSAIL_MIGRATION_DATABASE_URL"], "ops/services writes TOPSAIL_MIGRATION_DATABASE_URL")
+        #expect(runtime.hasPrefix("postgres://topsail_app:") && runtime != owner)
+        try await TestDatabase.with { db in
+            let engine = try EngineTests.Engine(db, arguments: ["--database-url", runtime + "?schema=" + db.configuration.schema])
+            defer { engine.process.terminate() }
+            let id = try await engine.run(EngineTests.pipeline([
+                ["refId": "1", "type": "wait", "waitTime": 1],
+                ["refId": "2", "type": "evaluateVariables", "variables": [["key": "who", "value": "runtime"]], "requisiteStageRefIds": ["1"]],
+                EngineTests.script("3", "echo ${who}", after: ["2"]),
+            ]))
+            let state = try await engine.finished(id)
+            #expect(state.status == .succeeded)
+            #expect(state.stage("3").outputs["stdout"] == "runtime\n")
+            try await engine.until("the projector, as the runtime role, to record the execution") {
+                var status: String?
+                for try await row in try await db.client.query("SELECT status FROM execution_summaries WHERE execution_id = \(id)",
+                                                                logger: TestEnvironment.logger).decode(String.self) { status = row }
+                return status == "SUCCEEDED"
+            }
+            #expect(engine.process.isRunning)
+
+        }
+    }
+
     @Test("topsail events verify: intact chains pass; a changed event and a removed one are named as the first broken links")
     func hashChains() async throws {
         try await TestDatabase.with { db in

@@ -20,7 +20,9 @@ enum TestEnvironment {
     }
 
     static func database() throws -> DatabaseConfiguration {
-        try DatabaseConfiguration(url: variable("TOPSAIL_DATABASE_URL"))
+        // Tests make schemas of their own: they connect as the owner when ops/services says who.
+        let owner = ProcessInfo.processInfo.environment["TOPSAIL_MIGRATION_DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }
+        return try DatabaseConfiguration(url: owner ?? variable("TOPSAIL_DATABASE_URL"))
     }
 
     static func kafka(brokers: String? = nil) throws -> KafkaConfiguration {
@@ -36,10 +38,11 @@ enum TestEnvironment {
     /// additions: the operator's opt-in to script stages (most engine tests use them), with the
     /// machine's /tmp shared into the sandbox so tests can coordinate with scripts through files
     /// there. Tests of the defaults and of the sandbox itself set these to "".
+    /// They connect as the owner, as the tests do, unless a test says otherwise.
     static func processEnvironment(_ additions: [String: String]) -> [String: String] {
-        ProcessInfo.processInfo.environment
-            .merging(["TOPSAIL_ENABLED_STAGE_TYPES": "script", "TOPSAIL_SCRIPT_BINDS": "/tmp"]) { $1 }
-            .merging(additions) { $1 }
+        var defaults = ["TOPSAIL_ENABLED_STAGE_TYPES": "script", "TOPSAIL_SCRIPT_BINDS": "/tmp", "TOPSAIL_MIGRATION_DATABASE_URL": ""]
+        if let owner = ProcessInfo.processInfo.environment["TOPSAIL_MIGRATION_DATABASE_URL"], !owner.isEmpty { defaults["TOPSAIL_DATABASE_URL"] = owner }
+        return ProcessInfo.processInfo.environment.merging(defaults) { $1 }.merging(additions) { $1 }
     }
 
     /// The `topsail` executable built beside the tests.
@@ -160,7 +163,7 @@ func readLog(_ store: some EventStore, after position: LogPosition = .start, exp
 /// The server's write transactions older than a second (they hold every log reader back), for
 /// reports of tests that timed out.
 func openWriteTransactions() -> String {
-    guard let url = ProcessInfo.processInfo.environment["TOPSAIL_DATABASE_URL"] else { return "(no database)" }
+    guard let url = ProcessInfo.processInfo.environment["TOPSAIL_MIGRATION_DATABASE_URL"] ?? ProcessInfo.processInfo.environment["TOPSAIL_DATABASE_URL"] else { return "(no database)" }
     let psql = Process()
     psql.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     psql.arguments = ["psql", url.components(separatedBy: "?").first ?? url, "-Atc", """

@@ -74,7 +74,7 @@ public struct AuditLog: Sendable {
         let events = try await store.events("""
             SELECT \(unescaped: PostgresEventStore.columns) FROM events
              WHERE (transaction_id, position) > (\(start.transaction), \(start.position))
-               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+               AND transaction_id < log_horizon()
                AND (\(filter.actor)::text IS NULL OR metadata->>'actor' = \(filter.actor))
                AND (\(typePattern)::text IS NULL OR event_type LIKE \(typePattern))
                AND (\(filter.since)::timestamptz IS NULL OR recorded_at >= \(filter.since))

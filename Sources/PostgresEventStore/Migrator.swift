@@ -64,7 +64,7 @@ public struct Migrator: Sendable {
             throw DatabaseError(.configuration, "invalid schema name '\(schema)'")
         }
         do {
-            return try await client.withConnection { connection in
+            let report = try await client.withConnection { connection in
                 try await connection.query("SELECT pg_advisory_lock(\(Self.lockNamespace), hashtext(\(schema)))", logger: logger)
                 do {
                     let report = try await apply(migrations, on: connection)
@@ -75,6 +75,10 @@ public struct Migrator: Sendable {
                     throw error
                 }
             }
+            // A migrate is what an operator runs after restoring a dump: new events must sort
+            // after the restored ones from the first append on.
+            _ = try await LogEpoch.realign(client, logger: logger)
+            return report
         } catch let error as DatabaseError {
             throw error
         } catch {

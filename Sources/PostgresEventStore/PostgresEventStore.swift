@@ -93,7 +93,7 @@ public struct PostgresEventStore: EventStore {
         let query: PostgresQuery = """
             SELECT \(unescaped: Self.columns) FROM events
              WHERE (transaction_id, position) > (\(position.transaction), \(position.position))
-               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+               AND transaction_id < log_horizon()
              ORDER BY transaction_id, position
              LIMIT \(limit)
             """
@@ -142,7 +142,7 @@ public struct PostgresEventStore: EventStore {
                     var head = LogPosition.start
                     for try await (transaction, position) in try await connection.query("""
                         SELECT transaction_id, position FROM events
-                         WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+                         WHERE transaction_id < log_horizon()
                          ORDER BY transaction_id DESC, position DESC LIMIT 1
                         """, logger: logger).decode((Int64, Int64).self) {
                         head = LogPosition(transaction: transaction, position: position)

@@ -46,6 +46,13 @@ struct Roles {
     }
 
     func run(_ roles: [Role]) async throws {
+        // Before anything appends: new events must sort after every stored one (decision 0010).
+        let (database, logger) = (self.database, self.logger)
+        try await withDatabase(database, logger: logger) { client in
+            guard try await LogEpoch.realign(client, logger: logger) != nil else {
+                throw CLIError("the database at \(database) is not migrated for this version of Topsail: run topsail migrate")
+            }
+        }
         let client = PostgresClient(configuration: database.clientConfiguration, backgroundLogger: logger)
         let repository = ExecutionRepository(store: PostgresEventStore(client: client, logger: logger), logger: logger)
         let timers = TimerStore(client: client, logger: logger)

@@ -430,27 +430,11 @@ struct APIContractTests {
 
     @Test("PostgreSQL stopped under topsail all: the API answers 503 with a JSON body and /ready false, /health stays up; started again: the API and the engine recover by themselves")
     func postgresStoppedAndStarted() async throws {
-        let port = try PrivateBroker.freePort()
-        let state = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("pg"))
-        let services = TestEnvironment.packageRoot.appendingPathComponent("ops/services")
-        let environment = ["TOPSAIL_STATE_DIR": state.path, "TOPSAIL_PG_PORT": String(port)]
-        @Sendable func postgres(_ action: String) async throws {
-            let outcome = try await CLITests.run(["postgres", action], environment: environment, executable: services)
-            guard outcome.status == 0 else { throw SetupError("ops/services postgres \(action): \(outcome.stdout)\(outcome.stderr)") }
-        }
-        try await postgres("start")
-        defer {
-            // Stop the private server and remove its files whatever happened.
-            let stop = Process()
-            stop.executableURL = services
-            stop.arguments = ["postgres", "stop"]
-            stop.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-            stop.standardOutput = FileHandle.nullDevice
-            stop.standardError = FileHandle.nullDevice
-            if (try? stop.run()) != nil { stop.waitUntilExit() }
-            try? FileManager.default.removeItem(at: state)
-        }
-        try await TestDatabase.with(serverURL: "postgres://postgres@127.0.0.1:\(port)/topsail") { db in
+        let server = try await PrivatePostgres.start()
+        // Stop the private server and remove its files whatever happened.
+        defer { server.remove() }
+        @Sendable func postgres(_ action: String) async throws { try await server.run(action) }
+        try await TestDatabase.with(serverURL: server.url) { db in
             let engine = try Engine(db)
             defer { engine.process.terminate() }
             let root = try await Self.admin(db)

@@ -89,6 +89,46 @@ struct LogIntegrityTests {
         }
     }
 
+    @Test("a dump restored into another cluster, whose transaction ids are lower: new events sort after the restored ones and a reader's old checkpoint reaches them")
+    func restoreIntoAnotherCluster() async throws {
+        let target = try await PrivatePostgres.start()
+        defer { target.remove() }
+        try await TestDatabase.with { source in
+            let stream = try StreamID("ledger-r")
+            for n in 1...3 {
+                _ = try await source.store.append(to: stream, expected: .any, events: [try Self.event("entry.made", #"{"n": \#(n)}"#)])
+            }
+            // The source's transaction ids, surely above a new cluster's (which starts near 750).
+            let owner = TestEnvironment.ownerURL
+            _ = try shell("psql '\(owner)' -qAtc 'DO $$ BEGIN FOR i IN 1..2000 LOOP PERFORM pg_current_xact_id(); COMMIT; END LOOP; END $$'")
+            _ = try await source.store.append(to: stream, expected: .any, events: [try Self.event("entry.made", #"{"n": 4}"#)])
+            let restored = try await readLog(source.store, expecting: 4)
+            // A reader (the relay, a projection) has read everything: its checkpoint.
+            let checkpoint = try #require(restored.last?.logPosition)
+
+            let schema = source.configuration.schema
+            _ = try shell("pg_dump '\(owner)' -n \(schema) | psql -q -v ON_ERROR_STOP=1 '\(target.url)'")
+            let configuration = try DatabaseConfiguration(url: target.url).inSchema(schema)
+            try await withClient(configuration) { client in
+                var next: Int64 = 0
+                for try await id in try await client.query("SELECT pg_current_xact_id()::text::bigint", logger: TestEnvironment.logger).decode(Int64.self) { next = id }
+                try #require(next < checkpoint.transaction, "the new cluster's ids (\(next)) must start below the restored ones (\(checkpoint.transaction)) for this test to mean anything")
+
+                // What an operator runs after a restore (ops/run does on every start).
+                let migrated = try await CLITests.run(["migrate", "--database-url", target.url + "?schema=" + schema])
+                #expect(migrated.status == 0 && migrated.stderr.contains("sort after them"), "\(migrated.stdout)\(migrated.stderr)")
+                let store = PostgresEventStore(client: client, logger: TestEnvironment.logger)
+                _ = try await store.append(to: stream, expected: .exact(4), events: [try Self.event("entry.made", #"{"n": 5}"#)])
+                let after = try await readLog(store, after: checkpoint, expecting: 1)
+                #expect(after.map(\.streamVersion) == [5])
+                // Starting the engine's processes checks again and finds nothing to do.
+                #expect(try await LogEpoch.realign(client, logger: TestEnvironment.logger) == 0)
+            }
+            let verified = try await CLITests.run(["events", "verify", "--database-url", target.url + "?schema=" + schema])
+            #expect(verified.status == 0 && verified.stdout.contains("verified 5 events"), "\(verified.stdout)\(verified.stderr)")
+        }
+    }
+
     @Test("topsail events verify: intact chains pass; a changed event and a removed one are named as the first broken links")
     func hashChains() async throws {
         try await TestDatabase.with { db in

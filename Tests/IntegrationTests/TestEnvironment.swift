@@ -19,6 +19,12 @@ enum TestEnvironment {
         return value
     }
 
+    /// The shared server's URL as the owner, for tools such as psql and pg_dump.
+    static var ownerURL: String {
+        let environment = ProcessInfo.processInfo.environment
+        return [environment["TOPSAIL_MIGRATION_DATABASE_URL"], environment["TOPSAIL_DATABASE_URL"]].compactMap { $0 }.first { !$0.isEmpty } ?? ""
+    }
+
     static func database() throws -> DatabaseConfiguration {
         // Tests make schemas of their own: they connect as the owner when ops/services says who.
         let owner = ProcessInfo.processInfo.environment["TOPSAIL_MIGRATION_DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }
@@ -178,4 +184,70 @@ func openWriteTransactions() -> String {
     psql.waitUntilExit()
     let text = String(decoding: data, as: UTF8.self)
     return text.isEmpty ? "(none)" : text
+}
+
+/// A PostgreSQL server of a test's own (`ops/services postgres`), on a free port, for tests that
+/// stop it or restore into it.
+struct PrivatePostgres: Sendable {
+    let port: Int
+    let state: URL
+    static let services = TestEnvironment.packageRoot.appendingPathComponent("ops/services")
+
+    /// The owner's URL (the database `topsail`).
+    var url: String { "postgres://postgres@127.0.0.1:\(port)/topsail" }
+    var environment: [String: String] { ["TOPSAIL_STATE_DIR": state.path, "TOPSAIL_PG_PORT": String(port)] }
+
+    static func start() async throws -> PrivatePostgres {
+        let server = PrivatePostgres(
+            port: try PrivateBroker.freePort(),
+            state: FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("pg")))
+        try await server.run("start")
+        return server
+    }
+
+    /// `ops/services postgres start|stop`.
+    func run(_ action: String) async throws {
+        let outcome = try await CLITests.run(["postgres", action], environment: environment, executable: Self.services)
+        guard outcome.status == 0 else { throw SetupError("ops/services postgres \(action): \(outcome.stdout)\(outcome.stderr)") }
+    }
+
+    /// Stops the server and removes its files, whatever happened (for `defer`).
+    func remove() {
+        let stop = Process()
+        stop.executableURL = Self.services
+        stop.arguments = ["postgres", "stop"]
+        stop.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        stop.standardOutput = FileHandle.nullDevice
+        stop.standardError = FileHandle.nullDevice
+        if (try? stop.run()) != nil { stop.waitUntilExit() }
+        try? FileManager.default.removeItem(at: state)
+    }
+}
+
+/// Runs `body` with a client of `configuration` (an existing schema, unlike ``TestDatabase``).
+func withClient<T: Sendable>(_ configuration: DatabaseConfiguration, _ body: @Sendable (PostgresClient) async throws -> T) async throws -> T {
+    let client = PostgresClient(configuration: configuration.clientConfiguration, backgroundLogger: TestEnvironment.logger)
+    return try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask {
+            await client.run()
+            return nil
+        }
+        defer { group.cancelAll() }
+        return try await body(client)
+    }
+}
+
+/// Runs a shell pipeline for a test; throws with its output when it fails.
+func shell(_ command: String) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/bash")
+    process.arguments = ["-o", "pipefail", "-c", command]
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else { throw SetupError("\(command) failed (\(process.terminationStatus)): \(output)") }
+    return output
 }

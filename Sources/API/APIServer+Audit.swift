@@ -5,8 +5,8 @@ import PipelineEngine
 
 /// `GET /audit`: who did what, paged by log position.
 extension APIServer {
-    func addAuditRoute(to router: Router<APIContext>) {
-        router.get("/audit") { request, context in
+    func addAuditRoute(to routes: Routes) {
+        routes.on(.get, "/audit", .application(.read)) { request, context in
             let query = request.uri.queryParameters
             var filter = AuditLog.Filter()
             filter.actor = query["actor"].map(String.init)

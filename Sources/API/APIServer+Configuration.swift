@@ -6,15 +6,15 @@ import Pipelines
 
 /// Configuration routes: saved pipelines and applications (Front50's part of the API).
 extension APIServer {
-    func addConfigurationRoutes(to router: Router<APIContext>) {
-        router.post("/pipelines") { request, context in try await savePipeline(request, context) }
-        router.get("/applications") { _, context in
+    func addConfigurationRoutes(to routes: Routes) {
+        routes.on(.post, "/pipelines", .application(.write)) { request, context in try await savePipeline(request, context) }
+        routes.on(.get, "/applications", .authenticated) { _, context in
             let caller = try context.requireCaller()
             let all = try await ApplicationReadModel(client: client, logger: logger).list()
             return try Self.json(all.filter { Authorization.allows(caller, .read, application: $0) })
         }
-        router.post("/applications") { request, context in try await saveApplication(request, context) }
-        router.get("/applications/:app") { _, context in
+        routes.on(.post, "/applications", .application(.write)) { request, context in try await saveApplication(request, context) }
+        routes.on(.get, "/applications/:app", .application(.read)) { _, context in
             let name = try context.parameters.require("app")
             try await authorize(context, .read, application: name)
             guard let latest = try await ApplicationStore(store: repository.eventStore).documents.latest(name) else {
@@ -24,7 +24,7 @@ extension APIServer {
             document["version"] = .number(Double(latest.version))
             return try Self.json(JSONValue.object(document))
         }
-        router.delete("/applications/:app") { request, context in
+        routes.on(.delete, "/applications/:app", .application(.write)) { request, context in
             let name = try context.parameters.require("app")
             try await authorize(context, .write, application: name)
             guard let version = try await ApplicationStore(store: repository.eventStore).documents.delete(name, metadata: Self.metadata(context)) else {
@@ -32,7 +32,7 @@ extension APIServer {
             }
             return try Self.json(["name": .string(name), "version": .number(Double(version)), "deleted": true] as JSONValue)
         }
-        router.get("/applications/:app/history") { request, context in
+        routes.on(.get, "/applications/:app/history", .application(.read)) { request, context in
             let name = try context.parameters.require("app")
             try await authorize(context, .read, application: name)
             let limit = Int(try Self.integer(request.uri.queryParameters["limit"], "limit", in: 1...1000) ?? 100)
@@ -40,7 +40,7 @@ extension APIServer {
             guard !history.isEmpty else { throw APIError.notFound("no application \(name)") }
             return try Self.json(history)
         }
-        router.get("/pipelineConfigs/:id/history") { request, context in
+        routes.on(.get, "/pipelineConfigs/:id/history", .application(.read)) { request, context in
             let id = try context.parameters.require("id")
             let limit = Int(try Self.integer(request.uri.queryParameters["limit"], "limit", in: 1...1000) ?? 100)
             let history = try await PipelineConfigStore(store: repository.eventStore).history(id, limit: limit)
@@ -50,11 +50,11 @@ extension APIServer {
             }
             return try Self.json(history)
         }
-        router.get("/applications/:app/pipelineConfigs") { _, context in
+        routes.on(.get, "/applications/:app/pipelineConfigs", .application(.read)) { _, context in
             try await authorize(context, .read, application: try context.parameters.require("app"))
             return try Self.json(try await PipelineConfigReadModel(client: client, logger: logger).list(application: try context.parameters.require("app")))
         }
-        router.get("/applications/:app/pipelineConfigs/:pipeline") { _, context in
+        routes.on(.get, "/applications/:app/pipelineConfigs/:pipeline", .application(.read)) { _, context in
             let (app, name) = (try context.parameters.require("app"), try context.parameters.require("pipeline"))
             try await authorize(context, .read, application: app)
             // From the log, not the read model: a pipeline saved a moment ago is found (apply relies on it).
@@ -63,7 +63,7 @@ extension APIServer {
             }
             return try Self.json(JSONValue.object(config.json))
         }
-        router.delete("/pipelines/:id/:pipeline") { request, context in
+        routes.on(.delete, "/pipelines/:id/:pipeline", .application(.write)) { request, context in
             let (app, name) = (try context.parameters.require("id"), try context.parameters.require("pipeline"))
             try await authorize(context, .write, application: app)
             guard let pipeline = try await savedPipeline(application: app, nameOrID: name), let id = pipeline.id else {

@@ -8,14 +8,14 @@ import Pipelines
 
 /// Execution routes: reading, listing, controlling and triggering executions (Gate's paths).
 extension APIServer {
-    func addExecutionRoutes(to router: Router<APIContext>) {
-        router.get("/pipelines/:id") { _, context in
+    func addExecutionRoutes(to routes: Routes) {
+        routes.on(.get, "/pipelines/:id", .application(.read)) { _, context in
             let id = try context.parameters.require("id")
             guard let view = try await repository.view(id) else { throw APIError.notFound("no execution \(id)") }
             try await authorize(context, .read, application: view.application)
             return try Self.json(view)
         }
-        router.get("/pipelines/:id/events") { request, context in
+        routes.on(.get, "/pipelines/:id/events", .application(.read)) { request, context in
             let id = try context.parameters.require("id")
             let query = request.uri.queryParameters
             let after = try Self.integer(query["after"], "after", in: 0...Int64.max) ?? 0
@@ -25,32 +25,32 @@ extension APIServer {
             let events = try await repository.timeline(id, after: after, limit: limit)
             return try Self.json(EventPage(events: events, next: events.count == limit ? events.last?.version : nil))
         }
-        router.get("/pipelines/:id/evaluateExpression") { request, context in
+        routes.on(.get, "/pipelines/:id/evaluateExpression", .application(.read)) { request, context in
             guard let expression = request.uri.queryParameters["expression"] else {
                 throw APIError.badRequest("give the expression to evaluate: ?expression=${...}")
             }
             return try await evaluate(String(expression), context)
         }
-        router.post("/pipelines/:id/evaluateExpression") { request, context in
+        routes.on(.post, "/pipelines/:id/evaluateExpression", .application(.read)) { request, context in
             guard let expression = try await self.body(request)["expression"]?.stringValue else {
                 throw APIError.badRequest("give the expression to evaluate: {\"expression\": \"${...}\"}")
             }
             return try await evaluate(expression, context)
         }
-        router.put("/pipelines/:id/cancel") { request, context in
+        routes.on(.put, "/pipelines/:id/cancel", .application(.execute)) { request, context in
             try await control(request, context, "cancel", .cancel(by: Self.actor(context), reason: request.uri.queryParameters["reason"].map(String.init)))
         }
-        router.put("/pipelines/:id/pause") { request, context in
+        routes.on(.put, "/pipelines/:id/pause", .application(.execute)) { request, context in
             try await control(request, context, "pause", .pause(by: Self.actor(context)))
         }
-        router.put("/pipelines/:id/resume") { request, context in
+        routes.on(.put, "/pipelines/:id/resume", .application(.execute)) { request, context in
             try await control(request, context, "resume", .resume(by: Self.actor(context)))
         }
-        router.put("/pipelines/:id/stages/:stage/restart") { request, context in
+        routes.on(.put, "/pipelines/:id/stages/:stage/restart", .application(.execute)) { request, context in
             let ref = try context.parameters.require("stage")
             return try await control(request, context, "restart stage \(ref) of", .restartStage(refID: ref, by: Self.actor(context)))
         }
-        router.patch("/pipelines/:id/stages/:stage") { request, context in
+        routes.on(.patch, "/pipelines/:id/stages/:stage", .application(.execute)) { request, context in
             let ref = try context.parameters.require("stage")
             let body = try await self.body(request)
             let by = Self.actor(context)
@@ -67,7 +67,7 @@ extension APIServer {
                 JudgeStageHandler.problem(ref, input: input, state: state)
             }
         }
-        router.get("/executions") { request, context in
+        routes.on(.get, "/executions", .authenticated) { request, context in
             let query = request.uri.queryParameters
             if let ids = query["executionIds"] {
                 var views: [ExecutionView] = []
@@ -80,7 +80,7 @@ extension APIServer {
             filter.pipelineID = query["pipelineConfigIds"].map(String.init)
             return try await list(filter, readableBy: context)
         }
-        router.get("/applications/:app/pipelines") { request, context in
+        routes.on(.get, "/applications/:app/pipelines", .application(.read)) { request, context in
             try await authorize(context, .read, application: try context.parameters.require("app"))
             var filter = try Self.filter(request)
             filter.application = try context.parameters.require("app")

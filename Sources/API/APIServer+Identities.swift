@@ -6,13 +6,13 @@ import PipelineEngine
 /// Identity routes: API tokens and service accounts. Admins manage everyone's; anyone else may
 /// issue, list and revoke tokens of their own (without roles: roles are an admin's to give).
 extension APIServer {
-    func addIdentityRoutes(to router: Router<APIContext>) {
-        router.get("/tokens") { _, context in
+    func addIdentityRoutes(to routes: Routes) {
+        routes.on(.get, "/tokens", .authenticated) { _, context in
             let caller = try context.requireCaller()
             let tokens = try await TokenListing(client: client, logger: logger).all()
             return try Self.json(caller.isAdmin ? tokens : tokens.filter { $0.user == caller.user })
         }
-        router.post("/tokens") { request, context in
+        routes.on(.post, "/tokens", .authenticated) { request, context in
             let caller = try context.requireCaller()
             let body = try await self.body(request, allowEmpty: true)
             let given = try Self.string(body, "user")
@@ -32,7 +32,7 @@ extension APIServer {
             let issued = try await Identities(store: repository.eventStore).issue(user: user, name: name, roles: roles, metadata: Self.metadata(context))
             return try Self.json(["id": .string(issued.id), "user": .string(user), "token": .string(issued.token)] as JSONValue, status: .created)
         }
-        router.delete("/tokens/:id") { _, context in
+        routes.on(.delete, "/tokens/:id", .admin) { _, context in
             let caller = try context.requireCaller()
             let id = try context.parameters.require("id")
             guard let token = try await TokenListing(client: client, logger: logger).all().first(where: { $0.id == id && !$0.revoked }) else {
@@ -44,7 +44,7 @@ extension APIServer {
             _ = try await Identities(store: repository.eventStore).revoke(id: id, metadata: Self.metadata(context))
             return try Self.json(["id": .string(id), "revoked": true] as JSONValue)
         }
-        router.post("/serviceAccounts") { request, context in
+        routes.on(.post, "/serviceAccounts", .admin) { request, context in
             let caller = try context.requireCaller()
             guard caller.isAdmin else { throw APIError(.forbidden, "forbidden", "only admins create service accounts") }
             let body = try await self.body(request)

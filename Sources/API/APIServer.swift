@@ -68,35 +68,42 @@ public struct APIServer: Sendable {
             logger: logger)
     }
 
-    func router() -> Router<APIContext> {
+    func router() -> Router<APIContext> { routes().router }
+
+    /// Every route with its access declaration (the permission matrix test reads it).
+    public func routeTable() -> [RouteEntry] { routes().table }
+
+    /// The router, its routes registered through ``Routes`` (each declares who may call it).
+    func routes() -> Routes {
         let router = Router(context: APIContext.self)
+        let routes = Routes(router)
         // Outermost first: metrics see the status the error middleware chose.
         router.middlewares.add(MetricsMiddleware())
         router.middlewares.add(ErrorMiddleware(logger: logger))
         router.middlewares.add(DeadlineMiddleware(deadline: configuration.requestDeadline))
         router.middlewares.add(AuthenticationMiddleware(identities: Identities(store: repository.eventStore), oidc: oidc))
         if let rateLimit = configuration.rateLimit { router.middlewares.add(RateLimitMiddleware(limiter: RateLimiter(rateLimit))) }
-        router.get("/health") { _, _ in Self.json(["status": "ok"]) }
-        router.get("/metrics") { _, _ in TopsailMetrics.response() }
-        router.get("/openapi.json") { _, _ in
+        routes.on(.get, "/health", .open) { _, _ in Self.json(["status": "ok"]) }
+        routes.on(.get, "/metrics", .open) { _, _ in TopsailMetrics.response() }
+        routes.on(.get, "/openapi.json", .open) { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
         }
-        router.get("/ready") { _, _ in
+        routes.on(.get, "/ready", .open) { _, _ in
             guard await databaseAnswers() else {
                 throw APIError(.serviceUnavailable, "unavailable", "PostgreSQL does not answer; the API is not ready")
             }
             return Self.json(["status": "ready"])
         }
-        addExecutionRoutes(to: router)
-        addConfigurationRoutes(to: router)
-        addAuditRoute(to: router)
-        addIdentityRoutes(to: router)
+        addExecutionRoutes(to: routes)
+        addConfigurationRoutes(to: routes)
+        addAuditRoute(to: routes)
+        addIdentityRoutes(to: routes)
         // The router names a path segment once: here the first one after /pipelines is the
         // application, not an execution id.
-        router.post("/pipelines/:id/:pipeline") { request, context in
+        routes.on(.post, "/pipelines/:id/:pipeline", .application(.execute)) { request, context in
             try await trigger(request, context, application: try context.parameters.require("id"), nameOrID: try context.parameters.require("pipeline"))
         }
-        return router
+        return routes
     }
 
     // MARK: - Authorization

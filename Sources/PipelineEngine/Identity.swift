@@ -156,15 +156,21 @@ public struct TokenListing: Sendable {
         self.logger = logger
     }
 
+    /// Every token's first save and whether it was deleted (`events_by_type` serves it).
+    public static var query: PostgresQuery {
+        """
+        SELECT substring(stream_id FROM 7), min(payload->'token'->>'user'), min(payload->'token'->>'name'), min(recorded_at),
+               bool_or(event_type = 'token.deleted')
+          FROM events WHERE event_type IN ('token.saved', 'token.deleted')
+         GROUP BY stream_id ORDER BY min(recorded_at)
+        """
+    }
+
     public func all() async throws -> [Token] {
         var result: [Token] = []
         do {
-            for try await (id, user, name, created, revoked) in try await client.query("""
-                SELECT substring(stream_id FROM 7), min(payload->'token'->>'user'), min(payload->'token'->>'name'), min(recorded_at),
-                       bool_or(event_type = 'token.deleted')
-                  FROM events WHERE event_type IN ('token.saved', 'token.deleted')
-                 GROUP BY stream_id ORDER BY min(recorded_at)
-                """, logger: logger).decode((String, String?, String?, Date, Bool).self) {
+            for try await (id, user, name, created, revoked) in try await client.query(Self.query, logger: logger)
+                .decode((String, String?, String?, Date, Bool).self) {
                 result.append(Token(id: id, user: user ?? "?", name: name, created: created, revoked: revoked))
             }
         } catch {

@@ -15,18 +15,32 @@ public struct PipelineLookup: Sendable {
         self.logger = logger
     }
 
+    /// The id of the newest save of a pipeline called `name` in `application` (migration 0010's
+    /// `events_pipeline_by_name` serves it).
+    public static func byNameQuery(application: String, name: String) -> PostgresQuery {
+        """
+        SELECT payload->'pipeline'->>'id' FROM events
+         WHERE event_type = \(PipelineConfigStore.savedType)
+           AND payload->'pipeline'->>'application' = \(application) AND payload->'pipeline'->>'name' = \(name)
+         ORDER BY position DESC LIMIT 1
+        """
+    }
+
+    /// The ids of every pipeline ever saved in `application`.
+    public static func byApplicationQuery(_ application: String) -> PostgresQuery {
+        """
+        SELECT DISTINCT payload->'pipeline'->>'id' FROM events
+         WHERE event_type = \(PipelineConfigStore.savedType) AND payload->'pipeline'->>'application' = \(application)
+        """
+    }
+
     /// By id, else the newest save with that name whose pipeline still has that name; nil when
     /// none (or deleted).
     public func find(application: String, nameOrID: String) async throws -> PipelineConfig? {
         let store = PipelineConfigStore(store: PostgresEventStore(client: client, logger: logger))
         if let byID = try await store.load(nameOrID), byID.application == application { return byID }
         do {
-            let rows = try await client.query("""
-                SELECT payload->'pipeline'->>'id' FROM events
-                 WHERE event_type = \(PipelineConfigStore.savedType)
-                   AND payload->'pipeline'->>'application' = \(application) AND payload->'pipeline'->>'name' = \(nameOrID)
-                 ORDER BY position DESC LIMIT 1
-                """, logger: logger)
+            let rows = try await client.query(Self.byNameQuery(application: application, name: nameOrID), logger: logger)
             for try await id in rows.decode(String?.self) {
                 if let id, let latest = try await store.load(id), latest.name == nameOrID, latest.application == application { return latest }
             }
@@ -43,10 +57,7 @@ public struct PipelineLookup: Sendable {
         let store = PipelineConfigStore(store: PostgresEventStore(client: client, logger: logger))
         var ids: [String] = []
         do {
-            for try await id in try await client.query("""
-                SELECT DISTINCT payload->'pipeline'->>'id' FROM events
-                 WHERE event_type = \(PipelineConfigStore.savedType) AND payload->'pipeline'->>'application' = \(application)
-                """, logger: logger).decode(String?.self) {
+            for try await id in try await client.query(Self.byApplicationQuery(application), logger: logger).decode(String?.self) {
                 if let id { ids.append(id) }
             }
         } catch {

@@ -25,13 +25,20 @@ public final class RelayService: Service {
     let client: PostgresClient
     let store: PostgresEventStore
     let logger: Logger
+    /// Called each time the leader read the log and found nothing it may publish yet: the
+    /// positive signal that it has looked (tests wait for it instead of sleeping).
+    let onIdle: @Sendable () -> Void
 
-    public init(configuration: RelayConfiguration, kafka: KafkaConfiguration, client: PostgresClient, logger: Logger) {
+    public init(
+        configuration: RelayConfiguration, kafka: KafkaConfiguration, client: PostgresClient, logger: Logger,
+        onIdle: @escaping @Sendable () -> Void = {}
+    ) {
         self.configuration = configuration
         self.kafka = kafka
         self.client = client
         self.store = PostgresEventStore(client: client, logger: logger)
         self.logger = logger
+        self.onIdle = onIdle
     }
 
     public func run() async throws {
@@ -147,6 +154,7 @@ public final class RelayService: Service {
                 readPosition = last.logPosition
                 continue
             }
+            onIdle()
             try await Task.sleep(for: configuration.pollInterval)
         }
     }

@@ -1,7 +1,7 @@
 @testable import API
 import Testing
 
-@Suite("Rate limiter (token bucket per caller)")
+@Suite("Rate limiter (token bucket per caller)", .timeLimit(.minutes(1)))
 struct RateLimiterTests {
     let start = ContinuousClock.now
 

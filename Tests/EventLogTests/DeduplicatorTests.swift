@@ -1,7 +1,7 @@
 import EventLog
 import Testing
 
-@Suite("Stream version deduplicator")
+@Suite("Stream version deduplicator", .timeLimit(.minutes(1)))
 struct DeduplicatorTests {
     @Test func dropsRepeatsAndOlderVersions() {
         var dedupe = StreamVersionDeduplicator()

@@ -2,7 +2,7 @@ import EventLog
 import Foundation
 import Testing
 
-@Suite("Event envelope codec")
+@Suite("Event envelope codec", .timeLimit(.minutes(1)))
 struct EnvelopeCodecTests {
     static let event = RecordedEvent(
         id: UUID(uuidString: "7066DC48-13F4-4848-BA9E-2C6982DC9365")!,
@@ -68,7 +68,7 @@ struct EnvelopeCodecTests {
     }
 }
 
-@Suite("New events")
+@Suite("New events", .timeLimit(.minutes(1)))
 struct NewEventTests {
     @Test func validatesTypeAndPayloadSize() throws {
         #expect(throws: EventStoreError.invalidEventType("has space")) {

@@ -1,7 +1,7 @@
 import EventLog
 import Testing
 
-@Suite("Stream ids")
+@Suite("Stream ids", .timeLimit(.minutes(1)))
 struct StreamIDTests {
     @Test(arguments: ["execution-6f1c2a", "application-web", "servergroup-prod.us-east-1.web-v003", "a1-x", "pipeline-a-b-c"])
     func valid(_ text: String) throws {

@@ -3,7 +3,7 @@ import Expressions
 import Foundation
 import Testing
 
-@Suite("Expressions")
+@Suite("Expressions", .timeLimit(.minutes(1)))
 struct ExpressionTests {
     static let context = ExpressionContext(
         roots: [

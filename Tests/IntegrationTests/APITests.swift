@@ -9,7 +9,7 @@ import Pipelines
 import Testing
 
 /// The HTTP API of a `topsail all` process, over real HTTP.
-@Suite("HTTP API: executions", .serialized)
+@Suite("HTTP API: executions", .serialized, .timeLimit(.minutes(5)))
 struct APITests {
     typealias Engine = EngineTests.Engine
 
@@ -135,7 +135,7 @@ struct APITests {
     }
 }
 
-@Suite("HTTP API: saved pipelines", .serialized)
+@Suite("HTTP API: saved pipelines", .serialized, .timeLimit(.minutes(5)))
 struct PipelineConfigAPITests {
     typealias Engine = EngineTests.Engine
     typealias API = APITests
@@ -188,7 +188,7 @@ struct PipelineConfigAPITests {
     }
 }
 
-@Suite("HTTP API: applications", .serialized)
+@Suite("HTTP API: applications", .serialized, .timeLimit(.minutes(5)))
 struct ApplicationAPITests {
     typealias Engine = EngineTests.Engine
     typealias API = APITests
@@ -229,7 +229,7 @@ struct ApplicationAPITests {
     }
 }
 
-@Suite("Audit", .serialized)
+@Suite("Audit", .serialized, .timeLimit(.minutes(5)))
 struct AuditTests {
     typealias Engine = EngineTests.Engine
     typealias API = APITests
@@ -288,7 +288,7 @@ struct AuditTests {
     }
 }
 
-@Suite("HTTP API: authentication", .serialized)
+@Suite("HTTP API: authentication", .serialized, .timeLimit(.minutes(5)))
 struct AuthenticationTests {
     typealias Engine = EngineTests.Engine
     typealias API = APITests
@@ -344,7 +344,7 @@ struct AuthenticationTests {
     }
 }
 
-@Suite("HTTP API: authorization", .serialized)
+@Suite("HTTP API: authorization", .serialized, .timeLimit(.minutes(5)))
 struct AuthorizationTests {
     typealias Engine = EngineTests.Engine
     typealias API = APITests

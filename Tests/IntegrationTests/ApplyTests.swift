@@ -4,7 +4,7 @@ import PipelineEngine
 import Pipelines
 import Testing
 
-@Suite("Pipelines as code: apply and export")
+@Suite("Pipelines as code: apply and export", .timeLimit(.minutes(5)))
 struct ApplyTests {
     static func write(_ files: [String: String]) throws -> URL {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("config-"))

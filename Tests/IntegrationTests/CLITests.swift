@@ -7,7 +7,7 @@ import PostgresEventStore
 import Testing
 
 /// The `topsail` executable as users run it.
-@Suite("Command line")
+@Suite("Command line", .timeLimit(.minutes(5)))
 struct CLITests {
     struct Outcome {
         let status: Int32
@@ -134,7 +134,7 @@ struct CLITests {
     }
 }
 
-@Suite("Command line: following the log")
+@Suite("Command line: following the log", .timeLimit(.minutes(5)))
 struct TailTests {
     @Test("events tail prints each new event as a JSON line as it commits")
     func tailFollows() async throws {
@@ -163,7 +163,7 @@ struct TailTests {
     }
 }
 
-@Suite("Command line: pipeline validation")
+@Suite("Command line: pipeline validation", .timeLimit(.minutes(5)))
 struct PipelineValidateCLITests {
     static func write(_ text: String) throws -> String {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("pipeline-") + ".json").path
@@ -220,7 +220,7 @@ struct PipelineValidateCLITests {
 }
 
 /// The benchmarks are measured by hand (docs/benchmarks.md); this keeps them working.
-@Suite("Command line: benchmarks run")
+@Suite("Command line: benchmarks run", .timeLimit(.minutes(5)))
 struct BenchSmokeTests {
     static func json(_ arguments: [String]) async throws -> [String: Any] {
         let outcome = try await CLITests.run(arguments + ["--json"], environment: ["TOPSAIL_MIGRATIONS_DIR": TestEnvironment.migrationsDirectory.path])

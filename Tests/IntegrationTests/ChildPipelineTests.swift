@@ -6,7 +6,7 @@ import Pipelines
 import Testing
 
 /// `pipeline` stages: child executions of saved pipelines, run by a `topsail all` process.
-@Suite("Engine: child pipelines", .serialized)
+@Suite("Engine: child pipelines", .serialized, .timeLimit(.minutes(5)))
 struct ChildPipelineTests {
     typealias Engine = EngineTests.Engine
 

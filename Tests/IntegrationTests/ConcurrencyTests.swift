@@ -6,7 +6,7 @@ import Pipelines
 import Testing
 
 /// `limitConcurrent`, `maxConcurrentExecutions` and `keepWaitingPipelines` through a `topsail all` process.
-@Suite("Engine: concurrency limits", .serialized)
+@Suite("Engine: concurrency limits", .serialized, .timeLimit(.minutes(5)))
 struct ConcurrencyTests {
     typealias Engine = EngineTests.Engine
 

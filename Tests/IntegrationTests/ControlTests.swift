@@ -6,7 +6,7 @@ import Pipelines
 import Testing
 
 /// What people do to running executions, through the CLI against a `topsail all` process.
-@Suite("Engine: pause, resume, skip wait, judgment inputs, failure options", .serialized)
+@Suite("Engine: pause, resume, skip wait, judgment inputs, failure options", .serialized, .timeLimit(.minutes(5)))
 struct ControlTests {
     typealias Engine = EngineTests.Engine
 

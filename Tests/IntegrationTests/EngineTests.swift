@@ -10,7 +10,7 @@ import Testing
 // Each test runs a `topsail all` process; one at a time per suite keeps the two cores of a CI
 // machine from being shared by dozens of engines at once (whose starved transactions then hold
 // every log reader back).
-@Suite("Engine: pipelines through Kafka", .serialized)
+@Suite("Engine: pipelines through Kafka", .serialized, .timeLimit(.minutes(5)))
 struct EngineTests {
     struct Engine {
         let db: TestDatabase
@@ -197,32 +197,74 @@ struct EngineTests {
         }
     }
 
-    @Test("kill -9 of the engine while pipelines run: each execution ends as a crash-free run does, no stage completed twice")
+    @Test("kill -9 of the engine with scripts and timed waits in flight: each execution ends as a crash-free run does, and no completed stage runs again")
     func survivesKills() async throws {
+        let marker = "/tmp/" + TestEnvironment.uniqueName("crash-marks")
+        defer { try? FileManager.default.removeItem(atPath: marker) }
+        // Each script notes when it starts and ends; the wait holds a stored timer meanwhile.
+        func noting(_ ref: String, _ work: String, after: [String] = []) -> JSONValue {
+            Self.script(ref, "echo \"${execution.id} \(ref) start $(date +%s.%N)\" >> \(marker); \(work); " +
+                        "echo \"${execution.id} \(ref) end $(date +%s.%N)\" >> \(marker); echo \(ref) done", after: after)
+        }
+        let shapes: [(JSONValue, ExecutionStatus)] = [
+            (Self.pipeline([noting("build", "sleep 1"), ["refId": "soak", "type": "wait", "waitTime": 2],
+                            noting("ship", "sleep 0.2", after: ["build", "soak"])]), .succeeded),
+            (Self.pipeline([noting("build", "sleep 0.8"), noting("fail", "exit 2", after: ["build"]), noting("never", "true", after: ["fail"])]), .terminal),
+        ]
         try await TestDatabase.with { db in
             var engine = try Engine(db)
             defer { engine.process.killHard() }
-            let shapes: [(JSONValue, ExecutionStatus)] = [
-                (Self.pipeline([Self.script("1", "sleep 0.2"), Self.script("2", "sleep 0.2", after: ["1"]), Self.script("3", "true", after: ["2"])]), .succeeded),
-                (Self.pipeline([Self.script("1", "sleep 0.3"), Self.script("2", "exit 2", after: ["1"]), Self.script("3", "true", after: ["2"])]), .terminal),
-                (Self.pipeline([["refId": "a", "type": "noop"], Self.script("b", "sleep 0.4", after: ["a"]), Self.script("c", "sleep 0.1", after: ["a"]),
-                                ["refId": "d", "type": "noop", "requisiteStageRefIds": ["b", "c"]]]), .succeeded),
-            ]
-            var expected: [String: ExecutionStatus] = [:]
-            for round in 0..<4 {
-                for (json, status) in shapes { expected[try await engine.run(json)] = status }
-                try await Task.sleep(for: .milliseconds(300 + 150 * round))
+            // What a crash-free run of each shape ends with.
+            var reference: [ExecutionState] = []
+            for (json, _) in shapes { reference.append(try await engine.finished(try await engine.run(json))) }
+            var expected: [String: Int] = [:]
+            for _ in 0..<3 {
+                for (index, (json, _)) in shapes.enumerated() { expected[try await engine.run(json)] = index }
+            }
+            func marks() -> [[Substring]] {
+                ((try? String(contentsOfFile: marker, encoding: .utf8)) ?? "").split(separator: "\n").map { $0.split(separator: " ") }
+            }
+            for round in 0..<2 {
+                // Kill only with work in flight: a script started and not ended, and a wait's timer stored.
+                try await engine.until(timeout: .seconds(60), "round \(round): a script and a timed wait in flight") {
+                    let lines = marks()
+                    let started = Set(lines.filter { $0[2] == "start" }.map { "\($0[0]) \($0[1])" })
+                    let ended = Set(lines.filter { $0[2] == "end" }.map { "\($0[0]) \($0[1])" })
+                    var timers = 0
+                    for try await count in try await db.client.query("SELECT count(*)::int FROM timers WHERE timer_id LIKE '%/soak/%'",
+                                                                     logger: TestEnvironment.logger).decode(Int.self) { timers = count }
+                    return !started.subtracting(ended).isEmpty && timers > 0
+                }
                 engine.process.killHard()
                 try engine.restart()
             }
-            for (id, status) in expected {
+            var completedAt: [String: Date] = [:]
+            for (id, shape) in expected {
                 let state = try await engine.finished(id, timeout: .seconds(90))
-                #expect(state.status == status, "execution \(id)")
-                let events = try await engine.repository.events(of: id)
+                #expect(state.status == shapes[shape].1, "execution \(id)")
+                for ref in state.graph.order {
+                    let (got, want) = (state.stage(ref), reference[shape].stage(ref))
+                    #expect(got.status == want.status, "\(id) stage \(ref): \(got.status) after crashes, \(want.status) without")
+                    if state.config(ref)?.type == "script" { #expect(got.outputs == want.outputs, "\(id) stage \(ref) outputs differ") }
+                }
                 var completions: [String: Int] = [:]
-                for case let .stageCompleted(ref, _, _) in events { completions[ref, default: 0] += 1 }
+                for recorded in try await engine.db.store.readStream(try ExecutionRepository.streamID(id), from: 1, direction: .forward, limit: 1000) {
+                    if case let .stageCompleted(ref, _, _)? = try? ExecutionEventCodec.decode(type: recorded.type, payload: try recorded.payload.decode(JSONValue.self)) {
+                        completions[ref, default: 0] += 1
+                        completedAt["\(id) \(ref)"] = recorded.recordedAt
+                    }
+                }
                 #expect(completions.values.allSatisfy { $0 == 1 }, "a stage completed twice: \(completions)")
             }
+            // A script may start again only when a kill interrupted it; never once its stage completed.
+            for line in marks() where line[2] == "start" {
+                if let done = completedAt["\(line[0]) \(line[1])"], let at = Double(line[3]) {
+                    #expect(at < done.timeIntervalSince1970, "\(line[0]) \(line[1]) ran again after its stage completed")
+                }
+            }
+            var runs: [String: Int] = [:]
+            for line in marks() where line[2] == "start" { runs["\(line[0]) \(line[1])", default: 0] += 1 }
+            print("crash test: \(expected.count) executions, 2 kills, \(runs.values.reduce(0) { $0 + max(0, $1 - 1) }) script runs interrupted and run again")
         }
     }
 
@@ -355,7 +397,10 @@ struct EngineTests {
                 Self.script("deploy", "echo deployed", after: ["approve"]),
             ]))
             try await engine.until("the judgment stage to wait") { try await engine.repository.load(id).stage("approve").status == .running }
-            try await Task.sleep(for: .milliseconds(500))
+            // Once the worker ran the stage (it logs each run), only an answer completes it.
+            try await engine.until("the worker to run the judgment stage") {
+                engine.process.text.split(separator: "\n").contains { $0.contains("stage running") && $0.contains("stage.ref=approve stage.type=manualJudgment") }
+            }
             #expect(try await engine.repository.load(id).stage("approve").status == .running, "the judgment completed by itself")
             let answer = try await CLITests.run(["executions", "judge", id, "--stage", "approve", "--continue", "--input", "yes"],
                                           environment: ["TOPSAIL_DATABASE_URL": db.url])

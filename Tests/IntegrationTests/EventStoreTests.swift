@@ -3,7 +3,7 @@ import Foundation
 import PostgresEventStore
 import Testing
 
-@Suite("Event store against PostgreSQL")
+@Suite("Event store against PostgreSQL", .timeLimit(.minutes(5)))
 struct EventStoreTests {
     @Test("append and read a stream forward and backward")
     func appendAndRead() async throws {

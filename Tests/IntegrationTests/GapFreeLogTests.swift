@@ -1,10 +1,15 @@
 import EventLog
 import Foundation
+import Orchestration
+import PipelineEngine
+import Pipelines
 import PostgresEventStore
 import PostgresNIO
+import Relay
+import Synchronization
 import Testing
 
-@Suite("Gap-free reading in commit order")
+@Suite("Gap-free reading in commit order", .timeLimit(.minutes(5)))
 struct GapFreeLogTests {
     /// Writers append inside explicit transactions that commit late or roll back at random while a
     /// subscriber tails the log. The subscriber must see exactly the committed events, each once,
@@ -62,6 +67,89 @@ struct GapFreeLogTests {
                 let versions = seen.filter { $0.streamID == stream }.map(\.streamVersion)
                 #expect(versions == (0..<versions.count).map { Int64($0 + 1) }, "\(stream) out of order: \(versions)")
             }
+        }
+    }
+
+    /// An execution's first event, as the engine writes it, for `append_events` by hand.
+    static func triggered(_ name: String) throws -> (stream: StreamID, type: String, payload: String, id: UUID) {
+        let (type, payload) = ExecutionEventCodec.encode(.triggered(
+            pipeline: PipelineConfig(json: ["application": "held", "name": .string(name), "stages": [["refId": "1", "type": "noop"]]]),
+            trigger: ["type": "manual"], parameters: [:]))
+        return (try StreamID("execution-" + UUID().uuidString.lowercased()), type, try JSONText(encoding: payload).text, UUID())
+    }
+
+    /// T1 appends and stays open; T2 appends and commits. Every reader must stop before T2 —
+    /// checked after a positive signal that it looked (a read made after T2 committed, the
+    /// relay reporting an idle read) — and once T1 commits, both arrive, T1 first.
+    @Test("a transaction held open after its append holds back the subscription, the relay, the projector and audit paging; then both arrive, it first")
+    func heldTransaction() async throws {
+        try await TestDatabase.with { db in
+            let prefix = TestEnvironment.uniqueName("held") + "."
+            let topic = prefix + "execution"
+            try await createTopic(topic, partitions: 1)
+            var configuration = RelayConfiguration()
+            configuration.name = prefix
+            configuration.topicPrefix = prefix
+            configuration.partitions = 1
+            let idleReads = Mutex(0)
+            let relay = RelayService(configuration: configuration, kafka: try TestEnvironment.kafka(), client: db.client, logger: TestEnvironment.logger,
+                                     onIdle: { idleReads.withLock { $0 += 1 } })
+            let running = Task { try await relay.run() }
+            defer { running.cancel() }
+            let projector = ExecutionProjector(client: db.client, logger: TestEnvironment.logger)
+            let audit = AuditLog(client: db.client, logger: TestEnvironment.logger)
+            func auditPage(after position: Int64) async throws -> [AuditLog.Entry] {
+                var filter = AuditLog.Filter()
+                filter.after = position
+                filter.includeSystem = true
+                return try await audit.page(filter).entries
+            }
+            func summary(_ stream: StreamID) async throws -> Bool {
+                var found = false
+                for try await _ in try await db.client.query("SELECT 1 FROM execution_summaries WHERE execution_id = \(stream.id)",
+                                                             logger: TestEnvironment.logger).decode(Int.self) { found = true }
+                return found
+            }
+
+            let before = try Self.triggered("before")
+            let committed = try await db.store.append(to: before.stream, expected: .noStream, events: [
+                NewEvent(id: before.id, type: before.type, payload: JSONText(unchecked: before.payload)),
+            ])
+            let beforeEvents = try await readLog(db.store, expecting: 1)
+            let (t1, t2) = (try Self.triggered("t1"), try Self.triggered("t2"))
+            try await db.client.withConnection { held in
+                try await held.query("BEGIN", logger: TestEnvironment.logger)
+                #expect(try await held.query("""
+                    SELECT * FROM append_events(\(t1.stream.description), 0, \([t1.id]), \([t1.type]), \([Int32(1)]), \([t1.payload]), \(["{}"]))
+                    """, logger: TestEnvironment.logger).collect().count == 1)
+                _ = try await db.store.append(to: t2.stream, expected: .noStream, events: [
+                    NewEvent(id: t2.id, type: t2.type, payload: JSONText(unchecked: t2.payload)),
+                ])
+                // Every read below starts after T2 committed: a reader that skipped T1 would return T2 now.
+                #expect(try await db.store.readAll(after: beforeEvents[0].logPosition, limit: 10).isEmpty, "the log read passed the open T1")
+                #expect(try await auditPage(after: committed.positions[0]).isEmpty, "audit paging passed the open T1")
+                _ = try await projector.catchUp()
+                #expect(try await summary(before.stream), "the projector runs")
+                #expect(try await !summary(t2.stream), "the projector passed the open T1")
+                let seen = idleReads.withLock { $0 }
+                try await eventually("the relay to read the log twice after T2 committed") { idleReads.withLock { $0 } >= seen + 2 }
+                try await held.query("COMMIT", logger: TestEnvironment.logger)
+            }
+            // Both arrive, T1 first: in the log, the audit log, the projection and Kafka's one partition.
+            let after = try await readLog(db.store, after: beforeEvents[0].logPosition, expecting: 2)
+            #expect(after.map(\.id) == [t1.id, t2.id])
+            var subscribed: [UUID] = []
+            for try await event in LogSubscription(store: db.store, after: .start) {
+                subscribed.append(event.id)
+                if subscribed.count == 3 { break }
+            }
+            #expect(subscribed == [before.id, t1.id, t2.id])
+            #expect(try await auditPage(after: committed.positions[0]).map(\.id) == [t1.id, t2.id].map { $0.uuidString.lowercased() })
+            _ = try await projector.catchUp()
+            #expect(try await summary(t1.stream))
+            #expect(try await summary(t2.stream))
+            let messages = try await consume(topic: topic) { $0.count >= 3 }
+            #expect(try decodeEvents(messages).map(\.id) == [before.id, t1.id, t2.id], "the relay published out of log order")
         }
     }
 

@@ -2,7 +2,7 @@ import Foundation
 import Kafka
 import Testing
 
-@Suite("Kafka client against the broker")
+@Suite("Kafka client against the broker", .timeLimit(.minutes(5)))
 struct KafkaClientTests {
     @Test("a consumer group resumes after the last committed offset")
     func manualCommits() async throws {

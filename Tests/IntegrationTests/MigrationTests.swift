@@ -3,7 +3,7 @@ import PostgresEventStore
 import PostgresNIO
 import Testing
 
-@Suite("Migrations")
+@Suite("Migrations", .timeLimit(.minutes(5)))
 struct MigrationTests {
     @Test("a fresh schema gets every migration; a second run applies nothing")
     func freshAndRerun() async throws {

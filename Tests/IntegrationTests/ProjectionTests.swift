@@ -5,7 +5,7 @@ import PipelineEngine
 import Pipelines
 import Testing
 
-@Suite("Executions read model")
+@Suite("Executions read model", .timeLimit(.minutes(5)))
 struct ProjectionTests {
     static func pipeline(_ name: String, application: String = "shop") -> PipelineConfig {
         PipelineConfig(json: [
@@ -115,7 +115,7 @@ struct ProjectionTests {
     }
 }
 
-@Suite("Supervisor")
+@Suite("Supervisor", .timeLimit(.minutes(5)))
 struct SupervisorTests {
     @Test("executions stuck lists running executions overdue by their stages' limits, and only those")
     func findsStuckExecutions() async throws {

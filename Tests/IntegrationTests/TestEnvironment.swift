@@ -98,15 +98,10 @@ struct TestDatabase: Sendable {
         _ body: @Sendable (TestDatabase) async throws -> T
     ) async throws -> T {
         let server = try serverURL.map { try DatabaseConfiguration(url: $0) } ?? TestEnvironment.database()
-        var configuration = server.inSchema(TestEnvironment.uniqueName("t_"))
-        configuration.maximumConnections = maximumConnections
-        let client = PostgresClient(configuration: configuration.clientConfiguration, backgroundLogger: TestEnvironment.logger)
-        return try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask {
-                await client.run()
-                return nil
-            }
-            defer { group.cancelAll() }
+        var chosen = server.inSchema(TestEnvironment.uniqueName("t_"))
+        chosen.maximumConnections = maximumConnections
+        let configuration = chosen
+        return try await withClient(configuration) { client in
             if migrate {
                 try await Migrator(client: client, schema: configuration.schema, logger: TestEnvironment.logger)
                     .migrate(Migration.load(from: TestEnvironment.migrationsDirectory))

@@ -6,7 +6,7 @@ import Pipelines
 import Testing
 
 /// Webhook stages run by a `topsail all` process against a real HTTP server in the test.
-@Suite("Engine: webhook stages", .serialized)
+@Suite("Engine: webhook stages", .serialized, .timeLimit(.minutes(5)))
 struct WebhookTests {
     typealias Engine = EngineTests.Engine
 
@@ -157,7 +157,13 @@ struct WebhookTests {
                 let state = try await engine.finished(id)
                 #expect(state.status == .canceled)
                 let calls = server.received("/forever").count
-                try await Task.sleep(for: .milliseconds(800))
+                // No timer left for the canceled stage: no check can come any more.
+                try await engine.until("the stage's poll timer to be gone") {
+                    var timers = 0
+                    for try await count in try await db.client.query("SELECT count(*)::int FROM timers WHERE stream_id = \("execution-" + id)",
+                                                                     logger: TestEnvironment.logger).decode(Int.self) { timers = count }
+                    return timers == 0
+                }
                 #expect(server.received("/forever").count <= calls + 1, "polling went on after the cancel")
             }
         }

@@ -3,7 +3,7 @@ import Orchestration
 import Pipelines
 import Testing
 
-@Suite("Execution decisions: scheduling")
+@Suite("Execution decisions: scheduling", .timeLimit(.minutes(1)))
 struct SchedulingTests {
     @Test func sequentialStagesRunInOrder() {
         var run = Simulation(pipeline([("1", [], [:]), ("2", ["1"], [:]), ("3", ["2"], [:])]))
@@ -61,7 +61,7 @@ struct SchedulingTests {
     }
 }
 
-@Suite("Execution decisions: failure options")
+@Suite("Execution decisions: failure options", .timeLimit(.minutes(1)))
 struct FailureTests {
     /// 1 → (2, 3); 2 → 4; 3 → 5. Stage 2 fails with the given options while 3 hangs or runs.
     static func diamond(_ options: [String: JSONValue]) -> PipelineConfig {
@@ -115,7 +115,7 @@ struct FailureTests {
     }
 }
 
-@Suite("Execution decisions: cancel, pause, restart, concurrency")
+@Suite("Execution decisions: cancel, pause, restart, concurrency", .timeLimit(.minutes(1)))
 struct ControlTests {
     @Test func cancelStopsRunningWorkAndIsFinal() {
         var run = Simulation(pipeline([("1", [], [:]), ("2", ["1"], [:])]))
@@ -207,7 +207,7 @@ struct ControlTests {
     }
 }
 
-@Suite("Execution decisions: manual judgment")
+@Suite("Execution decisions: manual judgment", .timeLimit(.minutes(1)))
 struct JudgmentTests {
     static func waitingForJudgment(_ options: [String: JSONValue] = [:]) -> Simulation {
         var stage: [String: JSONValue] = ["type": "manualJudgment"]
@@ -250,7 +250,7 @@ struct JudgmentTests {
     }
 }
 
-@Suite("Execution decisions: timers")
+@Suite("Execution decisions: timers", .timeLimit(.minutes(1)))
 struct TimerTests {
     @Test func aTimerCompletesOnlyTheAttemptThatSetIt() {
         var run = Simulation(pipeline([("w", [], ["type": "wait", "waitTime": 5]), ("next", ["w"], [:])]))
@@ -264,7 +264,7 @@ struct TimerTests {
     }
 }
 
-@Suite("Execution decisions: stage timeouts")
+@Suite("Execution decisions: stage timeouts", .timeLimit(.minutes(1)))
 struct StageTimeoutTests {
     static func running(_ options: [String: JSONValue]) -> Simulation {
         var stage: [String: JSONValue] = ["type": "script", "command": "sleep 60", "stageTimeoutMs": 1000]
@@ -295,7 +295,7 @@ struct StageTimeoutTests {
     }
 }
 
-@Suite("Execution decisions: task attempts and polling")
+@Suite("Execution decisions: task attempts and polling", .timeLimit(.minutes(1)))
 struct StageProgressTests {
     static func running() -> Simulation {
         var run = Simulation(pipeline([("hook", [], ["type": "webhook", "url": "http://example.test"]), ("2", ["hook"], [:])]))
@@ -352,7 +352,7 @@ struct StageProgressTests {
     }
 }
 
-@Suite("Concurrency gate of a pipeline")
+@Suite("Concurrency gate of a pipeline", .timeLimit(.minutes(1)))
 struct PipelineSlotsTests {
     static func gate(_ events: [PipelineSlots.Event]) -> PipelineSlots { PipelineSlots(events) }
 
@@ -399,7 +399,7 @@ struct PipelineSlotsTests {
     }
 }
 
-@Suite("Execution decisions: skipping waits and judgment inputs")
+@Suite("Execution decisions: skipping waits and judgment inputs", .timeLimit(.minutes(1)))
 struct PeopleTests {
     @Test func skipRemainingWaitSucceedsARunningWaitOnly() {
         var run = Simulation(pipeline([("w", [], ["type": "wait", "waitTime": 3600]), ("j", [], ["type": "manualJudgment"]), ("2", ["w"], [:])]))
@@ -431,7 +431,7 @@ struct PeopleTests {
     }
 }
 
-@Suite("Execution decisions: time while paused")
+@Suite("Execution decisions: time while paused", .timeLimit(.minutes(1)))
 struct PausedTimeTests {
     @Test func aWaitThatFallsDueWhilePausedCompletesAndTheNextStageWaitsForResume() {
         var run = Simulation(pipeline([("w", [], ["type": "wait", "waitTime": 1]), ("2", ["w"], [:])]))

@@ -4,7 +4,7 @@ import Orchestration
 import Pipelines
 import Testing
 
-@Suite("Execution event codec")
+@Suite("Execution event codec", .timeLimit(.minutes(1)))
 struct ExecutionEventCodecTests {
     static let events: [ExecutionEvent] = [
         .triggered(pipeline: pipeline([("1", [], ["x-unknown": [1, 2]])]), trigger: ["type": "manual", "user": "alice"], parameters: ["version": "1.2"]),

@@ -5,7 +5,7 @@ import Orchestration
 import Pipelines
 import Testing
 
-@Suite("Execution summaries folded from recorded events")
+@Suite("Execution summaries folded from recorded events", .timeLimit(.minutes(1)))
 struct ExecutionSummaryFoldTests {
     static let pipeline = PipelineConfig(json: [
         "application": "shop", "name": "api", "stages": [
@@ -54,7 +54,7 @@ struct ExecutionSummaryFoldTests {
     }
 }
 
-@Suite("Stuck executions")
+@Suite("Stuck executions", .timeLimit(.minutes(1)))
 struct OverdueTests {
     static func fold(_ stages: [JSONValue], _ events: [ExecutionEvent], at start: Date) throws -> ExecutionSummaryFold {
         let pipeline = PipelineConfig(json: ["application": "shop", "name": "api", "stages": .array(stages)])

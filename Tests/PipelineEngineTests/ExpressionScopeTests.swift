@@ -7,7 +7,7 @@ import Testing
 
 /// Bare names in a stage's expressions, as in Orca: the stage's own context, then the outputs of
 /// its completed ancestors, the nearest first.
-@Suite("Expression scope: upstream outputs as bare names")
+@Suite("Expression scope: upstream outputs as bare names", .timeLimit(.minutes(1)))
 struct ExpressionScopeTests {
     /// 1 → 2 → 3, and 1 → 4 (a branch beside 2 and 3); 1, 2 and 4 have completed with outputs.
     static func state() -> ExecutionState {

@@ -3,7 +3,7 @@ import Foundation
 @testable import PipelineEngine
 import Testing
 
-@Suite("One handler per event across the in-process and Kafka copies")
+@Suite("One handler per event across the in-process and Kafka copies", .timeLimit(.minutes(1)))
 struct HandledEventsTests {
     static func key(_ version: Int64, stream: String = "e1") throws -> HandledEvents.Key {
         let event = RecordedEvent(
@@ -77,7 +77,7 @@ struct HandledEventsTests {
     }
 }
 
-@Suite("Token ids and secrets")
+@Suite("Token ids and secrets", .timeLimit(.minutes(1)))
 struct TokenFormatTests {
     @Test func idsAreHexSoNoCommandLineTakesThemForOptions() {
         for _ in 0..<1_000 {

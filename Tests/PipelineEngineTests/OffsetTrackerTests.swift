@@ -2,7 +2,7 @@ import Kafka
 @testable import PipelineEngine
 import Testing
 
-@Suite("Offset tracking under concurrent handling")
+@Suite("Offset tracking under concurrent handling", .timeLimit(.minutes(1)))
 struct OffsetTrackerTests {
     static func message(_ offset: Int64, partition: Int32 = 0) -> KafkaMessage {
         var message = KafkaMessage.placeholder

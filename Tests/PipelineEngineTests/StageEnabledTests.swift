@@ -4,7 +4,7 @@ import Orchestration
 import Pipelines
 import Testing
 
-@Suite("stageEnabled expressions")
+@Suite("stageEnabled expressions", .timeLimit(.minutes(1)))
 struct StageEnabledTests {
     static func state(parameters: [String: JSONValue]) -> ExecutionState {
         let pipeline = PipelineConfig(json: ["application": "web", "stages": [["refId": "1", "type": "noop"]]])

@@ -4,7 +4,7 @@ import Orchestration
 import Pipelines
 import Testing
 
-@Suite("evaluateVariables and checkPreconditions")
+@Suite("evaluateVariables and checkPreconditions", .timeLimit(.minutes(1)))
 struct VariableStageRunnerTests {
     static func run(_ runner: some StageRunner, _ stage: [String: JSONValue]) async throws -> StageOutcome {
         try await runner.run(StageRun(executionID: "e", refID: "1", attempt: 1, stage: StageConfig(json: stage), execution: ExecutionState(), work: WorkHandle()))

@@ -3,7 +3,7 @@ import Foundation
 import Pipelines
 import Testing
 
-@Suite("Pipeline JSON and validation")
+@Suite("Pipeline JSON and validation", .timeLimit(.minutes(1)))
 struct PipelineValidationTests {
     /// A pipeline as Spinnaker's Deck saves it, with fields Topsail does not know about.
     static let spinnakerJSON = """
@@ -120,7 +120,7 @@ struct PipelineValidationTests {
     }
 }
 
-@Suite("Stage graph")
+@Suite("Stage graph", .timeLimit(.minutes(1)))
 struct StageGraphTests {
     @Test func initialStagesAndEdges() throws {
         let pipeline = try PipelineValidationTests.parse(PipelineValidationTests.spinnakerJSON).get()
@@ -132,7 +132,7 @@ struct StageGraphTests {
     }
 }
 
-@Suite("Statuses and failure options")
+@Suite("Statuses and failure options", .timeLimit(.minutes(1)))
 struct StatusTests {
     @Test func orcaStatusPredicates() {
         #expect(ExecutionStatus.allCases.filter(\.isComplete) == [.succeeded, .failedContinue, .terminal, .canceled, .stopped, .skipped])
@@ -156,7 +156,7 @@ struct StatusTests {
     }
 }
 
-@Suite("JSON paths for webhook responses")
+@Suite("JSON paths for webhook responses", .timeLimit(.minutes(1)))
 struct JSONPathTests {
     static let body: JSONValue = ["status": ["state": "DONE", "steps": [["name": "a"], ["name": "b"]]], "odd key": 1, "list": [1, 2, 3]]
 

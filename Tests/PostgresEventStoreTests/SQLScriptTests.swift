@@ -1,7 +1,7 @@
 @testable import PostgresEventStore
 import Testing
 
-@Suite("SQL script splitting")
+@Suite("SQL script splitting", .timeLimit(.minutes(1)))
 struct SQLScriptTests {
     @Test func splitsAtTopLevelSemicolons() {
         #expect(SQLScript.statements(in: "CREATE TABLE a (x int); CREATE TABLE b (y int);\n") ==

@@ -57,7 +57,7 @@ public struct TimerStore: Sendable {
 
     /// How long a claim keeps other schedulers off a timer: past it, a timer whose scheduler died
     /// before deleting it fires again.
-    public static let claimLease = Duration.seconds(30)
+    public static let claimLease = Duration.seconds(10)
 
     /// Fires due timers: a batch is claimed in one short statement (other schedulers skip it),
     /// each is handed to `fire` outside any transaction and deleted when `fire` returns. A crash

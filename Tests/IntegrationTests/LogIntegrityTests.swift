@@ -1,7 +1,9 @@
 import EventLog
 import Foundation
 import PostgresEventStore
+import PipelineEngine
 import PostgresNIO
+import Synchronization
 import Testing
 
 /// The log cannot be rewritten: the database refuses changes, the runtime role may only append and
@@ -126,6 +128,38 @@ struct LogIntegrityTests {
             }
             let verified = try await CLITests.run(["events", "verify", "--database-url", target.url + "?schema=" + schema])
             #expect(verified.status == 0 && verified.stdout.contains("verified 5 events"), "\(verified.stdout)\(verified.stderr)")
+        }
+    }
+
+    @Test("due timers are claimed in one short statement and fired outside any transaction; a dead scheduler's claim lapses and its timer fires once")
+    func timerClaims() async throws {
+        try await TestDatabase.with { db in
+            let timers = TimerStore(client: db.client, logger: TestEnvironment.logger)
+            let (first, second) = (TimerStore.StageTimer(executionID: "e1", refID: "w", attempt: 1, kind: .waitElapsed),
+                                   TimerStore.StageTimer(executionID: "e2", refID: "w", attempt: 1, kind: .waitElapsed))
+            try await timers.set(first, dueIn: .zero)
+            // A scheduler that died holding a claim on the second timer a moment ago.
+            try await timers.set(second, dueIn: .zero)
+            try await db.client.query("""
+                UPDATE timers SET claimed_until = now() + interval '1 second', claimed_by = gen_random_uuid() WHERE stream_id = 'execution-e2'
+                """, logger: TestEnvironment.logger)
+            let head = try await db.store.readAll(after: .start, limit: 1000).last?.logPosition ?? .start
+            let fired = Mutex<[String]>([])
+            let store = db.store
+            let count = try await timers.fireDue { timer in
+                fired.withLock { $0.append(timer.executionID) }
+                // Were the scheduler still inside a write transaction, every gap-free reader on the
+                // server (this one too) would wait for it to end.
+                _ = try await store.append(to: try StreamID("fired-\(timer.executionID)"), expected: .noStream,
+                                           events: [NewEvent(type: "timer.fired", payload: .emptyObject)])
+                _ = try await readLog(store, after: head, expecting: 1)
+            }
+            #expect(count == 1 && fired.withLock { $0 } == ["e1"], "the claimed timer fired before its claim lapsed")
+            try await eventually("the dead scheduler's claim to lapse and its timer to fire") {
+                _ = try await timers.fireDue { timer in fired.withLock { $0.append(timer.executionID) } }
+                return fired.withLock { $0 } == ["e1", "e2"]
+            }
+            #expect(try await timers.fireDue { _ in Issue.record("a fired timer fired again") } == 0)
         }
     }
 

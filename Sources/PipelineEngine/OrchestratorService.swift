@@ -56,7 +56,7 @@ public final class OrchestratorService: Service {
             }
             try await repository.handle(message, executionID: executionID, metadata: metadata, context: context)
         }
-        if case .completed = event { try await wakeParent(of: stateAtEvent, metadata: metadata) }
+        if case .completed = event { try await wakeParent(of: stateAtEvent, childID: executionID, metadata: metadata) }
     }
 
     /// A gated execution completed: its slot goes to the next waiting execution (the newest, with
@@ -79,12 +79,14 @@ public final class OrchestratorService: Service {
 
     /// A child pipeline completed: its parent's pipeline stage checks it now rather than after
     /// its back-off. (The back-off's timer then finds the check done and changes nothing.)
-    private func wakeParent(of child: ExecutionState, metadata: EventMetadata) async throws {
+    /// The parent is taken from the child's trigger, which a client's trigger body could name
+    /// too: only a parent whose stage recorded this very child is woken.
+    private func wakeParent(of child: ExecutionState, childID: String, metadata: EventMetadata) async throws {
         guard child.trigger["type"]?.stringValue == "pipeline", let parentID = child.trigger["parentExecution"]?["id"]?.stringValue,
               let ref = child.trigger["parentPipelineStageId"]?.stringValue
         else { return }
         let stage = try await repository.load(parentID).stage(ref)
-        guard stage.status == .running, stage.polls > 0, !stage.pollDue else { return }
+        guard stage.status == .running, stage.polls > 0, !stage.pollDue, stage.outputs["executionId"]?.stringValue == childID else { return }
         try await repository.handle(.pollDue(refID: ref, attempt: stage.attempt, poll: stage.polls - 1), executionID: parentID, metadata: metadata)
     }
 }

@@ -12,6 +12,9 @@ public struct PipelineSlots: Sendable, Hashable {
     public private(set) var waiting: [String] = []
     /// Where each waiting execution's trigger sits in the log: the queue's order.
     private var triggeredAt: [String: Int64] = [:]
+    /// Executions that held or awaited a slot and let it go: they never take one again, so an
+    /// old start delivered again (a relay republishing the log) cannot hold a slot for good.
+    public private(set) var done: Set<String> = []
     public private(set) var version: Int64 = 0
 
     public init() {}
@@ -50,6 +53,7 @@ public struct PipelineSlots: Sendable, Hashable {
             running.removeAll { $0 == id }
             waiting.removeAll { $0 == id }
             triggeredAt[id] = nil
+            done.insert(id)
         }
     }
 
@@ -57,9 +61,10 @@ public struct PipelineSlots: Sendable, Hashable {
     public static func slots(of pipeline: PipelineConfig) -> Int { max(1, pipeline.maxConcurrentExecutions) }
 
     /// An execution asks to start: it takes a free slot, or queues in trigger order (`position`,
-    /// its trigger's place in the log). Asking again changes nothing.
+    /// its trigger's place in the log). Asking again changes nothing, and neither does asking
+    /// after it released what it held.
     public func admit(_ executionID: String, position: Int64, slots: Int) -> [Event] {
-        if running.contains(executionID) || waiting.contains(executionID) { return [] }
+        if running.contains(executionID) || waiting.contains(executionID) || done.contains(executionID) { return [] }
         return running.count < slots ? [.taken(executionID: executionID)] : [.queued(executionID: executionID, position: position)]
     }
 

@@ -45,6 +45,11 @@ public final class OrchestratorService: Service {
             var context = ExpressionScope.decisionContext(executionID: executionID)
             switch message {
             case .startExecution where stateAtEvent.pipeline.limitConcurrent:
+                // The state acted on is the execution's now, not at the event: a start delivered
+                // again (a republished log) for an execution that started or ended long ago must
+                // not take a slot.
+                let now = ExecutionState(try await repository.events(of: executionID))
+                guard now.status == .notStarted || now.status == .buffered else { continue }
                 // A gated pipeline: the execution starts only with a slot of the gate, else it waits.
                 let admitted = try await gate.admit(executionID, triggeredAt: recorded.position, of: stateAtEvent.pipeline, metadata: metadata)
                 context.runningExecutionsOfPipeline = admitted ? 0 : Int.max

@@ -40,6 +40,65 @@ struct ConcurrencyTests {
         intervals.map { interval in intervals.filter { $0.start <= interval.start && interval.start < $0.end }.count }.max() ?? 0
     }
 
+    @Test("the whole log published again (relay --from the start) while one execution runs and after others finished: nothing runs again, no slot is held by a finished execution, new executions start")
+    func republishedLog() async throws {
+        let marker = "/tmp/" + TestEnvironment.uniqueName("republish")
+        defer { try? FileManager.default.removeItem(atPath: marker) }
+        @Sendable func gated(_ stages: [JSONValue]) -> JSONValue {
+            ["id": "gate", "application": "test", "name": "gate", "limitConcurrent": true, "keepWaitingPipelines": true, "stages": .array(stages)]
+        }
+        let noting = EngineTests.script("1", "echo ${execution.id} >> \(marker)")
+        try await TestDatabase.with { db in
+            var engine = try Engine(db)
+            defer { engine.process.terminate() }
+            var finished: [String] = []
+            for _ in 0..<3 {
+                let id = try await engine.run(gated([noting]))
+                #expect(try await engine.finished(id).status == .succeeded)
+                finished.append(id)
+            }
+            let running = try await engine.run(gated([noting, ["refId": "hold", "type": "manualJudgment", "requisiteStageRefIds": ["1"]]]))
+            try await engine.until("the running execution to wait for its judgment") {
+                try await engine.repository.load(running).stage("hold").status == .running
+            }
+            var versions: [String: Int64] = [:]
+            for id in finished { versions[id] = try await engine.repository.load(id).version }
+
+            // A restarted engine has forgotten which events it saw (as after the broker restarts
+            // that made the relay publish everything again); a second relay publishes the whole
+            // log again into its topics.
+            _ = await engine.process.stopped()
+            try engine.restart()
+            let head = try await db.store.readAll(after: .start, limit: 100_000).last?.position ?? 0
+            let name = TestEnvironment.uniqueName("again")
+            let again = try ChildProcess(try TestEnvironment.topsailExecutable(), [
+                "relay", "--database-url", db.url, "--relay-name", name, "--topic-prefix", engine.prefix, "--partitions", "2", "--from", "1",
+                "--kafka-property", "message.timeout.ms=5000",
+            ])
+            defer { again.terminate() }
+            try await engine.until("the second relay to publish the whole log again") {
+                var position: Int64 = 0
+                for try await value in try await db.client.query("SELECT position FROM relay_checkpoints WHERE relay_name = \(name)",
+                                                                 logger: TestEnvironment.logger).decode(Int64.self) { position = value }
+                return position >= head
+            }
+            // Executions of another pipeline, after the republished events in every partition,
+            // completing only once the engine has worked through what came before them.
+            for _ in 0..<4 { #expect(try await engine.finished(try await engine.run(EngineTests.pipeline([["refId": "n", "type": "noop"]]))).status == .succeeded) }
+
+            try await engine.repository.handle(.judge(refID: "hold", judgment: .continue, input: nil, by: "tester"), executionID: running,
+                                               metadata: EventMetadata(source: "test"))
+            #expect(try await engine.finished(running).status == .succeeded)
+            let fresh = try await engine.run(gated([noting]))
+            #expect(try await engine.finished(fresh).status == .succeeded, "a new execution must start: no finished execution may hold the slot")
+            let gate = try await ConcurrencyGateProbe.slots(db, stream: "concurrency-gate")
+            #expect(gate.running.isEmpty && gate.waiting.isEmpty, "the gate holds \(gate.running) and queues \(gate.waiting) after everything finished")
+            for id in finished { #expect(try await engine.repository.load(id).version == versions[id], "finished execution \(id) changed") }
+            let runs = try String(contentsOfFile: marker, encoding: .utf8).split(separator: "\n")
+            #expect(runs.count == 5 && Set(runs).count == 5, "scripts ran \(runs.count) times for 5 executions")
+        }
+    }
+
     @Test("limitConcurrent with keepWaitingPipelines: executions wait (BUFFERED) and run one at a time, oldest first")
     func oneAtATime() async throws {
         try await TestDatabase.with { db in
@@ -135,5 +194,16 @@ struct ConcurrencyTests {
             #expect(try await engine.finished(first).status == .succeeded)
             #expect(try await engine.finished(third).status == .succeeded)
         }
+    }
+}
+
+/// Reads a pipeline's concurrency gate from the log, as the engine folds it.
+enum ConcurrencyGateProbe {
+    static func slots(_ db: TestDatabase, stream: String) async throws -> PipelineSlots {
+        var slots = PipelineSlots()
+        for recorded in try await db.store.readStream(try StreamID(stream), from: 1, direction: .forward, limit: 10_000) {
+            slots.evolve(try PipelineSlotsCodec.decode(type: recorded.type, payload: try recorded.payload.decode(JSONValue.self)))
+        }
+        return slots
     }
 }

@@ -367,6 +367,14 @@ struct PipelineSlotsTests {
         #expect(gate.admit("c", position: 3, slots: 2).isEmpty)
     }
 
+    @Test("an execution that released what it held never takes a slot again (an old start delivered again)")
+    func releasedExecutionsStayOut() {
+        let gate = Self.gate([.taken(executionID: "a"), .released(executionID: "a"), .queued(executionID: "b", position: 2), .released(executionID: "b")])
+        #expect(gate.admit("a", position: 1, slots: 1).isEmpty)
+        #expect(gate.admit("b", position: 2, slots: 1).isEmpty)
+        #expect(gate.admit("c", position: 3, slots: 1) == [.taken(executionID: "c")])
+    }
+
     @Test func keepWaitingStartsTheOldestFirst() {
         let gate = Self.gate([.taken(executionID: "a"), .queued(executionID: "b", position: 2), .queued(executionID: "c", position: 3)])
         let (events, drop) = gate.release("a", slots: 1, keepWaiting: true)

@@ -15,10 +15,10 @@ public final class KafkaConsumer: Sendable {
     private let closed = StopFlag()
     private let logger: Logger
 
-    public init(configuration: KafkaConfiguration, groupID: String, topics: [String], logger: Logger) throws(KafkaError) {
-        self.logger = logger
-        handle = try KafkaHandle(kind: RD_KAFKA_CONSUMER, properties: configuration.consumerProperties(groupID: groupID), logger: logger)
-        rd_kafka_poll_set_consumer(handle.pointer)
+    /// A member of `groupID` that subscribes to `topics`: the group's coordinator assigns it
+    /// partitions.
+    public convenience init(configuration: KafkaConfiguration, groupID: String, topics: [String], logger: Logger) throws(KafkaError) {
+        try self.init(configuration: configuration, groupID: groupID, logger: logger)
         let list = rd_kafka_topic_partition_list_new(Int32(topics.count))
         defer { rd_kafka_topic_partition_list_destroy(list) }
         for topic in topics {
@@ -26,6 +26,73 @@ public final class KafkaConsumer: Sendable {
         }
         let err = rd_kafka_subscribe(handle.pointer, list)
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(err, "cannot subscribe to \(topics.joined(separator: ", "))") }
+    }
+
+    /// A consumer that takes the partitions it is given (``assign(_:)``) and joins no group:
+    /// ownership is decided elsewhere. `groupID` still names where ``commit(_:)`` records
+    /// offsets, so that Kafka's tools show the consumer's lag.
+    public init(configuration: KafkaConfiguration, groupID: String, logger: Logger) throws(KafkaError) {
+        self.logger = logger
+        handle = try KafkaHandle(kind: RD_KAFKA_CONSUMER, properties: configuration.consumerProperties(groupID: groupID), logger: logger)
+        rd_kafka_poll_set_consumer(handle.pointer)
+    }
+
+    /// A partition to read and where to begin: an offset, or nil for the beginning.
+    public struct Start: Sendable, Hashable {
+        public let topic: String
+        public let partition: Int32
+        public let offset: Int64?
+
+        public init(topic: String, partition: Int32, offset: Int64?) {
+            self.topic = topic
+            self.partition = partition
+            self.offset = offset
+        }
+    }
+
+    /// Adds partitions to what this consumer reads.
+    public func assign(_ starts: [Start]) async throws {
+        guard !starts.isEmpty else { return }
+        let handle = self.handle
+        try await handle.blocking { () throws(KafkaError) in
+            let list = rd_kafka_topic_partition_list_new(Int32(starts.count))
+            defer { rd_kafka_topic_partition_list_destroy(list) }
+            for start in starts {
+                let entry = rd_kafka_topic_partition_list_add(list, start.topic, start.partition)
+                entry?.pointee.offset = start.offset ?? Int64(RD_KAFKA_OFFSET_BEGINNING)
+            }
+            if let error = rd_kafka_incremental_assign(handle.pointer, list) {
+                let code = rd_kafka_error_code(error)
+                rd_kafka_error_destroy(error)
+                throw KafkaError(code, "cannot assign \(starts.map { "\($0.topic)[\($0.partition)]" }.joined(separator: ", "))")
+            }
+        }
+    }
+
+    /// Stops reading partitions.
+    public func unassign(topic: String, partitions: [Int32]) async throws {
+        guard !partitions.isEmpty else { return }
+        let handle = self.handle
+        try await handle.blocking { () throws(KafkaError) in
+            let list = rd_kafka_topic_partition_list_new(Int32(partitions.count))
+            defer { rd_kafka_topic_partition_list_destroy(list) }
+            for partition in partitions { rd_kafka_topic_partition_list_add(list, topic, partition) }
+            if let error = rd_kafka_incremental_unassign(handle.pointer, list) {
+                let code = rd_kafka_error_code(error)
+                rd_kafka_error_destroy(error)
+                throw KafkaError(code, "cannot unassign \(topic) partitions \(partitions)")
+            }
+        }
+    }
+
+    /// Records the offset after `message` in Kafka without waiting for the answer (for lag
+    /// monitoring by Kafka's tools; the offset that matters lives elsewhere).
+    public func commitInBackground(_ message: KafkaMessage) {
+        let list = rd_kafka_topic_partition_list_new(1)
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        let entry = rd_kafka_topic_partition_list_add(list, message.topic, message.partition)
+        entry?.pointee.offset = message.offset + 1
+        _ = rd_kafka_commit(handle.pointer, list, 1)
     }
 
     /// Messages of the subscribed topics, until the consumer is closed or the task cancelled.

@@ -14,6 +14,9 @@ struct ExecutionEventConsumer {
     let logger: Logger
     /// Events this process appended, handed over without the trip through Kafka.
     var inbox: LocalInbox?
+    /// Where handled offsets are recorded: the partition leases in PostgreSQL (and Kafka in the
+    /// background, for its tools), or the consumer group in Kafka.
+    var leases: PartitionLeases?
 
     func run(_ handle: @escaping @Sendable (RecordedEvent) async throws -> Void) async throws {
         var offsets = OffsetTracker()
@@ -47,7 +50,17 @@ struct ExecutionEventConsumer {
                 }
                 for commit in commits.values {
                     do {
-                        try await consumer.commit(commit)
+                        if let leases {
+                            try await leases.store(topic: commit.topic, partition: commit.partition, next: commit.offset + 1)
+                            consumer.commitInBackground(commit)
+                        } else {
+                            try await consumer.commit(commit)
+                        }
+                    } catch let error as DatabaseError where error.isRetriable {
+                        // The events are handled; whoever reads the partition next may see them again.
+                        logger.warning("storing an offset failed; its events may come again", metadata: [
+                            "kafka.topic": "\(commit.topic)", "kafka.partition": "\(commit.partition)", "error": "\(error)",
+                        ])
                     } catch let error as KafkaError {
                         // A rebalance took the partition (or the broker is slow): the events are
                         // handled, and whoever owns the partition now may see them again.

@@ -3,6 +3,7 @@ import Kafka
 import Logging
 import Orchestration
 import Pipelines
+import PostgresNIO
 import ServiceLifecycle
 
 /// The `orchestrator` role: advances executions. For every execution event it derives what
@@ -12,20 +13,26 @@ public final class OrchestratorService: Service {
     let kafka: KafkaConfiguration
     let topicPrefix: String
     let partitions: Int
+    /// Partitions are held by leases in this database (decision 0011); nil: a Kafka consumer group.
+    let leaseClient: PostgresClient?
     let logger: Logger
 
-    public init(repository: ExecutionRepository, kafka: KafkaConfiguration, topicPrefix: String, partitions: Int, logger: Logger) {
+    public init(
+        repository: ExecutionRepository, kafka: KafkaConfiguration, topicPrefix: String, partitions: Int, leaseClient: PostgresClient? = nil,
+        logger: Logger
+    ) {
         self.repository = repository
         self.kafka = kafka
         self.topicPrefix = topicPrefix
         self.partitions = partitions
+        self.leaseClient = leaseClient
         self.logger = logger
     }
 
     public func run() async throws {
         try await ExecutionTopic.consume(
             kafka: kafka, topicPrefix: topicPrefix, partitions: partitions, role: "orchestrator", concurrency: 16,
-            handoff: repository.handoff, logger: logger
+            handoff: repository.handoff, leaseClient: leaseClient, logger: logger
         ) { event in
             try await self.advance(after: event)
         }
@@ -111,8 +118,9 @@ enum ExecutionTopic {
     /// the events this process appends to partitions the role owns (``LocalHandoff``).
     static func consume(
         kafka: KafkaConfiguration, topicPrefix: String, partitions: Int, role: String, concurrency: Int, handoff: LocalHandoff,
-        logger: Logger, _ handle: @escaping @Sendable (RecordedEvent) async throws -> Void
+        leaseClient: PostgresClient?, logger: Logger, _ handle: @escaping @Sendable (RecordedEvent) async throws -> Void
     ) async throws {
+        let leases = leaseClient.map { PartitionLeases(client: $0, group: topicPrefix + role, logger: logger) }
         // A broker that is away or slow (a lost group membership, a topic that cannot be created
         // yet) stops this consumer, not the role: it starts over after a back-off, and whatever it
         // had not committed comes again.
@@ -120,7 +128,7 @@ enum ExecutionTopic {
         while !Task.isCancelled {
             do {
                 try await consumeOnce(kafka: kafka, topicPrefix: topicPrefix, partitions: partitions, role: role, concurrency: concurrency,
-                                      handoff: handoff, logger: logger, handle)
+                                      handoff: handoff, leases: leases, logger: logger, handle)
                 return
             } catch is CancellationError {
                 return
@@ -136,23 +144,29 @@ enum ExecutionTopic {
 
     private static func consumeOnce(
         kafka: KafkaConfiguration, topicPrefix: String, partitions: Int, role: String, concurrency: Int, handoff: LocalHandoff,
-        logger: Logger, _ handle: @escaping @Sendable (RecordedEvent) async throws -> Void
+        leases: PartitionLeases?, logger: Logger, _ handle: @escaping @Sendable (RecordedEvent) async throws -> Void
     ) async throws {
         let topic = topicPrefix + ExecutionRepository.category
         // Created up front so that the consumer is assigned partitions before the first event.
         let producer = try KafkaProducer(configuration: kafka, logger: logger)
         try await producer.createTopic(topic, partitions: partitions)
         producer.close()
-        let consumer = try KafkaConsumer(configuration: kafka, groupID: topicPrefix + role, topics: [topic], logger: logger)
+        // With leases, partitions are taken by leases in PostgreSQL and the consumer joins no
+        // group (decision 0011); without, the group's coordinator assigns them.
+        let consumer = leases == nil
+            ? try KafkaConsumer(configuration: kafka, groupID: topicPrefix + role, topics: [topic], logger: logger)
+            : try KafkaConsumer(configuration: kafka, groupID: topicPrefix + role, logger: logger)
         defer { consumer.close() }
         let inbox = handoff.open(role: role)
         defer { handoff.close(inbox) }
+        let partitionCount = leases == nil ? partitions : max(partitions, (try? await consumer.partitionCount(of: topic)) ?? partitions)
         do {
             try await cancelWhenGracefulShutdown {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { try await followAssignment(of: consumer, topic: topic, into: inbox, logger: logger) }
+                    if let leases { group.addTask { await leases.follow(consumer, topic: topic, partitions: partitionCount) } }
                     group.addTask {
-                        try await ExecutionEventConsumer(consumer: consumer, concurrency: concurrency, logger: logger, inbox: inbox).run(handle)
+                        try await ExecutionEventConsumer(consumer: consumer, concurrency: concurrency, logger: logger, inbox: inbox, leases: leases).run(handle)
                     }
                     defer { group.cancelAll() }
                     try await group.next()

@@ -5,6 +5,7 @@ import Logging
 import Orchestration
 import Pipelines
 import PostgresEventStore
+import PostgresNIO
 import ServiceLifecycle
 import Synchronization
 
@@ -22,6 +23,8 @@ public final class WorkerService: Service {
     let timers: TimerStore
     /// Masks the installation's secrets in everything a stage reports.
     let redactor: SecretRedactor
+    /// Partitions are held by leases in this database (decision 0011); nil: a Kafka consumer group.
+    let leaseClient: PostgresClient?
     let logger: Logger
     /// Work running in this process, one entry per check of a stage attempt (the next check may
     /// begin before the last one's entry is gone).
@@ -37,8 +40,9 @@ public final class WorkerService: Service {
     public init(
         repository: ExecutionRepository, timers: TimerStore, kafka: KafkaConfiguration, topicPrefix: String, partitions: Int,
         concurrency: Int = 64, disabledStageTypes: Set<String> = [], scriptSandbox: ScriptSandbox = ScriptSandbox(),
-        redactor: SecretRedactor = .none, logger: Logger
+        redactor: SecretRedactor = .none, leaseClient: PostgresClient? = nil, logger: Logger
     ) {
+        self.leaseClient = leaseClient
         self.repository = repository
         self.kafka = kafka
         self.topicPrefix = topicPrefix
@@ -59,7 +63,7 @@ public final class WorkerService: Service {
     public func run() async throws {
         try await ExecutionTopic.consume(
             kafka: kafka, topicPrefix: topicPrefix, partitions: partitions, role: "worker", concurrency: concurrency,
-            handoff: repository.handoff, logger: logger
+            handoff: repository.handoff, leaseClient: leaseClient, logger: logger
         ) { event in
             try await self.work(after: event)
         }

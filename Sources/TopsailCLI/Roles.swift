@@ -63,7 +63,8 @@ struct Roles {
             case .relay(let configuration):
                 services.append(RelayService(configuration: configuration, kafka: kafka, client: client, logger: logger))
             case .orchestrator:
-                services.append(OrchestratorService(repository: repository, kafka: kafka, topicPrefix: topics.topicPrefix, partitions: topics.partitions, logger: logger))
+                services.append(OrchestratorService(
+                    repository: repository, kafka: kafka, topicPrefix: topics.topicPrefix, partitions: topics.partitions, leaseClient: client, logger: logger))
             case .worker:
                 if !disabledStageTypes.contains("script") {
                     try scriptSandbox.check()
@@ -73,7 +74,7 @@ struct Roles {
                 }
                 services.append(WorkerService(
                     repository: repository, timers: timers, kafka: kafka, topicPrefix: topics.topicPrefix, partitions: topics.partitions,
-                    disabledStageTypes: disabledStageTypes, scriptSandbox: scriptSandbox, redactor: redactor, logger: logger))
+                    disabledStageTypes: disabledStageTypes, scriptSandbox: scriptSandbox, redactor: redactor, leaseClient: client, logger: logger))
             case .scheduler:
                 services.append(SchedulerService(timers: timers, repository: repository, logger: logger))
             case .projector:

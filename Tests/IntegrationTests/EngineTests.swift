@@ -268,6 +268,67 @@ struct EngineTests {
         }
     }
 
+    @Test("kill -9 of engine processes eight times over 20 s (one process three times 1.5 s apart, then two in turn): every execution ends as a crash-free run does within 30 s of the last kill, no completed stage runs again")
+    func recoversFromRepeatedKills() async throws {
+        let marker = "/tmp/" + TestEnvironment.uniqueName("kills")
+        defer { try? FileManager.default.removeItem(atPath: marker) }
+        func noting(_ ref: String, _ work: String, after: [String] = []) -> JSONValue {
+            Self.script(ref, "echo \"${execution.id} \(ref) start $(date +%s.%N)\" >> \(marker); \(work); " +
+                        "echo \"${execution.id} \(ref) end $(date +%s.%N)\" >> \(marker); echo \(ref) done", after: after)
+        }
+        let shape = Self.pipeline([noting("build", "sleep 0.5"), ["refId": "soak", "type": "wait", "waitTime": 1, "requisiteStageRefIds": ["build"]],
+                                   noting("ship", "sleep 0.3", after: ["soak"])])
+        try await TestDatabase.with { db in
+            let defaults = ["--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=1500"]
+            var engines = [try Engine(db, arguments: defaults)]
+            defer { for engine in engines { engine.process.killHard() } }
+            var ids: [String] = []
+            for _ in 0..<20 { ids.append(try await engines[0].run(shape)) }
+            var generator = SystemRandomNumberGenerator()
+            var inFlightAtKills = 0
+            for kill in 0..<8 {
+                // First the sequence that once wedged the development broker's consumer group for
+                // good (one process killed three times 1.5 s apart), then two processes killed in
+                // turn at random moments.
+                try await Task.sleep(for: .milliseconds(kill < 3 ? 1500 : Int.random(in: 1000...3000, using: &generator)))
+                if kill == 3 { engines.append(try Engine(db, prefix: engines[0].prefix, arguments: defaults)) }
+                // Work in flight: some stage of some execution running.
+                var running = 0
+                for id in ids where try await engines[0].repository.load(id).runningStages.isEmpty == false { running += 1 }
+                if running > 0 { inFlightAtKills += 1 }
+                let victim = kill < 3 ? 0 : kill % 2
+                engines[victim].process.killHard()
+                try engines[victim].restart()
+                if kill == 3 { for _ in 0..<10 { ids.append(try await engines[0].run(shape)) } }
+            }
+            let lastKill = ContinuousClock.now
+            var completedAt: [String: Date] = [:]
+            #expect(inFlightAtKills >= 6, "work was in flight at only \(inFlightAtKills) of 8 kills")
+            for id in ids {
+                let state = try await engines[0].finished(id, timeout: .seconds(60))
+                #expect(state.status == .succeeded, "execution \(id)")
+                #expect(state.stage("ship").outputs["stdout"] == "ship done\n")
+                var completions: [String: Int] = [:]
+                for recorded in try await db.store.readStream(try ExecutionRepository.streamID(id), from: 1, direction: .forward, limit: 1000) {
+                    if case let .stageCompleted(ref, _, _)? = try? ExecutionEventCodec.decode(type: recorded.type, payload: try recorded.payload.decode(JSONValue.self)) {
+                        completions[ref, default: 0] += 1
+                        completedAt["\(id) \(ref)"] = recorded.recordedAt
+                    }
+                }
+                #expect(completions.values.allSatisfy { $0 == 1 }, "a stage completed twice: \(completions)")
+            }
+            let recovery = ContinuousClock.now - lastKill
+            // A script may start again only when a kill interrupted it; never once its stage completed.
+            for line in ((try? String(contentsOfFile: marker, encoding: .utf8)) ?? "").split(separator: "\n").map({ $0.split(separator: " ") }) where line[2] == "start" {
+                if let done = completedAt["\(line[0]) \(line[1])"], let at = Double(line[3]) {
+                    #expect(at < done.timeIntervalSince1970, "\(line[0]) \(line[1]) ran again after its stage completed")
+                }
+            }
+            #expect(recovery < .seconds(30), "the executions finished \(recovery) after the last kill")
+            print("repeated kills: \(ids.count) executions, 8 kills across 2 processes, work in flight at \(inFlightAtKills), all finished \(recovery) after the last kill")
+        }
+    }
+
     @Test("a frozen broker stops no role: heartbeats and commits fail, the engine carries on when it thaws")
     func survivesBrokerOutage() async throws {
         try await TestDatabase.with { db in

@@ -141,7 +141,7 @@ struct LogIntegrityTests {
             // A scheduler that died holding a claim on the second timer a moment ago.
             try await timers.set(second, dueIn: .zero)
             try await db.client.query("""
-                UPDATE timers SET claimed_until = now() + interval '1 second', claimed_by = gen_random_uuid() WHERE stream_id = 'execution-e2'
+                UPDATE timers SET claimed_until = now() + interval '5 seconds', claimed_by = gen_random_uuid() WHERE stream_id = 'execution-e2'
                 """, logger: TestEnvironment.logger)
             let head = try await db.store.readAll(after: .start, limit: 1000).last?.logPosition ?? .start
             let fired = Mutex<[String]>([])

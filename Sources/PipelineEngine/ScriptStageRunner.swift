@@ -75,10 +75,11 @@ struct ScriptStageRunner: StageRunner {
                 process.standardOutput = outPipe
                 process.standardError = errPipe
                 process.standardInput = FileHandle.nullDevice
-                process.terminationHandler = { ended in
+                // The handler holds the process until it ran (nothing else does once this job
+                // returns), then lets go of it.
+                process.terminationHandler = { [process] ended in
                     continuation.resume(returning: ended.terminationReason == .uncaughtSignal ? 128 + ended.terminationStatus : ended.terminationStatus)
-                    // The handler held the process alive until now.
-                    ended.terminationHandler = nil
+                    process.terminationHandler = nil
                 }
                 do {
                     // Foundation closes the parent's write ends once the child runs, so the readers

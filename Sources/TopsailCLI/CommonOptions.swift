@@ -79,7 +79,7 @@ struct ScriptSandboxOptions: ParsableArguments {
     @Option(name: .customLong("script-user"), help: "The unprivileged user scripts run as when the engine runs as root (default: $TOPSAIL_SCRIPT_USER or nobody).")
     var user: String?
 
-    @Flag(name: .customLong("script-network"), help: "Let scripts use the host's network (default: $TOPSAIL_SCRIPT_NETWORK=true; off: no network, not even loopback).")
+    @Flag(name: .customLong("script-network"), help: "Let scripts use the host's network, as $TOPSAIL_SCRIPT_NETWORK=true does (without it they have none, not even loopback).")
     var network = false
 
     @Option(name: .customLong("script-cpu-seconds"), help: "CPU seconds each script process may use (default 600).")

@@ -1,7 +1,10 @@
 import EventLog
 import Foundation
 import Orchestration
+import Logging
 import Pipelines
+import PostgresEventStore
+import PostgresNIO
 
 /// Loads and changes pipelines' concurrency gates (``PipelineSlots``), each the stream
 /// `concurrency-<pipeline>`, with version-checked appends.
@@ -68,6 +71,61 @@ struct ConcurrencyGate: Sendable {
             }
         }
         throw EngineError("the concurrency gate of \(stream) kept changing; giving up after 20 attempts")
+    }
+
+    /// An execution of a gated pipeline completed: its slot goes to the next waiting execution
+    /// (the newest, with the others canceled, unless `keepWaitingPipelines`). Starting every slot
+    /// holder again is harmless for those already running and finishes the job after a crash.
+    func releaseAndStartNext(after executionID: String, pipeline: PipelineConfig, repository: ExecutionRepository, metadata: EventMetadata) async throws {
+        let holders = try await release(executionID, of: pipeline, metadata: metadata) { dropped in
+            for id in dropped {
+                try await repository.handle(
+                    .cancel(by: "topsail", reason: "a newer execution of the pipeline took the free slot (keepWaitingPipelines is off)"),
+                    executionID: id, metadata: metadata)
+            }
+        }
+        var admitted = DecisionContext()
+        admitted.runningExecutionsOfPipeline = 0
+        for id in holders where id != executionID {
+            try await repository.handle(.startExecution, executionID: id, metadata: metadata, context: admitted)
+        }
+    }
+
+    /// The gates' streams: every pipeline whose executions ever took a slot.
+    func streams(client: PostgresClient, logger: Logger) async throws -> [StreamID] {
+        var streams: [StreamID] = []
+        do {
+            for try await id in try await client.query(
+                "SELECT DISTINCT stream_id FROM events WHERE event_type = \(PipelineSlots.Event.WireType.taken)", logger: logger
+            ).decode(String.self) {
+                streams.append(try StreamID(id))
+            }
+        } catch {
+            throw DatabaseError.wrapping(error, doing: "list the concurrency gates")
+        }
+        return streams
+    }
+
+    /// Slots held (or places in a queue) by executions that have completed, which only a start
+    /// delivered again after its execution ended could leave (or a gate from before that was
+    /// impossible): each is released with an event by `supervisor`, and the next executions
+    /// start. Returns the executions released.
+    func healStaleSlots(client: PostgresClient, repository: ExecutionRepository, logger: Logger) async throws -> [String] {
+        var healed: [String] = []
+        for stream in try await streams(client: client, logger: logger) {
+            let slots = try await load(stream)
+            for id in slots.running + slots.waiting {
+                let state = ExecutionState(try await repository.events(of: id))
+                guard state.version > 0, state.status.isComplete else { continue }
+                logger.warning("a finished execution held its pipeline's concurrency slot; released", metadata: [
+                    "execution.id": "\(id)", "execution.status": "\(state.status.rawValue)", "gate": "\(stream)"])
+                try await releaseAndStartNext(
+                    after: id, pipeline: state.pipeline, repository: repository,
+                    metadata: EventMetadata(correlationID: id, actor: "supervisor", source: "supervisor"))
+                healed.append(id)
+            }
+        }
+        return healed
     }
 
     private func append(_ events: [PipelineSlots.Event], to stream: StreamID, expected: Int64, metadata: EventMetadata) async throws {

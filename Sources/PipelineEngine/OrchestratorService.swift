@@ -61,7 +61,7 @@ public final class OrchestratorService: Service {
                 let admitted = try await gate.admit(executionID, triggeredAt: recorded.position, of: stateAtEvent.pipeline, metadata: metadata)
                 context.runningExecutionsOfPipeline = admitted ? 0 : Int.max
             case .startWaitingExecutions:
-                try await startWaiting(after: executionID, pipeline: stateAtEvent.pipeline, gate: gate, metadata: metadata)
+                try await gate.releaseAndStartNext(after: executionID, pipeline: stateAtEvent.pipeline, repository: repository, metadata: metadata)
                 continue
             default:
                 break
@@ -71,26 +71,6 @@ public final class OrchestratorService: Service {
         if case .completed = event { try await wakeParent(of: stateAtEvent, childID: executionID, metadata: metadata) }
     }
 
-    /// A gated execution completed: its slot goes to the next waiting execution (the newest, with
-    /// the others canceled, unless `keepWaitingPipelines`). Starting every slot holder again is
-    /// harmless for those already running and finishes the job after a crash.
-    private func startWaiting(after executionID: String, pipeline: PipelineConfig, gate: ConcurrencyGate, metadata: EventMetadata) async throws {
-        let holders = try await gate.release(executionID, of: pipeline, metadata: metadata) { dropped in
-            for id in dropped {
-                try await self.repository.handle(
-                    .cancel(by: "topsail", reason: "a newer execution of the pipeline took the free slot (keepWaitingPipelines is off)"),
-                    executionID: id, metadata: metadata)
-            }
-        }
-        var admitted = DecisionContext()
-        admitted.runningExecutionsOfPipeline = 0
-        for id in holders where id != executionID {
-            try await repository.handle(.startExecution, executionID: id, metadata: metadata, context: admitted)
-        }
-    }
-
-    /// A child pipeline completed: its parent's pipeline stage checks it now rather than after
-    /// its back-off. (The back-off's timer then finds the check done and changes nothing.)
     /// The parent is taken from the child's trigger, which a client's trigger body could name
     /// too: only a parent whose stage recorded this very child is woken.
     private func wakeParent(of child: ExecutionState, childID: String, metadata: EventMetadata) async throws {

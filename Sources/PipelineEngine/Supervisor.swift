@@ -105,13 +105,22 @@ public struct Supervisor: Sendable {
 /// per lack of progress (a warning naming the execution, why, and how to cancel it).
 public final class SupervisorService: Service {
     let supervisor: Supervisor
+    let client: PostgresClient
+    /// With a repository the supervisor also heals: it releases concurrency slots held by
+    /// finished executions (``ConcurrencyGate/healStaleSlots(client:repository:logger:)``).
+    let repository: ExecutionRepository?
     let interval: Duration
     let grace: Duration
     let logger: Logger
     private let reported = Mutex<[String: Date]>([:])
 
-    public init(client: PostgresClient, interval: Duration = .seconds(30), grace: Duration = .seconds(60), logger: Logger) {
+    public init(
+        client: PostgresClient, repository: ExecutionRepository? = nil, interval: Duration = .seconds(30), grace: Duration = .seconds(60),
+        logger: Logger
+    ) {
         self.supervisor = Supervisor(client: client, logger: logger)
+        self.client = client
+        self.repository = repository
         self.interval = interval
         self.grace = grace
         self.logger = logger
@@ -136,6 +145,13 @@ public final class SupervisorService: Service {
                     }
                 } catch {
                     self.logger.warning("looking for stuck executions failed; retrying", metadata: ["error": "\(error)"])
+                }
+                if let repository = self.repository {
+                    do {
+                        _ = try await ConcurrencyGate(store: repository.store).healStaleSlots(client: self.client, repository: repository, logger: self.logger)
+                    } catch {
+                        self.logger.warning("looking for slots held by finished executions failed; retrying", metadata: ["error": "\(error)"])
+                    }
                 }
                 try? await Task.sleep(for: self.interval)
             }

@@ -80,7 +80,7 @@ struct Roles {
             case .projector:
                 services.append(ExecutionProjector(client: client, logger: logger))
             case let .supervisor(interval, grace):
-                services.append(SupervisorService(client: client, interval: interval, grace: grace, logger: logger))
+                services.append(SupervisorService(client: client, repository: repository, interval: interval, grace: grace, logger: logger))
             case .http(var configuration):
                 configuration.disabledStageTypes.formUnion(disabledStageTypes)
                 services.append(try await APIServer(client: client, repository: repository, configuration: configuration, logger: logger).application())

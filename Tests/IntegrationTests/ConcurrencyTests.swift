@@ -102,6 +102,32 @@ struct ConcurrencyTests {
         }
     }
 
+    @Test("the supervisor heals a gate whose slot a finished execution holds: it releases it with an event, and the waiting execution starts")
+    func supervisorReleasesStaleSlots() async throws {
+        try await TestDatabase.with { db in
+            let engine = try Engine(db, arguments: ["--supervise-every", "1"])
+            defer { engine.process.terminate() }
+            let finished = try await engine.run(Self.gated("healed", max: 1, keepWaiting: true))
+            #expect(try await engine.finished(finished).status == .succeeded)
+            let stream = try StreamID("concurrency-healed")
+            try await engine.until("the finished execution to release its slot") {
+                try await ConcurrencyGateProbe.slots(db, stream: "concurrency-healed").running.isEmpty
+            }
+            // The state an old start delivered again used to leave: the finished execution holds the slot.
+            let version = try await ConcurrencyGateProbe.slots(db, stream: "concurrency-healed").version
+            let (type, payload) = PipelineSlotsCodec.encode(.taken(executionID: finished))
+            _ = try await db.store.append(to: stream, expected: .exact(version), events: [
+                NewEvent(type: type, payload: try JSONText(encoding: payload), metadata: EventMetadata(source: "test")),
+            ])
+            let waiting = try await engine.run(Self.gated("healed", max: 1, keepWaiting: true))
+            #expect(try await engine.finished(waiting).status == .succeeded, "the supervisor did not free the slot")
+            let released = try await db.store.readStream(stream, from: 1, direction: .forward, limit: 100).filter {
+                $0.type == PipelineSlots.Event.WireType.released && $0.metadata.actor == "supervisor"
+            }
+            #expect(released.count == 1 && released.first?.payload.text.contains(finished) == true, "\(released.map(\.payload.text))")
+        }
+    }
+
     @Test("limitConcurrent with keepWaitingPipelines: executions wait (BUFFERED) and run one at a time, oldest first")
     func oneAtATime() async throws {
         try await TestDatabase.with { db in

@@ -400,8 +400,11 @@ struct APIContractTests {
             let reader = try jwt(["preferred_username": "jo", "groups": ["shop-readers"]])
             let allowed = try await Self.call("GET", engine.api + "/applications/shop", nil, reader)
             #expect(allowed.status == 200, "\(allowed.json)")
-            let listed = try await Self.call("GET", engine.api + "/applications", nil, reader)
-            #expect(listed.json.arrayValue?.compactMap { $0["name"]?.stringValue } == ["shop"], "\(listed.json)")
+            // The listing is the read model's, which follows the log a moment behind.
+            try await engine.until("the listing to show the application") {
+                let listed = try await Self.call("GET", engine.api + "/applications", nil, reader)
+                return listed.json.arrayValue?.compactMap { $0["name"]?.stringValue } == ["shop"]
+            }
             // Without the group: 403 naming the role; the user is sub when preferred_username is absent.
             let outsider = try await Self.call("GET", engine.api + "/applications/shop", nil, try jwt(["groups": ["other"]]))
             #expect(outsider.status == 403 && outsider.json["message"]?.stringValue?.hasPrefix("oidc:u-1 may not READ") == true, "\(outsider.json)")

@@ -40,11 +40,6 @@ public struct PartitionLeases: Sendable {
                 ON CONFLICT (group_name, member) DO UPDATE SET expires_at = excluded.expires_at
                 """, logger: logger)
             try await client.query("DELETE FROM consumer_members WHERE group_name = \(group) AND expires_at < now()", logger: logger)
-            try await client.query("""
-                INSERT INTO partition_leases (group_name, topic, partition)
-                SELECT \(group), \(topic), p FROM generate_series(0, \(partitions - 1)) AS p
-                ON CONFLICT DO NOTHING
-                """, logger: logger)
             var renewed: Set<Int32> = []
             for try await partition in try await client.query("""
                 UPDATE partition_leases SET expires_at = now() + make_interval(secs => \(seconds))
@@ -90,6 +85,19 @@ public struct PartitionLeases: Sendable {
         return change
     }
 
+    /// A lease row for every partition of `topic` (once per start: rows are never removed).
+    func prepare(topic: String, partitions: Int) async throws {
+        do {
+            try await client.query("""
+                INSERT INTO partition_leases (group_name, topic, partition)
+                SELECT \(group), \(topic), p FROM generate_series(0, \(partitions - 1)) AS p
+                ON CONFLICT DO NOTHING
+                """, logger: logger)
+        } catch {
+            throw DatabaseError.wrapping(error, doing: "prepare the partition leases of \(group)")
+        }
+    }
+
     private func storedOffset(topic: String, partition: Int32) async throws -> Int64? {
         var offset: Int64?
         for try await value in try await client.query("""
@@ -122,8 +130,13 @@ public struct PartitionLeases: Sendable {
     /// gives them back.
     func follow(_ consumer: KafkaConsumer, topic: String, partitions: Int) async {
         var holding: Set<Int32> = []
+        var prepared = false
         while !Task.isCancelled {
             do {
+                if !prepared {
+                    try await prepare(topic: topic, partitions: partitions)
+                    prepared = true
+                }
                 let change = try await tick(topic: topic, partitions: partitions, holding: holding)
                 if !change.lost.isEmpty {
                     try await consumer.unassign(topic: topic, partitions: change.lost)

@@ -75,6 +75,19 @@ public struct ScriptSandbox: Sendable {
         for path in binds + readOnlyBinds where !path.hasPrefix("/") || !FileManager.default.fileExists(atPath: path) {
             throw ScriptSandboxError("script sandbox bind \(path) is not an existing absolute path")
         }
+        removeAbandonedWorkspaces()
+    }
+
+    /// Workspaces are named `<engine pid>-<uuid>`; those of an engine that is gone (killed with
+    /// `kill -9`, which ran no cleanup) are removed when an engine starts.
+    func removeAbandonedWorkspaces() {
+        let manager = FileManager.default
+        for name in (try? manager.contentsOfDirectory(atPath: workRoot)) ?? [] {
+            guard let pid = name.split(separator: "-").first.flatMap({ Int32($0) }), pid > 0,
+                  Foundation.kill(pid, 0) != 0, errno == ESRCH
+            else { continue }
+            try? manager.removeItem(atPath: "\(workRoot)/\(name)")
+        }
     }
 
     func identity() throws -> Identity {
@@ -88,7 +101,7 @@ public struct ScriptSandbox: Sendable {
     func makeWorkspace(_ identity: Identity) throws -> String {
         let manager = FileManager.default
         try manager.createDirectory(atPath: workRoot, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
-        let path = "\(workRoot)/\(UUID().uuidString.lowercased())"
+        let path = "\(workRoot)/\(getpid())-\(UUID().uuidString.lowercased())"
         try manager.createDirectory(atPath: path, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
         if case let .switchTo(uid, gid) = identity, chown(path, uid, gid) != 0 {
             throw ScriptSandboxError("cannot give the script workspace \(path) to the script user (errno \(errno))")

@@ -1,7 +1,7 @@
 import Logging
 import PostgresNIO
 
-/// Checks the events' hash chains (migration 0007): every event's stored hash must be the hash of
+/// Checks the events' hash chains (migration 0008): every event's stored hash must be the hash of
 /// its content and of the stored hash before it in its stream, and stream versions must run
 /// 1, 2, 3 … without a hole. The whole check is one query in PostgreSQL, reading each stream in
 /// version order through its unique index.

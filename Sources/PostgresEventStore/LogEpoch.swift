@@ -1,7 +1,7 @@
 import Logging
 import PostgresNIO
 
-/// Keeps the log's transaction ids ahead of every stored one (migration 0009): after a restore
+/// Keeps the log's transaction ids ahead of every stored one (migration 0007): after a restore
 /// into another PostgreSQL cluster, whose transaction counter may be lower than the ids the
 /// restored events carry, new events would sort before them and readers with checkpoints in the
 /// restored part would stall without a word. `realign` detects that and raises the offset the

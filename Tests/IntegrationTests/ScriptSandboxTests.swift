@@ -114,13 +114,21 @@ struct ScriptSandboxTests {
     func diesWithTheEngine() async throws {
         let sleeper = EngineTests.uniqueSleep()
         try await TestDatabase.with { db in
-            let engine = try Self.engine(db)
+            var engine = try Self.engine(db)
             defer { engine.process.terminate() }
             let id = try await engine.run(EngineTests.pipeline([EngineTests.script("long", "\(sleeper); echo woke")]))
             try await engine.until("the script to run") { EngineTests.isRunning(sleeper) }
             #expect(try await engine.repository.load(id).stage("long").status == .running)
+            let killed = engine.process.pid
             engine.process.killHard()
             try await eventually(timeout: .seconds(5), "the script to die with the engine") { !EngineTests.isRunning(sleeper) }
+            // Its workspace stayed behind (nothing ran after kill -9); the next engine removes it.
+            func workspaces() -> [String] {
+                ((try? FileManager.default.contentsOfDirectory(atPath: "/var/tmp/topsail-scripts")) ?? []).filter { $0.hasPrefix("\(killed)-") }
+            }
+            #expect(!workspaces().isEmpty)
+            try engine.restart()
+            try await engine.until("the new engine to remove the killed one's workspace") { workspaces().isEmpty }
         }
     }
 }

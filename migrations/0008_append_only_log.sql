@@ -46,7 +46,8 @@ $$;
 
 ALTER TABLE events ALTER COLUMN hash SET NOT NULL;
 
--- As in 0001, and each event's hash chained to its stream's last.
+-- As in 0001, and each event's hash chained to its stream's last; the log's transaction id
+-- (migration 0007) is taken once per append, and each payload parsed once for the hash and the row.
 CREATE OR REPLACE FUNCTION append_events(
     p_stream text, p_expected bigint, p_ids uuid[], p_types text[], p_schema_versions integer[],
     p_payloads text[], p_metadata text[]
@@ -56,6 +57,9 @@ DECLARE
     v_current bigint;
     v_previous bytea;
     v_now timestamptz := now();
+    v_transaction bigint;
+    v_payloads jsonb[] := p_payloads::jsonb[];
+    v_metadata jsonb[] := p_metadata::jsonb[];
     v_hashes bytea[] := '{}';
     i integer;
 BEGIN
@@ -70,17 +74,18 @@ BEGIN
     IF p_expected IS NOT NULL AND p_expected <> v_current THEN
         RAISE EXCEPTION USING ERRCODE = 'TS409', MESSAGE = 'version conflict', DETAIL = v_current::text;
     END IF;
+    v_transaction := log_transaction_id();
 
     FOR i IN 1 .. coalesce(array_length(p_ids, 1), 0) LOOP
         v_previous := event_hash(v_previous, p_ids[i], p_stream, v_current + i, p_types[i], p_schema_versions[i], v_now,
-                                 p_payloads[i]::jsonb, p_metadata[i]::jsonb);
-        v_hashes := v_hashes || v_previous;
+                                 v_payloads[i], v_metadata[i]);
+        v_hashes[i] := v_previous;
     END LOOP;
 
     RETURN QUERY
-    INSERT INTO events AS e (event_id, stream_id, stream_version, event_type, schema_version, recorded_at, payload, metadata, hash)
-    SELECT t.id, p_stream, v_current + t.ord, t.typ, t.sv, v_now, t.pl::jsonb, t.md::jsonb, t.h
-      FROM unnest(p_ids, p_types, p_schema_versions, p_payloads, p_metadata, v_hashes)
+    INSERT INTO events AS e (transaction_id, event_id, stream_id, stream_version, event_type, schema_version, recorded_at, payload, metadata, hash)
+    SELECT v_transaction, t.id, p_stream, v_current + t.ord, t.typ, t.sv, v_now, t.pl, t.md, t.h
+      FROM unnest(p_ids, p_types, p_schema_versions, v_payloads, v_metadata, v_hashes)
            WITH ORDINALITY AS t(id, typ, sv, pl, md, h, ord)
      ORDER BY t.ord
     RETURNING e.position, e.stream_version;
@@ -124,6 +129,7 @@ BEGIN
         GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON execution_summaries, stage_summaries, pipeline_configs, applications
             TO topsail_runtime;
         GRANT SELECT ON topsail_migrations TO topsail_runtime;
+        GRANT SELECT, UPDATE ON log_epoch TO topsail_runtime;
     END IF;
 END
 $$;

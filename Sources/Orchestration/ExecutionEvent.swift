@@ -22,6 +22,9 @@ public enum ExecutionEvent: Sendable, Hashable {
     case resumed(by: String?)
     case cancelRequested(by: String?, reason: String?)
     case completed(status: ExecutionStatus)
+    /// The supervisor found the execution making no progress beyond its stages' limits and drives
+    /// it again from its log: `stages` are the overdue ones, `timedOut` those past `stageTimeoutMs`.
+    case redriven(by: String, reasons: [String], stages: [String], timedOut: [String])
 
     public enum WireType {
         public static let triggered = "execution.triggered"
@@ -36,6 +39,7 @@ public enum ExecutionEvent: Sendable, Hashable {
         public static let resumed = "execution.resumed"
         public static let cancelRequested = "execution.cancel.requested"
         public static let completed = "execution.completed"
+        public static let redriven = "execution.redriven"
     }
 
     public var wireType: String {
@@ -52,6 +56,7 @@ public enum ExecutionEvent: Sendable, Hashable {
         case .resumed: WireType.resumed
         case .cancelRequested: WireType.cancelRequested
         case .completed: WireType.completed
+        case .redriven: WireType.redriven
         }
     }
 }

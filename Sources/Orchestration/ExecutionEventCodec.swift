@@ -28,6 +28,9 @@ public enum ExecutionEventCodec {
             ["by": by.map(JSONValue.string) ?? .null, "reason": reason.map(JSONValue.string) ?? .null]
         case .completed(let status):
             ["status": .string(status.rawValue)]
+        case let .redriven(by, reasons, stages, timedOut):
+            ["by": .string(by), "reasons": .array(reasons.map(JSONValue.string)), "stages": .array(stages.map(JSONValue.string)),
+             "timedOut": .array(timedOut.map(JSONValue.string))]
         }
         return (event.wireType, payload)
     }
@@ -73,6 +76,9 @@ public enum ExecutionEventCodec {
         case ExecutionEvent.WireType.resumed: return .resumed(by: by)
         case ExecutionEvent.WireType.cancelRequested: return .cancelRequested(by: by, reason: payload["reason"]?.stringValue)
         case ExecutionEvent.WireType.completed: return .completed(status: try status("status"))
+        case ExecutionEvent.WireType.redriven:
+            func strings(_ name: String) -> [String] { payload[name]?.arrayValue?.compactMap(\.stringValue) ?? [] }
+            return .redriven(by: by ?? "supervisor", reasons: strings("reasons"), stages: strings("stages"), timedOut: strings("timedOut"))
         default: throw ExecutionEventDecodingError(type: type, field: nil)
         }
     }

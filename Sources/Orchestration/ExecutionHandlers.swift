@@ -31,9 +31,8 @@ public enum ExecutionDecider {
             StageProgressHandler.record(ref, attempt: attempt, poll: poll, context: context, retryAfterMs: retryAfterMs, state: state)
         case let .pollDue(ref, attempt, poll):
             StageProgressHandler.pollDue(ref, attempt: attempt, poll: poll, state: state)
-        case .runStage, .cancelStageWork, .startWaitingExecutions, .schedulePoll:
-            // Worker and queue messages; they change no execution state by themselves.
-            .none
+        case let .redrive(by, reasons, stages, timedOut):
+            RedriveHandler.handle(by: by, reasons: reasons, stages: stages, timedOut: timedOut, state: state)
         }
     }
 }
@@ -238,5 +237,15 @@ public enum StageProgressHandler {
         guard state.status == .running, stage.status == .running, stage.attempt == attempt, stage.polls == poll + 1, !stage.pollDue
         else { return .none }
         return Decision(events: [.stagePollDue(refID: ref, attempt: attempt, poll: poll)])
+    }
+}
+
+/// Records that the supervisor drives a running execution again; what is re-derived follows from
+/// the event (``ExecutionPolicy``). A finished, paused or not yet started execution is left alone.
+public enum RedriveHandler {
+    public static func handle(by: String, reasons: [String], stages: [String], timedOut: [String], state: ExecutionState) -> Decision {
+        guard state.status == .running else { return .none }
+        let running = Set(state.runningStages)
+        return Decision(events: [.redriven(by: by, reasons: reasons, stages: stages.filter(running.contains), timedOut: timedOut.filter(running.contains))])
     }
 }

@@ -1,14 +1,10 @@
 import EventLog
 import Pipelines
 
-/// What the orchestrator and workers are asked to do about one execution.
+/// What a handler is asked to decide about one execution (the commands of ``ExecutionDecider``).
 public enum ExecutionMessage: Sendable, Hashable {
     case startExecution
     case startStage(refID: String)
-    /// For workers: run the stage's work (attempt numbers make a re-delivered message harmless).
-    case runStage(refID: String, attempt: Int)
-    /// For workers: stop the stage's running work (kill scripts, stop polling).
-    case cancelStageWork(refID: String)
     case completeStage(refID: String, status: ExecutionStatus, outputs: [String: JSONValue])
     case completeExecution
     case cancel(by: String?, reason: String?)
@@ -23,12 +19,10 @@ public enum ExecutionMessage: Sendable, Hashable {
     case judge(refID: String, judgment: Judgment, input: String?, by: String?)
     /// A worker's stage work is still running: record `context` and check again after the back-off.
     case recordProgress(refID: String, attempt: Int, poll: Int, context: [String: JSONValue], retryAfterMs: Int)
-    /// For workers: set the durable timer after which progress `poll` is checked.
-    case schedulePoll(refID: String, attempt: Int, poll: Int, afterMs: Int)
     /// The poll timer fired: the stage's work is checked again.
     case pollDue(refID: String, attempt: Int, poll: Int)
-    /// For the orchestrator: a slot of this pipeline became free.
-    case startWaitingExecutions(pipelineID: String)
+    /// The supervisor drives an execution that makes no progress again (``ExecutionEvent/redriven(by:reasons:stages:timedOut:)``).
+    case redrive(by: String, reasons: [String], stages: [String], timedOut: [String])
 }
 
 /// A handler's answer: the events to append, in one version-checked append. What happens next

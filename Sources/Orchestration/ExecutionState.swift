@@ -22,6 +22,8 @@ public struct ExecutionState: Sendable {
     public private(set) var stages: [String: Stage] = [:]
     public private(set) var isPaused = false
     public private(set) var cancelRequested = false
+    /// How often the supervisor drove the execution again.
+    public private(set) var redrives = 0
     /// The number of events folded in: the stream version the next append expects.
     public private(set) var version: Int64 = 0
 
@@ -103,6 +105,8 @@ public struct ExecutionState: Sendable {
         case let .completed(finalStatus):
             status = finalStatus
             isPaused = false
+        case .redriven:
+            redrives += 1
         }
     }
 }

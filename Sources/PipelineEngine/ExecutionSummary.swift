@@ -90,7 +90,7 @@ public struct ExecutionSummaryFold: Sendable {
             summary.completedAt = nil
         case .completed:
             summary.completedAt = at
-        case .buffered, .paused, .resumed, .cancelRequested, .stageProgressed, .stagePollDue:
+        case .buffered, .paused, .resumed, .cancelRequested, .stageProgressed, .stagePollDue, .redriven:
             break
         }
         summary.status = state.status

@@ -38,6 +38,7 @@ public final class OrchestratorService: Service {
         }
     }
 
+    /// Carries out the orchestrator's actions for one event (``ExecutionPolicy``).
     func advance(after recorded: RecordedEvent) async throws {
         let executionID = recorded.streamID.id
         let event = try ExecutionEventCodec.decode(type: recorded.type, payload: try recorded.payload.decode(JSONValue.self))
@@ -48,47 +49,49 @@ public final class OrchestratorService: Service {
             correlationID: recorded.metadata.correlationID ?? executionID, causationID: recorded.id.uuidString.lowercased(),
             actor: "orchestrator", source: "orchestrator")
         let gate = ConcurrencyGate(store: repository.store)
-        for message in ExecutionPolicy.reactions(to: event, after: stateAtEvent) where message.isForOrchestrator {
-            var context = ExpressionScope.decisionContext(executionID: executionID)
-            switch message {
-            case .startExecution where stateAtEvent.pipeline.limitConcurrent:
+        for action in ExecutionPolicy.actions(after: event, state: stateAtEvent) where action.role == .orchestrator {
+            switch action {
+            case .decide(let message):
+                try await repository.handle(message, executionID: executionID, metadata: metadata,
+                                            context: ExpressionScope.decisionContext(executionID: executionID))
+            case .startWithSlot:
                 // The state acted on is the execution's now, not at the event: a start delivered
                 // again (a republished log) for an execution that started or ended long ago must
                 // not take a slot.
                 let now = ExecutionState(try await repository.events(of: executionID))
                 guard now.status == .notStarted || now.status == .buffered else { continue }
-                // A gated pipeline: the execution starts only with a slot of the gate, else it waits.
                 let admitted = try await gate.admit(executionID, triggeredAt: recorded.position, of: stateAtEvent.pipeline, metadata: metadata)
+                var context = ExpressionScope.decisionContext(executionID: executionID)
                 context.runningExecutionsOfPipeline = admitted ? 0 : Int.max
-            case .startWaitingExecutions:
+                try await repository.handle(.startExecution, executionID: executionID, metadata: metadata, context: context)
+            case .releaseSlot:
                 try await gate.releaseAndStartNext(after: executionID, pipeline: stateAtEvent.pipeline, repository: repository, metadata: metadata)
-                continue
-            default:
+            case let .wakeParent(parentID, ref):
+                try await wakeParent(parentID, stage: ref, childID: executionID, metadata: metadata)
+            case .cancelChild(let ref):
+                try await cancelChild(of: ref, in: stateAtEvent, executionID: executionID, cause: recorded)
+            case .runWork, .stopWork, .setTimer:
                 break
             }
-            try await repository.handle(message, executionID: executionID, metadata: metadata, context: context)
         }
-        if case .completed = event { try await wakeParent(of: stateAtEvent, childID: executionID, metadata: metadata) }
     }
 
     /// The parent is taken from the child's trigger, which a client's trigger body could name
     /// too: only a parent whose stage recorded this very child is woken.
-    private func wakeParent(of child: ExecutionState, childID: String, metadata: EventMetadata) async throws {
-        guard child.trigger["type"]?.stringValue == "pipeline", let parentID = child.trigger["parentExecution"]?["id"]?.stringValue,
-              let ref = child.trigger["parentPipelineStageId"]?.stringValue
-        else { return }
+    private func wakeParent(_ parentID: String, stage ref: String, childID: String, metadata: EventMetadata) async throws {
         let stage = try await repository.load(parentID).stage(ref)
         guard stage.status == .running, stage.polls > 0, !stage.pollDue, stage.outputs["executionId"]?.stringValue == childID else { return }
         try await repository.handle(.pollDue(refID: ref, attempt: stage.attempt, poll: stage.polls - 1), executionID: parentID, metadata: metadata)
     }
-}
 
-extension ExecutionMessage {
-    var isForOrchestrator: Bool {
-        switch self {
-        case .runStage, .cancelStageWork, .schedulePoll: false
-        default: true
-        }
+    /// A child pipeline stage that ended without success (canceled, timed out, failed) cancels
+    /// its child execution; a child that already completed stays as it is.
+    private func cancelChild(of ref: String, in state: ExecutionState, executionID: String, cause: RecordedEvent) async throws {
+        guard let child = state.stage(ref).outputs["executionId"]?.stringValue else { return }
+        try await repository.handle(
+            .cancel(by: "execution \(executionID)", reason: "its pipeline stage \(ref) ended \(state.stage(ref).status.rawValue)"),
+            executionID: child,
+            metadata: EventMetadata(correlationID: child, causationID: cause.id.uuidString.lowercased(), actor: "orchestrator", source: "orchestrator"))
     }
 }
 

@@ -69,31 +69,27 @@ public final class WorkerService: Service {
         }
     }
 
+    /// Carries out the worker's actions for one event (``ExecutionPolicy``).
     func work(after recorded: RecordedEvent) async throws {
         let executionID = recorded.streamID.id
         let event = try ExecutionEventCodec.decode(type: recorded.type, payload: try recorded.payload.decode(JSONValue.self))
-        switch event {
-        case let .stageStarted(ref, attempt), let .stagePollDue(ref, attempt, _):
-            try await runStage(ref, attempt: attempt, executionID: executionID, cause: recorded)
-        case let .stageProgressed(ref, attempt, poll, _, retryAfterMs):
-            try await timers.set(TimerStore.StageTimer(executionID: executionID, refID: ref, attempt: attempt, kind: .poll, poll: poll),
-                                 dueIn: .milliseconds(retryAfterMs))
-        case .resumed:
-            // Checks that fell due while the execution was paused lapsed; make them due again.
-            let state = ExecutionState(try await repository.events(of: executionID, atLeast: recorded.streamVersion))
-            for ref in state.runningStages where state.stage(ref).polls > 0 && !state.stage(ref).pollDue {
-                let stage = state.stage(ref)
-                try await timers.set(TimerStore.StageTimer(executionID: executionID, refID: ref, attempt: stage.attempt, kind: .poll, poll: stage.polls - 1),
-                                     dueIn: .zero)
+        let history = try await repository.events(of: executionID, atLeast: recorded.streamVersion)
+        guard history.count >= recorded.streamVersion else { return }
+        let stateAtEvent = ExecutionState(Array(history.prefix(Int(recorded.streamVersion))))
+        for action in ExecutionPolicy.actions(after: event, state: stateAtEvent) where action.role == .worker {
+            switch action {
+            case let .runWork(ref, attempt):
+                try await runStage(ref, attempt: attempt, executionID: executionID, cause: recorded)
+            case .stopWork(let ref):
+                // Work that completed the stage itself is no longer registered.
+                let works = running.withLock { $0.filter { $0.key.executionID == executionID && $0.key.refID == ref }.map(\.value) }
+                for work in works { work.cancel() }
+            case let .setTimer(ref, attempt, kind, poll, afterMs):
+                try await timers.set(TimerStore.StageTimer(executionID: executionID, refID: ref, attempt: attempt, kind: kind, poll: poll),
+                                     dueIn: .milliseconds(afterMs))
+            case .decide, .startWithSlot, .releaseSlot, .wakeParent, .cancelChild:
+                break
             }
-        case .stageCompleted(let ref, let status, _):
-            // Canceled, timed out, or judged while work still runs: stop it. (Work that completed
-            // the stage itself is no longer registered.)
-            let works = running.withLock { $0.filter { $0.key.executionID == executionID && $0.key.refID == ref }.map(\.value) }
-            for work in works { work.cancel() }
-            if status != .succeeded { try await cancelChild(of: ref, executionID: executionID, cause: recorded) }
-        default:
-            break
         }
     }
 
@@ -171,16 +167,4 @@ public final class WorkerService: Service {
         guard outcome.status.isComplete, !work.isCanceled else { return }
         try await repository.handle(.completeStage(refID: ref, status: outcome.status, outputs: outcome.outputs), executionID: executionID, metadata: metadata)
     }
-
-    /// A child pipeline stage that ended without success (canceled, timed out, failed) cancels
-    /// its child execution; a child that already completed stays as it is.
-    private func cancelChild(of ref: String, executionID: String, cause: RecordedEvent) async throws {
-        let state = ExecutionState(try await repository.events(of: executionID, atLeast: cause.streamVersion))
-        guard state.config(ref)?.type == "pipeline", let child = state.stage(ref).outputs["executionId"]?.stringValue else { return }
-        try await repository.handle(
-            .cancel(by: "execution \(executionID)", reason: "its pipeline stage \(ref) ended \(state.stage(ref).status.rawValue)"),
-            executionID: child,
-            metadata: EventMetadata(correlationID: child, causationID: cause.id.uuidString.lowercased(), actor: "worker", source: "worker"))
-    }
-
 }

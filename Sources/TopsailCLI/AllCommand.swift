@@ -96,12 +96,15 @@ struct ProjectorCommand: AsyncParsableCommand {
 struct SupervisorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "supervisor",
-        abstract: "Report executions that make no progress beyond their stages' limits (a warning each, once).",
+        abstract: "Heal executions that make no progress beyond their stages' limits, and slots held by finished executions.",
         discussion: """
             Reads the executions read model (kept by the projector) for running executions that have \
-            been quiet longer than --stuck-grace, checks each against its stages' limits (stageTimeoutMs, \
-            waitTime, a script's timeoutSeconds, a polling stage's back-off) and logs the ones overdue \
-            with what to do. `topsail executions stuck` prints the same list once.
+            been quiet longer than --stuck-grace and checks each against its stages' limits (stageTimeoutMs, \
+            waitTime, a script's timeoutSeconds, a polling stage's back-off). An overdue execution is driven \
+            again from its log: an `execution.redriven` event names the overdue stages, and the engine makes \
+            what each waits for due now (its timer, its next check) or runs its work again. After 3 such \
+            attempts it is only reported, with what to do. Concurrency slots held by finished executions are \
+            released, each with an event. `topsail executions stuck` prints the overdue list once.
             """
     )
 

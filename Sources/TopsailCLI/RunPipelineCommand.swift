@@ -138,6 +138,7 @@ struct ExecutionFollower {
         case .resumed(let by): return "resumed" + (by.map { " by \($0)" } ?? "")
         case let .cancelRequested(by, reason): return "cancel requested" + (by.map { " by \($0)" } ?? "") + (reason.map { ": \($0)" } ?? "")
         case .completed(let status): return "execution \(status.rawValue)"
+        case let .redriven(by, reasons, _, _): return "driven again by \(by): \(reasons.joined(separator: "; "))"
         }
     }
 }

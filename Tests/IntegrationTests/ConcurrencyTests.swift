@@ -128,6 +128,36 @@ struct ConcurrencyTests {
         }
     }
 
+    @Test("the supervisor drives a stuck execution again from its log: a wait whose timer was lost completes, with an event saying so")
+    func supervisorRedrivesStuckExecutions() async throws {
+        try await TestDatabase.with { db in
+            let engine = try Engine(db, arguments: ["--supervise-every", "1", "--stuck-grace", "1"])
+            defer { engine.process.terminate() }
+            let id = try await engine.run(EngineTests.pipeline([
+                ["refId": "w", "type": "wait", "waitTime": 2],
+                ["refId": "n", "type": "noop", "requisiteStageRefIds": ["w"]],
+            ]))
+            // The wait's timer is lost (a timers table restored from an older backup, say).
+            let timer = "\(id)/w/1/waitElapsed"
+            try await engine.until("the wait's timer to be stored") {
+                try await db.client.query("SELECT 1 FROM timers WHERE timer_id = \(timer)", logger: TestEnvironment.logger)
+                    .collect().count == 1
+            }
+            try await db.client.query("DELETE FROM timers WHERE timer_id = \(timer)", logger: TestEnvironment.logger)
+            #expect(try await engine.finished(id, timeout: .seconds(30)).status == .succeeded, "the supervisor did not drive it again")
+            let events = try await db.store.readStream(try ExecutionRepository.streamID(id), from: 1, direction: .forward, limit: 100)
+            let redriven = events.filter { $0.type == ExecutionEvent.WireType.redriven }
+            #expect(redriven.count == 1 && redriven.first?.metadata.actor == "supervisor", "\(events.map(\.type))")
+            #expect(redriven.first?.payload.text.contains("stage w (wait)") == true, "\(redriven.map(\.payload.text))")
+            let completions = try await engine.repository.events(of: id).filter { if case .stageCompleted("w", _, _) = $0 { true } else { false } }
+            #expect(completions.count == 1, "the wait completed once")
+            // A finished execution is left alone.
+            try await Task.sleep(for: .seconds(2.5))
+            let after = try await db.store.readStream(try ExecutionRepository.streamID(id), from: 1, direction: .forward, limit: 100)
+            #expect(after.count == events.count, "\(after.map(\.type))")
+        }
+    }
+
     @Test("limitConcurrent with keepWaitingPipelines: executions wait (BUFFERED) and run one at a time, oldest first")
     func oneAtATime() async throws {
         try await TestDatabase.with { db in

@@ -32,7 +32,7 @@ struct SchedulingTests {
         #expect(decision.events == [.started])
         var after = ExecutionState([.triggered(pipeline: pipeline([("a", [], [:]), ("b", [], [:]), ("c", ["a", "b"], [:])]), trigger: .null, parameters: [:])])
         after.evolve(.started)
-        #expect(ExecutionPolicy.reactions(to: .started, after: after) == [.startStage(refID: "a"), .startStage(refID: "b")])
+        #expect(ExecutionPolicy.actions(after: .started, state: after) == [.decide(.startStage(refID: "a")), .decide(.startStage(refID: "b"))])
     }
 
     @Test func duplicateAndStaleMessagesChangeNothing() {
@@ -76,7 +76,7 @@ struct FailureTests {
         #expect(run.status("2") == .terminal)
         #expect(run.status("3") == .canceled)
         #expect(run.status("4") == .notStarted)
-        #expect(run.workerMessages.contains(.cancelStageWork(refID: "3")))
+        #expect(run.workerActions.contains(.stopWork(refID: "3")))
     }
 
     @Test func continuePipelineLetsDownstreamRun() {
@@ -125,7 +125,7 @@ struct ControlTests {
         #expect(run.state.status == .canceled)
         #expect(run.status("1") == .canceled)
         #expect(run.status("2") == .notStarted)
-        #expect(run.workerMessages.contains(.cancelStageWork(refID: "1")))
+        #expect(run.workerActions.contains(.stopWork(refID: "1")))
         // The worker's late report and a second cancel change nothing.
         #expect(ExecutionDecider.decide(.completeStage(refID: "1", status: .succeeded, outputs: [:]), state: run.state) == .none)
         #expect(ExecutionDecider.decide(.cancel(by: nil, reason: nil), state: run.state) == .none)
@@ -203,7 +203,7 @@ struct ControlTests {
         let decision = ExecutionDecider.decide(.cancel(by: "dave", reason: nil), state: state)
         #expect(decision.events == [.cancelRequested(by: "dave", reason: nil), .completed(status: .canceled)])
         let after = ExecutionState([.triggered(pipeline: limited, trigger: .null, parameters: [:]), .buffered] + decision.events)
-        #expect(ExecutionPolicy.reactions(to: .completed(status: .canceled), after: after) == [.startWaitingExecutions(pipelineID: "p1")])
+        #expect(ExecutionPolicy.actions(after: .completed(status: .canceled), state: after) == [.releaseSlot])
     }
 }
 
@@ -318,7 +318,7 @@ struct StageProgressTests {
         var after = run.state
         let progressed = ExecutionEvent.stageProgressed(refID: "hook", attempt: 1, poll: 0, context: [:], retryAfterMs: 500)
         after.evolve(progressed)
-        #expect(ExecutionPolicy.reactions(to: progressed, after: after) == [.schedulePoll(refID: "hook", attempt: 1, poll: 0, afterMs: 500)])
+        #expect(ExecutionPolicy.actions(after: progressed, state: after) == [.setTimer(refID: "hook", attempt: 1, kind: .poll, poll: 0, afterMs: 500)])
     }
 
     @Test func aCheckFallsDueOnceAndWorkersRunIt() {
@@ -330,7 +330,7 @@ struct StageProgressTests {
         run.send(.pollDue(refID: "hook", attempt: 1, poll: 0))
         #expect(run.state.stage("hook").pollDue)
         #expect(ExecutionDecider.decide(.pollDue(refID: "hook", attempt: 1, poll: 0), state: run.state) == .none, "a timer that fires twice")
-        #expect(ExecutionPolicy.reactions(to: .stagePollDue(refID: "hook", attempt: 1, poll: 0), after: run.state) == [.runStage(refID: "hook", attempt: 1)])
+        #expect(ExecutionPolicy.actions(after: .stagePollDue(refID: "hook", attempt: 1, poll: 0), state: run.state) == [.runWork(refID: "hook", attempt: 1)])
         // The check's outcome: still running (next progress), then done.
         run.send(.recordProgress(refID: "hook", attempt: 1, poll: 1, context: ["n": 2], retryAfterMs: 10))
         #expect(run.state.stage("hook").polls == 2 && !run.state.stage("hook").pollDue)

@@ -17,6 +17,7 @@ struct ExecutionEventCodecTests {
         .paused(by: "bob"), .resumed(by: nil),
         .cancelRequested(by: "carol", reason: "wrong build"),
         .completed(status: .terminal),
+        .redriven(by: "supervisor", reasons: ["stage w (wait) has run 90 s, expected within 5 s"], stages: ["w"], timedOut: []),
     ]
 
     @Test(arguments: events)

@@ -7,8 +7,10 @@ import Pipelines
 struct Simulation {
     var state = ExecutionState()
     var events: [ExecutionEvent] = []
-    var queue: [ExecutionMessage] = []
-    var workerMessages: [ExecutionMessage] = []
+    var queue: [ExecutionAction] = []
+    /// The worker's actions, and the orchestrator's on other executions and gates, in order.
+    var workerActions: [ExecutionAction] = []
+    var otherActions: [ExecutionAction] = []
     /// Stage outcomes by refId and attempt (missing: SUCCEEDED).
     var outcomes: [String: [ExecutionStatus]] = [:]
     /// Stages whose work never finishes (stay RUNNING until canceled).
@@ -28,29 +30,33 @@ struct Simulation {
             state.evolve(event)
             events.append(event)
             maximumConcurrentStages = max(maximumConcurrentStages, state.runningStages.count)
-            queue += ExecutionPolicy.reactions(to: event, after: state)
+            queue += ExecutionPolicy.actions(after: event, state: state)
         }
     }
 
     mutating func send(_ message: ExecutionMessage) {
-        queue.append(message)
+        queue.append(.decide(message))
         drain()
     }
 
     mutating func drain() {
         while !queue.isEmpty {
-            let message = queue.removeFirst()
-            switch message {
-            case let .runStage(ref, attempt):
-                workerMessages.append(message)
+            let action = queue.removeFirst()
+            switch action {
+            case let .runWork(ref, attempt):
+                workerActions.append(action)
                 guard !hanging.contains(ref) else { continue }
                 let scripted = outcomes[ref] ?? []
                 let status = attempt - 1 < scripted.count ? scripted[attempt - 1] : .succeeded
-                queue.append(.completeStage(refID: ref, status: status, outputs: ["attempt": .number(Double(attempt))]))
-            case .cancelStageWork:
-                workerMessages.append(message)
-            default:
+                queue.append(.decide(.completeStage(refID: ref, status: status, outputs: ["attempt": .number(Double(attempt))])))
+            case .stopWork, .setTimer:
+                workerActions.append(action)
+            case .decide(let message):
                 apply(ExecutionDecider.decide(message, state: state, context: context))
+            case .startWithSlot:
+                apply(ExecutionDecider.decide(.startExecution, state: state, context: context))
+            case .releaseSlot, .wakeParent, .cancelChild:
+                otherActions.append(action)
             }
         }
     }

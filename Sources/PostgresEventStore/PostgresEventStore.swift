@@ -11,16 +11,25 @@ public struct PostgresEventStore: EventStore {
     public let client: PostgresClient
     public let payloadLimit: Int
     public let logger: Logger
+    /// When set, concurrent appends share commits (decision 0012); nil: each append commits alone.
+    public let groupCommit: GroupCommit?
 
-    public init(client: PostgresClient, payloadLimit: Int = Self.defaultPayloadLimit, logger: Logger) {
+    public init(client: PostgresClient, payloadLimit: Int = Self.defaultPayloadLimit, groupCommit: GroupCommit? = nil, logger: Logger) {
         self.client = client
         self.payloadLimit = payloadLimit
+        self.groupCommit = groupCommit
         self.logger = logger
     }
 
     public func append(to stream: StreamID, expected: ExpectedVersion, events: [NewEvent]) async throws -> AppendResult {
         guard !events.isEmpty else { throw EventStoreError.emptyAppend(stream: stream) }
         for event in events { try event.validate(payloadLimit: payloadLimit) }
+        if let groupCommit { return try await appendShared(to: stream, expected: expected, events: events, through: groupCommit) }
+        return try await appendAlone(to: stream, expected: expected, events: events)
+    }
+
+    /// One append in a transaction of its own.
+    private func appendAlone(to stream: StreamID, expected: ExpectedVersion, events: [NewEvent]) async throws -> AppendResult {
         let query: PostgresQuery = """
             SELECT out_position, out_version FROM append_events(
                 \(stream.description), \(expected.requiredCurrentVersion), \(events.map(\.id)),
@@ -47,6 +56,25 @@ public struct PostgresEventStore: EventStore {
             throw error
         } catch {
             throw DatabaseError.wrapping(error, doing: "append to \(stream)")
+        }
+    }
+
+    private func appendShared(to stream: StreamID, expected: ExpectedVersion, events: [NewEvent], through groupCommit: GroupCommit) async throws -> AppendResult {
+        let outcome: GroupCommit.Outcome
+        do {
+            outcome = try await groupCommit.append(stream, expected: expected, events: events, client: client, logger: logger)
+        } catch {
+            throw DatabaseError.wrapping(error, doing: "append to \(stream)")
+        }
+        switch outcome {
+        case let .stored(positions, version):
+            return AppendResult(positions: positions, streamVersion: version, alreadyStored: false)
+        case .conflict(let detail):
+            // A retry of an append that succeeded meets its own events as a conflict.
+            if let stored = try await storedAppend(of: events, in: stream) { return stored }
+            throw EventStoreError.versionConflict(stream: stream, expected: expected, actual: detail.flatMap { Int64($0) } ?? -1)
+        case .alone:
+            return try await appendAlone(to: stream, expected: expected, events: events)
         }
     }
 

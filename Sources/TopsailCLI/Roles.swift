@@ -54,7 +54,8 @@ struct Roles {
             }
         }
         let client = PostgresClient(configuration: database.clientConfiguration, backgroundLogger: logger)
-        let repository = ExecutionRepository(store: PostgresEventStore(client: client, logger: logger), logger: logger)
+        // Concurrent handlers' appends share commits (decision 0012).
+        let repository = ExecutionRepository(store: PostgresEventStore(client: client, groupCommit: GroupCommit(), logger: logger), logger: logger)
         let timers = TimerStore(client: client, logger: logger)
         var services: [any Service] = [client]
         TopsailMetrics.bootstrap()

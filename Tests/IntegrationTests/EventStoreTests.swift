@@ -5,9 +5,10 @@ import Testing
 
 @Suite("Event store against PostgreSQL", .timeLimit(.minutes(5)))
 struct EventStoreTests {
-    @Test("append and read a stream forward and backward")
-    func appendAndRead() async throws {
-        try await TestDatabase.with { db in
+    @Test("append and read a stream forward and backward", arguments: [false, true])
+    func appendAndRead(sharedCommits: Bool) async throws {
+        try await TestDatabase.with { database in
+            let db = database.sharing(commits: sharedCommits)
             let stream = try StreamID("deploy-1")
             let first = try await db.store.append(to: stream, expected: .noStream, events: [
                 NewEvent(type: "deploy.requested", payload: try JSONText(#"{"version":"1.2.3"}"#),
@@ -31,9 +32,10 @@ struct EventStoreTests {
         }
     }
 
-    @Test("a stale expected version is a typed conflict carrying the actual version")
-    func versionConflict() async throws {
-        try await TestDatabase.with { db in
+    @Test("a stale expected version is a typed conflict carrying the actual version", arguments: [false, true])
+    func versionConflict(sharedCommits: Bool) async throws {
+        try await TestDatabase.with { database in
+            let db = database.sharing(commits: sharedCommits)
             let stream = try StreamID("app-web")
             _ = try await db.store.append(to: stream, expected: .noStream, events: [NewEvent(type: "a", payload: .emptyObject)])
             await #expect(throws: EventStoreError.versionConflict(stream: stream, expected: .noStream, actual: 1)) {
@@ -45,9 +47,10 @@ struct EventStoreTests {
         }
     }
 
-    @Test("concurrent writers at the same expected version: exactly one wins each version")
-    func concurrentConflicts() async throws {
-        try await TestDatabase.with { db in
+    @Test("concurrent writers at the same expected version: exactly one wins each version", arguments: [false, true])
+    func concurrentConflicts(sharedCommits: Bool) async throws {
+        try await TestDatabase.with { database in
+            let db = database.sharing(commits: sharedCommits)
             let stream = try StreamID("race-1")
             let writers = 8
             let rounds = 10
@@ -75,9 +78,44 @@ struct EventStoreTests {
         }
     }
 
-    @Test("re-appending stored event ids returns the stored positions and stores nothing")
-    func idempotentReappend() async throws {
-        try await TestDatabase.with { db in
+    @Test("shared commits: 64 concurrent appenders over 8 streams share transactions, every stream stays in version order in the log, every chain verifies")
+    func sharedCommitsKeepStreamOrder() async throws {
+        try await TestDatabase.with(maximumConnections: 8) { database in
+            let db = database.sharing(commits: true)
+            let streams = try (0..<8).map { try StreamID("shared-\($0)") }
+            try await withThrowingDiscardingTaskGroup { group in
+                for writer in 0..<64 {
+                    group.addTask {
+                        for round in 0..<20 {
+                            _ = try await db.store.append(to: streams[(writer + round) % streams.count], expected: .any, events: [
+                                NewEvent(type: "shared.appended", payload: try JSONText("{\"writer\":\(writer),\"round\":\(round)}")),
+                            ])
+                        }
+                    }
+                }
+            }
+            var byStream: [String: [Int64]] = [:]
+            var transactions: Set<Int64> = []
+            for try await (stream, version, transaction) in try await db.client.query(
+                "SELECT stream_id, stream_version, transaction_id FROM events ORDER BY transaction_id, position", logger: TestEnvironment.logger
+            ).decode((String, Int64, Int64).self) {
+                byStream[stream, default: []].append(version)
+                transactions.insert(transaction)
+            }
+            #expect(byStream.values.map(\.count).reduce(0, +) == 64 * 20)
+            for (stream, versions) in byStream {
+                #expect(versions == Array(1...Int64(versions.count)), "\(stream) is out of version order in the log")
+            }
+            #expect(transactions.count < 64 * 20 / 2, "appends were not grouped: \(transactions.count) transactions for \(64 * 20) appends")
+            let report = try await ChainVerifier(client: db.client, logger: TestEnvironment.logger).verify()
+            #expect(report.broken.isEmpty && report.events == 64 * 20, "\(report.broken)")
+        }
+    }
+
+    @Test("re-appending stored event ids returns the stored positions and stores nothing", arguments: [false, true])
+    func idempotentReappend(sharedCommits: Bool) async throws {
+        try await TestDatabase.with { database in
+            let db = database.sharing(commits: sharedCommits)
             let stream = try StreamID("build-7")
             let events = [NewEvent(type: "build.started", payload: .emptyObject), NewEvent(type: "build.finished", payload: .emptyObject)]
             let first = try await db.store.append(to: stream, expected: .noStream, events: events)
@@ -99,9 +137,10 @@ struct EventStoreTests {
         }
     }
 
-    @Test("ids stored in part, or in another stream, are refused")
-    func reusedIDs() async throws {
-        try await TestDatabase.with { db in
+    @Test("ids stored in part, or in another stream, are refused", arguments: [false, true])
+    func reusedIDs(sharedCommits: Bool) async throws {
+        try await TestDatabase.with { database in
+            let db = database.sharing(commits: sharedCommits)
             let stored = NewEvent(type: "a", payload: .emptyObject)
             _ = try await db.store.append(to: try StreamID("x-1"), expected: .any, events: [stored])
             await #expect(throws: EventStoreError.self) {

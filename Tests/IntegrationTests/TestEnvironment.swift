@@ -88,6 +88,13 @@ struct TestDatabase: Sendable {
     let client: PostgresClient
     let store: PostgresEventStore
 
+    /// The same database whose store shares commits among concurrent appends (decision 0012) when asked.
+    func sharing(commits: Bool) -> TestDatabase {
+        guard commits else { return self }
+        return TestDatabase(configuration: configuration, client: client,
+                            store: PostgresEventStore(client: client, groupCommit: GroupCommit(), logger: TestEnvironment.logger))
+    }
+
     var url: String {
         "postgres://\(configuration.username)@\(configuration.host):\(configuration.port)/\(configuration.database)?schema=\(configuration.schema)"
     }
@@ -120,8 +127,17 @@ struct TestDatabase: Sendable {
         }
     }
 
+    /// Drops the test's schema. An engine a test stopped may still be finishing its last
+    /// statements: a deadlock with them is retried, not reported as the test's failure.
     func drop() async throws {
-        try await client.query(PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \"\(configuration.schema)\" CASCADE"))
+        for attempt in 1...10 {
+            do {
+                try await client.query(PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \"\(configuration.schema)\" CASCADE"))
+                return
+            } catch let error as PSQLError where error.serverInfo?[.sqlState] == "40P01" && attempt < 10 {
+                try await Task.sleep(for: .milliseconds(200))
+            }
+        }
     }
 }
 

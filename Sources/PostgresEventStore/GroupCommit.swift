@@ -29,8 +29,9 @@ public final class GroupCommit: Sendable {
     enum Outcome: Sendable {
         case stored(positions: [Int64], version: Int64)
         case conflict(detail: String?)
-        /// An event id of the batch is stored already (a retry, or a reused id): the batch wrote
-        /// nothing, and each of its appends is made again alone, which tells the two apart.
+        /// Append alone: the batch held only this append, or an event id of the batch is stored
+        /// already (a retry, or a reused id) and the batch wrote nothing; alone, the append tells
+        /// the two apart.
         case alone
     }
 
@@ -104,6 +105,11 @@ public final class GroupCommit: Sendable {
     }
 
     private func commit(_ batch: [Pending], client: PostgresClient, logger: Logger) async {
+        // Nothing to share: the single-append path is cheaper than the batch function.
+        if batch.count == 1 {
+            batch[0].reply.resume(returning: .alone)
+            return
+        }
         let events = batch.flatMap(\.events)
         let query: PostgresQuery = """
             SELECT out_append, out_position, out_version, out_error, out_detail FROM append_batch(

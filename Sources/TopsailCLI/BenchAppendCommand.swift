@@ -115,11 +115,11 @@ struct BenchAppendCommand: AsyncParsableCommand {
                     pgbenchRates.append(try await Self.runPgbench(pgbenchPath, database: database, clients: writers, seconds: duration / 2, payload: payload))
                 }
                 progress("round \(round)/2: plain INSERT baseline, \(writers) writers × \(batch) events, \(phase)")
-                plain.append(try await measure(writers: writers, for: phase) { writer, iteration in
+                plain.append(try await Self.measure(writers: writers, for: phase) { writer, iteration in
                     try await insertPlain(client, stream: "plain-r\(round)w\(writer)", iteration: iteration, batch: batch, payload: payload, logger: logger)
                 })
                 progress("round \(round)/2: Topsail append, \(writers) writers × \(batch) events, \(phase)")
-                topsail.append(try await measure(writers: writers, for: phase) { writer, iteration in
+                topsail.append(try await Self.measure(writers: writers, for: phase) { writer, iteration in
                     let stream = try StreamID(category: "bench", id: "r\(round)w\(writer)")
                     let events = (0..<batch).map { _ in NewEvent(type: "bench.appended", payload: payload) }
                     _ = try await store.append(to: stream, expected: iteration == 0 ? .noStream : .exact(Int64(iteration * batch)), events: events)
@@ -148,6 +148,19 @@ struct BenchAppendCommand: AsyncParsableCommand {
                 print(String(format: "pgbench:      %.0f rows/s (one transaction each); Topsail over pgbench: %.2f", rate, ratio))
             }
         }
+    }
+
+    /// Single-event appends from `writers` writers, each to a stream of its own with exact
+    /// expected versions, for `duration`: the append rate the pipeline benchmark compares with.
+    static func singleEventAppends(_ store: PostgresEventStore, writers: Int, for duration: Duration) async throws -> Phase {
+        let payload = JSONText(unchecked: "{\"filler\":\"" + String(repeating: "x", count: 186) + "\"}")
+        let run = UUID().uuidString.prefix(8).lowercased()
+        return try await measure(writers: writers, for: duration) { writer, iteration in
+            let stream = try StreamID(category: "bench", id: "\(run)w\(writer)")
+            _ = try await store.append(to: stream, expected: iteration == 0 ? .noStream : .exact(Int64(iteration)), events: [
+                NewEvent(type: "bench.appended", payload: payload),
+            ])
+        }.phase(batch: 1)
     }
 
     /// pgbench from PATH or PostgreSQL's versioned bin directories.
@@ -214,7 +227,7 @@ struct BenchAppendCommand: AsyncParsableCommand {
     }
 
     /// Runs `operation` from `writers` concurrent loops for `duration`.
-    private func measure(writers: Int, for duration: Duration, _ operation: @escaping @Sendable (Int, Int) async throws -> Void) async throws -> Measurement {
+    static func measure(writers: Int, for duration: Duration, _ operation: @escaping @Sendable (Int, Int) async throws -> Void) async throws -> Measurement {
         let clock = ContinuousClock()
         let start = clock.now
         let deadline = start + duration

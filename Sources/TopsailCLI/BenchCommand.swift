@@ -99,15 +99,16 @@ struct BenchEngine {
 
     init(client: PostgresClient, kafka: KafkaConfiguration, logger: Logger) {
         prefix = "bench" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(10) + "."
-        repository = ExecutionRepository(store: PostgresEventStore(client: client, logger: logger), logger: logger)
+        // As `topsail all` has them: appends sharing commits, partitions held by leases.
+        repository = ExecutionRepository(store: PostgresEventStore(client: client, groupCommit: GroupCommit(), logger: logger), logger: logger)
         let timers = TimerStore(client: client, logger: logger)
         var relay = RelayConfiguration()
         relay.name = prefix
         relay.topicPrefix = prefix
         services = [
             RelayService(configuration: relay, kafka: kafka, client: client, logger: logger),
-            OrchestratorService(repository: repository, kafka: kafka, topicPrefix: prefix, partitions: 6, logger: logger),
-            WorkerService(repository: repository, timers: timers, kafka: kafka, topicPrefix: prefix, partitions: 6, logger: logger),
+            OrchestratorService(repository: repository, kafka: kafka, topicPrefix: prefix, partitions: 6, leaseClient: client, logger: logger),
+            WorkerService(repository: repository, timers: timers, kafka: kafka, topicPrefix: prefix, partitions: 6, leaseClient: client, logger: logger),
             SchedulerService(timers: timers, repository: repository, logger: logger),
             ExecutionProjector(client: client, logger: logger),
         ]

@@ -7,17 +7,26 @@ import PipelineEngine
 import Pipelines
 import PostgresEventStore
 import PostgresNIO
+import Synchronization
 
 struct BenchPipelineCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pipeline",
-        abstract: "Run executions of a sequential noop pipeline through every role and measure transitions.",
+        abstract: "Run executions of a sequential noop pipeline through every role and measure transitions against the append rate.",
         discussion: """
-            Starts the relay, orchestrator, worker, scheduler and projector in this process (as topsail all does) on \
-            a schema and topics of their own, triggers --executions runs of a --stages-stage sequential \
-            noop pipeline at once, and reads the timings back from the log: end to end (triggered → \
-            completed), stage transition (one stage completed → the next started) and transitions per \
-            second over the whole run.
+            First measures the baseline in the same run: single-event appends from 4 writers for \
+            --baseline-seconds (as `bench append --writers 4`). Then starts the relay, orchestrator, \
+            worker, scheduler and projector in this process (as topsail all does, with shared commits \
+            and partition leases) on a schema and topics of their own, triggers --executions runs of a \
+            --stages-stage sequential noop pipeline at once, and checks that every one SUCCEEDED.
+
+            Times are when each event became visible in the log in commit order, seen by a reader \
+            polling every millisecond — not the transaction's start that `recorded_at` holds. A \
+            transition is one stage's start to the next stage's start (the last: to the execution's \
+            completion), so it holds the worker's half (running the stage, recording its completion) \
+            and the orchestrator's (starting the next). End to end is triggered to completed. The rate \
+            is transitions over the span from the first trigger to the last completion; the ratio \
+            divides it by the baseline's appends per second.
             """
     )
 
@@ -29,28 +38,46 @@ struct BenchPipelineCommand: AsyncParsableCommand {
     @Option(help: "Executions triggered at once.")
     var executions: Int = 100
 
+    @Option(help: "Seconds of the append baseline (0: none).")
+    var baselineSeconds: Double = 5
+
+    @Flag(help: "Also print the first execution's events: when each transaction began (recorded_at) and when it was seen committed.")
+    var timeline = false
+
     @Flag(help: "Print the result as JSON.")
     var json = false
 
     func validate() throws {
         guard (1...200).contains(stages) else { throw ValidationError("--stages must be 1…200") }
         guard (1...10_000).contains(executions) else { throw ValidationError("--executions must be 1…10000") }
+        guard baselineSeconds >= 0 else { throw ValidationError("--baseline-seconds must not be negative") }
     }
 
     struct Result: Codable {
         var stages: Int
         var executions: Int
+        var succeeded: Int
         var endToEnd: LatencySummary
         var transition: LatencySummary
         var transitionsPerSecond: Double
+        /// Single-event appends per second from 4 writers, measured just before.
+        var baselineAppendsPerSecond: Double?
+        /// Transitions per second over the baseline's appends per second.
+        var ratio: Double?
         var wallSeconds: Double
     }
 
     func run() async throws {
         let logger = options.logger("topsail.bench")
         let kafkaConfiguration = try options.benchKafka()
-        let (stageCount, executionCount) = (stages, executions)
+        let (stageCount, executionCount, baselineSeconds, timeline) = (stages, executions, self.baselineSeconds, self.timeline)
         let result = try await withBenchSchema(options, logger: logger, connections: 40) { client, _ in
+            var baseline: BenchAppendCommand.Phase?
+            if baselineSeconds > 0 {
+                progress("baseline: single-event appends from 4 writers for \(baselineSeconds) s")
+                baseline = try await BenchAppendCommand.singleEventAppends(
+                    PostgresEventStore(client: client, logger: logger), writers: 4, for: .milliseconds(Int64(baselineSeconds * 1000)))
+            }
             let engine = BenchEngine(client: client, kafka: kafkaConfiguration, logger: logger)
             let (repository, store) = (engine.repository, PostgresEventStore(client: client, logger: logger))
             let pipeline = PipelineConfig(json: [
@@ -59,71 +86,158 @@ struct BenchPipelineCommand: AsyncParsableCommand {
                     ["refId": .string("\(index)"), "type": "noop", "requisiteStageRefIds": index == 1 ? [] : [.string("\(index - 1)")]]
                 }),
             ])
-            return try await engine.run {
-                progress("waiting for the roles to join their consumer groups")
+            var result = try await engine.run {
+                progress("waiting for the roles to take their partitions")
                 let warmup = try await repository.trigger(pipeline, trigger: ["type": "bench"], parameters: [:], metadata: EventMetadata(source: "bench"))
                 try await engine.waitUntilComplete(warmup, timeout: .seconds(120))
-                progress("triggering \(executionCount) executions of \(stageCount) noop stages")
-                let clock = ContinuousClock()
-                let began = clock.now
-                var ids: [String] = []
-                for _ in 0..<executionCount {
-                    ids.append(try await repository.trigger(pipeline, trigger: ["type": "bench"], parameters: [:], metadata: EventMetadata(source: "bench")))
+                let tail = try await LogTail(store: store)
+                return try await tail.watching {
+                    progress("triggering \(executionCount) executions of \(stageCount) noop stages")
+                    let clock = ContinuousClock()
+                    let began = clock.now
+                    var ids: [String] = []
+                    for _ in 0..<executionCount {
+                        ids.append(try await repository.trigger(pipeline, trigger: ["type": "bench"], parameters: [:], metadata: EventMetadata(source: "bench")))
+                    }
+                    try await waitUntilComplete(ids, tail: tail, timeout: .seconds(600))
+                    let wall = clock.now - began
+                    if timeline, let first = ids.first { try await printTimeline(first, store: store, tail: tail) }
+                    return try await measure(ids, repository: repository, tail: tail, stages: stageCount, executions: executionCount, wall: wall)
                 }
-                try await waitUntilComplete(ids, repository: repository, timeout: .seconds(600))
-                let wall = clock.now - began
-                return try await measure(ids, store: store, stages: stageCount, executions: executionCount, wall: wall)
             }
+            if let baseline {
+                result.baselineAppendsPerSecond = baseline.appendsPerSecond
+                result.ratio = baseline.appendsPerSecond > 0 ? result.transitionsPerSecond / baseline.appendsPerSecond : nil
+            }
+            return result
         }
         if json {
             try printJSON(result)
         } else {
+            print("\(result.succeeded)/\(result.executions) executions SUCCEEDED")
             print(String(format: "end to end: p50 %.1f ms, p99 %.1f ms", result.endToEnd.p50Ms, result.endToEnd.p99Ms))
-            print(String(format: "stage transition: p50 %.1f ms, p99 %.1f ms", result.transition.p50Ms, result.transition.p99Ms))
+            print(String(format: "stage transition (start to next start): p50 %.1f ms, p99 %.1f ms", result.transition.p50Ms, result.transition.p99Ms))
             print(String(format: "%.0f transitions/s (first trigger to last completion); %.1f s in all", result.transitionsPerSecond, result.wallSeconds))
-        }
-    }
-
-    private func waitUntilComplete(_ ids: [String], repository: ExecutionRepository, timeout: Duration) async throws {
-        let deadline = ContinuousClock.now + timeout
-        var pending = ids
-        while !pending.isEmpty {
-            guard ContinuousClock.now < deadline else {
-                throw CLIError("\(pending.count) of \(ids.count) executions did not complete within \(timeout)")
+            if let appends = result.baselineAppendsPerSecond, let ratio = result.ratio {
+                print(String(format: "baseline: %.0f single-event appends/s from 4 writers; ratio %.2f", appends, ratio))
             }
-            var still: [String] = []
-            for id in pending where !(try await repository.load(id).status.isComplete) { still.append(id) }
-            if still.count != pending.count { progress("\(ids.count - still.count)/\(ids.count) executions complete") }
-            pending = still
-            if !pending.isEmpty { try await Task.sleep(for: .milliseconds(200)) }
+        }
+        guard result.succeeded == result.executions else {
+            throw CLIError("\(result.executions - result.succeeded) of \(result.executions) executions did not succeed; the numbers above do not count")
         }
     }
 
-    /// Reads the timings back from the events' recorded times.
-    private func measure(_ ids: [String], store: PostgresEventStore, stages: Int, executions: Int, wall: Duration) async throws -> Result {
+    private func waitUntilComplete(_ ids: [String], tail: LogTail, timeout: Duration) async throws {
+        let deadline = ContinuousClock.now + timeout
+        var reported = 0
+        while true {
+            let done = tail.completedCount(of: ids)
+            if done != reported {
+                progress("\(done)/\(ids.count) executions complete")
+                reported = done
+            }
+            if done == ids.count { return }
+            guard ContinuousClock.now < deadline else {
+                throw CLIError("\(ids.count - done) of \(ids.count) executions did not complete within \(timeout)")
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    /// One execution's events: milliseconds from its trigger to each transaction's start and to
+    /// when the reader saw it committed.
+    private func printTimeline(_ id: String, store: PostgresEventStore, tail: LogTail) async throws {
+        let recorded = try await store.readStream(try ExecutionRepository.streamID(id), from: 1, direction: .forward, limit: 10_000)
+        let seen = tail.seen(id)
+        guard let firstRecorded = recorded.first?.recordedAt, let firstSeen = seen.first?.at else { return }
+        FileHandle.standardError.write(Data("timeline of \(id): recorded (transaction start) / seen committed, ms\n".utf8))
+        for (index, event) in recorded.enumerated() {
+            let seenAt = index < seen.count ? (seen[index].at - firstSeen).milliseconds : .nan
+            let ref = (try? event.payload.decode(JSONValue.self))?["refId"]?.stringValue ?? ""
+            FileHandle.standardError.write(Data(String(format: "  %8.1f %8.1f  %@ %@\n", event.recordedAt.timeIntervalSince(firstRecorded) * 1000, seenAt,
+                                                       event.type, ref).utf8))
+        }
+    }
+
+    /// Reads the timings from when the log reader saw each event.
+    private func measure(_ ids: [String], repository: ExecutionRepository, tail: LogTail, stages: Int, executions: Int, wall: Duration) async throws -> Result {
         var endToEnd: [Duration] = []
         var transitions: [Duration] = []
-        var (firstTriggered, lastCompleted) = (Date.distantFuture, Date.distantPast)
+        var (firstTriggered, lastCompleted): (ContinuousClock.Instant?, ContinuousClock.Instant?) = (nil, nil)
+        var succeeded = 0
         for id in ids {
-            let events = try await store.readStream(try ExecutionRepository.streamID(id), from: 1, direction: .forward, limit: 10_000)
-            guard let first = events.first, let last = events.last else { continue }
-            firstTriggered = min(firstTriggered, first.recordedAt)
-            lastCompleted = max(lastCompleted, last.recordedAt)
-            endToEnd.append(.milliseconds(Int64(last.recordedAt.timeIntervalSince(first.recordedAt) * 1000)))
-            var completedAt: [String: Date] = [:]
-            for event in events {
-                let payload = try event.payload.decode(JSONValue.self)
-                guard let ref = payload["refId"]?.stringValue else { continue }
-                if event.type == ExecutionEvent.WireType.stageCompleted { completedAt[ref] = event.recordedAt }
-                if event.type == ExecutionEvent.WireType.stageStarted, let index = Int(ref), index > 1, let previous = completedAt[String(index - 1)] {
-                    transitions.append(.microseconds(Int64(event.recordedAt.timeIntervalSince(previous) * 1_000_000)))
-                }
-            }
+            if try await repository.load(id).status == .succeeded { succeeded += 1 }
+            let seen = tail.seen(id)
+            guard let triggered = seen.first(where: { $0.type == ExecutionEvent.WireType.triggered })?.at,
+                  let completed = seen.last(where: { $0.type == ExecutionEvent.WireType.completed })?.at
+            else { continue }
+            firstTriggered = min(firstTriggered ?? triggered, triggered)
+            lastCompleted = max(lastCompleted ?? completed, completed)
+            endToEnd.append(completed - triggered)
+            let marks = seen.filter { $0.type == ExecutionEvent.WireType.stageStarted }.map(\.at) + [completed]
+            for (from, to) in zip(marks, marks.dropFirst()) { transitions.append(to - from) }
         }
-        // The rate counts from the first trigger to the last completion as the log recorded them,
-        // not the bench's polling for completion.
-        let span = max(lastCompleted.timeIntervalSince(firstTriggered), 0.001)
-        return Result(stages: stages, executions: executions, endToEnd: LatencySummary(endToEnd), transition: LatencySummary(transitions),
-                      transitionsPerSecond: Double(transitions.count) / span, wallSeconds: Double(wall.milliseconds) / 1000)
+        let span = (firstTriggered.flatMap { first in lastCompleted.map { $0 - first } } ?? .zero).milliseconds / 1000
+        return Result(stages: stages, executions: executions, succeeded: succeeded, endToEnd: LatencySummary(endToEnd),
+                      transition: LatencySummary(transitions), transitionsPerSecond: Double(transitions.count) / max(span, 0.001),
+                      baselineAppendsPerSecond: nil, ratio: nil, wallSeconds: wall.milliseconds / 1000)
+    }
+}
+
+/// Follows the log in commit order (gap-free reads), polling every millisecond, and notes when
+/// each execution event became visible.
+final class LogTail: Sendable {
+    struct Seen: Sendable {
+        let type: String
+        let at: ContinuousClock.Instant
+    }
+
+    let store: PostgresEventStore
+    private let start: LogPosition
+    private let events = Mutex<[String: [Seen]]>([:])
+
+    init(store: PostgresEventStore) async throws {
+        self.store = store
+        // From the end of the log as it is now.
+        var position = LogPosition.start
+        while true {
+            let batch = try await store.readAll(after: position, limit: 10_000)
+            guard let last = batch.last else { break }
+            position = last.logPosition
+        }
+        start = position
+    }
+
+    /// Runs `body` while following the log.
+    func watching<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                var position = self.start
+                while !Task.isCancelled {
+                    let batch = try await self.store.readAll(after: position, limit: 5_000)
+                    let now = ContinuousClock.now
+                    if batch.isEmpty {
+                        try await Task.sleep(for: .milliseconds(1))
+                        continue
+                    }
+                    self.events.withLock { seen in
+                        for event in batch where event.streamID.category == ExecutionRepository.category {
+                            seen[event.streamID.id, default: []].append(Seen(type: event.type, at: now))
+                        }
+                    }
+                    if let last = batch.last { position = last.logPosition }
+                }
+                return nil
+            }
+            defer { group.cancelAll() }
+            let result = try await body()
+            return result
+        }
+    }
+
+    func seen(_ executionID: String) -> [Seen] { events.withLock { $0[executionID] ?? [] } }
+
+    func completedCount(of ids: [String]) -> Int {
+        events.withLock { seen in ids.filter { seen[$0]?.contains { $0.type == ExecutionEvent.WireType.completed } == true }.count }
     }
 }

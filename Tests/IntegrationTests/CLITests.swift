@@ -243,8 +243,10 @@ struct BenchSmokeTests {
     }
 
     @Test func pipeline() async throws {
-        let result = try await Self.json(["bench", "pipeline", "--stages", "3", "--executions", "2"])
-        #expect((result["transition"] as? [String: Any])?["count"] as? Int == 4)
+        let result = try await Self.json(["bench", "pipeline", "--stages", "3", "--executions", "2", "--baseline-seconds", "1"])
+        #expect(result["succeeded"] as? Int == 2)
+        #expect((result["transition"] as? [String: Any])?["count"] as? Int == 6, "3 per execution: each stage's start to the next one's, the last to the completion")
+        #expect((result["ratio"] as? Double ?? 0) > 0)
     }
 
     @Test func waits() async throws {

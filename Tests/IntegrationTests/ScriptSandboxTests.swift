@@ -122,11 +122,11 @@ struct ScriptSandboxTests {
             let killed = engine.process.pid
             engine.process.killHard()
             try await eventually(timeout: .seconds(5), "the script to die with the engine") { !EngineTests.isRunning(sleeper) }
-            // Its workspace stayed behind (nothing ran after kill -9); the next engine removes it.
+            // Its workspace stayed behind (nothing ran after kill -9); the next engine to start
+            // removes it — the restarted one, or one of another test running beside this one.
             func workspaces() -> [String] {
                 ((try? FileManager.default.contentsOfDirectory(atPath: "/var/tmp/topsail-scripts")) ?? []).filter { $0.hasPrefix("\(killed)-") }
             }
-            #expect(!workspaces().isEmpty)
             try engine.restart()
             try await engine.until("the new engine to remove the killed one's workspace") { workspaces().isEmpty }
         }

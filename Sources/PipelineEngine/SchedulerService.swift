@@ -24,11 +24,8 @@ public final class SchedulerService: Service {
             while !Task.isCancelled {
                 do {
                     let fired = try await self.timers.fireDue { timer in
-                        let message: ExecutionMessage = timer.kind == .poll
-                            ? .pollDue(refID: timer.refID, attempt: timer.attempt, poll: timer.poll)
-                            : .timerFired(refID: timer.refID, attempt: timer.attempt, kind: timer.kind)
                         try await self.repository.handle(
-                            message, executionID: timer.executionID,
+                            timer.message, executionID: timer.executionID,
                             metadata: EventMetadata(correlationID: timer.executionID, actor: "scheduler", source: "scheduler"))
                     }
                     if fired > 0 { continue }

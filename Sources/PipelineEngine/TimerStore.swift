@@ -5,8 +5,15 @@ import Orchestration
 import PostgresEventStore
 import PostgresNIO
 
+/// Where stages set their timers: durable ones in PostgreSQL (``TimerStore``), or a simulation's.
+public protocol StageTimers: Sendable {
+    /// Sets the timer unless one with the same id exists (a re-run of the same attempt keeps the
+    /// first due time).
+    func set(_ timer: TimerStore.StageTimer, dueIn delay: Duration) async throws
+}
+
 /// Durable timers in PostgreSQL (`migrations/0003_timers.sql`).
-public struct TimerStore: Sendable {
+public struct TimerStore: StageTimers {
     let client: PostgresClient
     let logger: Logger
 
@@ -32,7 +39,12 @@ public struct TimerStore: Sendable {
             self.poll = poll
         }
 
-        var id: String { "\(executionID)/\(refID)/\(attempt)/\(kind.rawValue)" + (kind == .poll ? "/\(poll)" : "") }
+        public var id: String { "\(executionID)/\(refID)/\(attempt)/\(kind.rawValue)" + (kind == .poll ? "/\(poll)" : "") }
+
+        /// What the timer asks of its execution when it fires.
+        public var message: ExecutionMessage {
+            kind == .poll ? .pollDue(refID: refID, attempt: attempt, poll: poll) : .timerFired(refID: refID, attempt: attempt, kind: kind)
+        }
     }
 
     /// Sets the timer unless one with the same id exists (a re-run of the same attempt keeps the

@@ -8,7 +8,7 @@ struct WaitStageRunner: StageRunner {
     /// The longest wait accepted (30 days).
     static let maximumSeconds = 30.0 * 24 * 3600
 
-    let timers: TimerStore
+    let timers: any StageTimers
 
     func run(_ run: StageRun) async throws -> StageOutcome {
         let value = run.stage.json["waitTime"]

@@ -20,7 +20,7 @@ public final class WorkerService: Service {
     let runners: [String: any StageRunner]
     /// Stage types this installation does not run (e.g. `script`): such a stage ends TERMINAL.
     let disabledStageTypes: Set<String>
-    let timers: TimerStore
+    let timers: any StageTimers
     /// Masks the installation's secrets in everything a stage reports.
     let redactor: SecretRedactor
     /// Partitions are held by leases in this database (decision 0011); nil: a Kafka consumer group.
@@ -38,7 +38,7 @@ public final class WorkerService: Service {
     }
 
     public init(
-        repository: ExecutionRepository, timers: TimerStore, kafka: KafkaConfiguration, topicPrefix: String, partitions: Int,
+        repository: ExecutionRepository, timers: any StageTimers, kafka: KafkaConfiguration, topicPrefix: String, partitions: Int,
         concurrency: Int = 64, disabledStageTypes: Set<String> = [], scriptSandbox: ScriptSandbox = ScriptSandbox(),
         redactor: SecretRedactor = .none, leaseClient: PostgresClient? = nil, logger: Logger
     ) {

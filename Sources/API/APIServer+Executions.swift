@@ -115,8 +115,11 @@ extension APIServer {
             throw APIError(.forbidden, "forbidden", "\(caller.user) may not judge stage \(ref): it is restricted to its selectedStageRoles")
         }
         if let problem = check(state) { throw APIError.conflict("cannot \(action) execution \(id): \(problem)") }
-        let events = try await repository.handle(message, executionID: id, metadata: Self.metadata(context))
-        guard !events.isEmpty else { throw APIError.conflict("cannot \(action) execution \(id): it is \(state.status.rawValue)") }
+        switch try await ExecutionCommands(repository: repository).control(message, executionID: id, metadata: Self.metadata(context)) {
+        case .success: break
+        case .failure(.unknownExecution): throw APIError.notFound("no execution \(id)")
+        case .failure(let refusal): throw APIError.conflict("cannot \(action) execution \(id): \(refusal)")
+        }
         guard let view = try await repository.view(id) else { throw APIError.notFound("no execution \(id)") }
         return try Self.json(view)
     }
@@ -168,7 +171,7 @@ extension APIServer {
         }
         trigger["parameters"] = .object(parameters)
         let recorded = TriggerIdentity.recording(identity, in: .object(trigger))
-        let id = try await repository.trigger(pipeline, trigger: recorded, parameters: parameters, metadata: Self.metadata(context))
+        let id = try await ExecutionCommands(repository: repository).trigger(pipeline, trigger: recorded, parameters: parameters, metadata: Self.metadata(context))
         return try Self.json(["id": id, "ref": "/pipelines/\(id)"], status: .accepted)
     }
 }

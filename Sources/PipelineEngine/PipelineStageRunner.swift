@@ -60,7 +60,7 @@ struct PipelineStageRunner: StageRunner {
                 "parentPipelineStageId": .string(run.refID),
             ]
             do {
-                _ = try await repository.trigger(
+                _ = try await ExecutionCommands(repository: repository).trigger(
                     config, trigger: TriggerIdentity.recording(identity, in: trigger), parameters: parameters,
                     metadata: EventMetadata(correlationID: childID, causationID: run.executionID, actor: "worker", source: "pipeline-stage"),
                     executionID: childID)

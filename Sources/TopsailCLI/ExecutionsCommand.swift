@@ -42,12 +42,11 @@ struct ExecutionControl {
             let state = try await repository.load(id)
             guard state.version > 0 else { throw CLIError("no execution \(id)") }
             if let problem = check(state) { throw CLIError("cannot \(action) execution \(id): \(problem)") }
-            let events = try await repository.handle(message, executionID: id, metadata: EventMetadata(actor: user, source: "cli"))
-            guard !events.isEmpty else {
-                throw CLIError("cannot \(action) execution \(id): it is \(state.status.rawValue)")
+            switch try await ExecutionCommands(repository: repository).control(message, executionID: id, metadata: EventMetadata(actor: user, source: "cli")) {
+            case .success(let after): print("\(action): execution \(id) is \(after.status.rawValue)")
+            case .failure(.unknownExecution): throw CLIError("no execution \(id)")
+            case .failure(let refusal): throw CLIError("cannot \(action) execution \(id): \(refusal)")
             }
-            let after = try await repository.load(id)
-            print("\(action): execution \(id) is \(after.status.rawValue)")
         }
     }
 }

@@ -75,7 +75,7 @@ struct RunPipelineCommand: AsyncParsableCommand {
             } catch {
                 throw CLIError("\(error) (pass --param name=value)")
             }
-            let id = try await repository.trigger(
+            let id = try await ExecutionCommands(repository: repository).trigger(
                 pipeline,
                 // An operator with database access may do anything; its children run as such.
                 trigger: TriggerIdentity.recording(

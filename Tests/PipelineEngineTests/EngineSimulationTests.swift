@@ -92,3 +92,30 @@ struct EngineSimulationTests {
         #expect(Self.completions(try await engine.events(id)).filter { $0 == "wait" }.count == 1)
     }
 }
+
+@Suite("Execution commands: one way to start and control executions", .timeLimit(.minutes(1)))
+struct ExecutionCommandsTests {
+    @Test func controlsReturnTheStateAfterOrWhyNothingChanged() async throws {
+        var engine = EngineSimulation()
+        let id = try await engine.trigger(EngineSimulationTests.diamond)
+        try await engine.drain()
+        let commands = ExecutionCommands(repository: engine.repository)
+        let metadata = EventMetadata(actor: "ana", source: "test")
+        guard case .success(let paused) = try await commands.control(.pause(by: "ana"), executionID: id, metadata: metadata) else {
+            Issue.record("pausing a running execution was refused")
+            return
+        }
+        #expect(paused.status == .paused)
+        let events = try await engine.events(id).count
+        func refusal(_ message: ExecutionMessage, _ id: String) async throws -> Refusal? {
+            if case .failure(let refusal) = try await commands.control(message, executionID: id, metadata: metadata) { return refusal }
+            return nil
+        }
+        #expect(try await refusal(.pause(by: "ana"), id) == .alreadyDone("it is PAUSED already"))
+        #expect(try await refusal(.skipWait(refID: "wait", by: "ana"), id) == .notAllowed("it is PAUSED, not RUNNING"))
+        #expect(try await refusal(.cancel(by: nil, reason: nil), "nope") == .unknownExecution)
+        #expect(try await engine.events(id).count == events, "refusals append nothing")
+        _ = try await commands.control(.resume(by: "ana"), executionID: id, metadata: metadata)
+        #expect(try await engine.events(id).count == events + 1, "only the resume was appended")
+    }
+}

@@ -249,6 +249,12 @@ struct BenchSmokeTests {
         #expect((result["ratio"] as? Double ?? 0) > 0)
     }
 
+    @Test func rebuild() async throws {
+        let result = try await Self.json(["bench", "rebuild", "--events", "500", "--stages", "3"])
+        #expect(result["events"] as? Int == 495 && result["executions"] as? Int == 55, "whole executions of 9 events")
+        #expect((result["rebuildEventsPerSecond"] as? Double ?? 0) > 0 && (result["ratio"] as? Double ?? 0) > 0)
+    }
+
     @Test func waits() async throws {
         let result = try await Self.json(["bench", "waits", "--executions", "20"])
         #expect(result["executions"] as? Int == 20)

@@ -188,7 +188,13 @@ public final class KafkaConsumer: Sendable {
         }
     }
 
-    /// Leaves the group (committing nothing) and stops polling.
+    /// ``close()`` without blocking a cooperative thread while librdkafka leaves the group.
+    public func shutdown() async {
+        await offCooperativeThreads { self.close() }
+    }
+
+    /// Leaves the group (committing nothing) and stops polling. Blocks until librdkafka is done:
+    /// from async code, use ``shutdown()``.
     public func close() {
         guard !closed.set() else { return }
         let handle = self.handle

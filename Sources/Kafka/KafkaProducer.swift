@@ -96,7 +96,13 @@ public final class KafkaProducer: Sendable {
     /// True once librdkafka reported a fatal error; a new producer is needed.
     public var isFatallyFailed: Bool { handle.context.fatalError.withLock { $0 != nil } }
 
-    /// Waits up to `timeout` for queued messages, then stops the delivery thread.
+    /// ``close(timeout:)`` without blocking a cooperative thread while librdkafka flushes.
+    public func shutdown(timeout: Duration = .seconds(5)) async {
+        await offCooperativeThreads { self.close(timeout: timeout) }
+    }
+
+    /// Waits up to `timeout` for queued messages, then stops the delivery thread. Blocks: from
+    /// async code, use ``shutdown(timeout:)``.
     public func close(timeout: Duration = .seconds(5)) {
         guard !stopped.set() else { return }
         let err = rd_kafka_flush(handle.pointer, Int32(clamping: timeout.milliseconds))

@@ -1,4 +1,16 @@
+import Dispatch
 import Synchronization
+
+/// Runs a blocking librdkafka call (close, flush) on a dispatch thread, not on one of Swift's
+/// few cooperative threads, and waits for it without blocking any.
+public func offCooperativeThreads(_ work: @escaping @Sendable () -> Void) async {
+    await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+        DispatchQueue.global().async {
+            work()
+            done.resume()
+        }
+    }
+}
 
 /// A flag shared with threads and dispatch blocks (an `Atomic` cannot be captured by value).
 final class StopFlag: Sendable {

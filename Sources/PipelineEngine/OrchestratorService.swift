@@ -132,16 +132,33 @@ enum ExecutionTopic {
         let topic = topicPrefix + ExecutionRepository.category
         // Created up front so that the consumer is assigned partitions before the first event.
         let producer = try KafkaProducer(configuration: kafka, logger: logger)
-        try await producer.createTopic(topic, partitions: partitions)
-        producer.close()
+        do {
+            try await producer.createTopic(topic, partitions: partitions)
+        } catch {
+            await producer.shutdown()
+            throw error
+        }
+        await producer.shutdown()
         // With leases, partitions are taken by leases in PostgreSQL and the consumer joins no
         // group (decision 0011); without, the group's coordinator assigns them.
         let consumer = leases == nil
             ? try KafkaConsumer(configuration: kafka, groupID: topicPrefix + role, topics: [topic], logger: logger)
             : try KafkaConsumer(configuration: kafka, groupID: topicPrefix + role, logger: logger)
-        defer { consumer.close() }
         let inbox = handoff.open(role: role)
         defer { handoff.close(inbox) }
+        do {
+            try await consume(consumer, topic: topic, partitions: partitions, concurrency: concurrency, inbox: inbox, leases: leases, logger: logger, handle)
+        } catch {
+            await consumer.shutdown()
+            throw error
+        }
+        await consumer.shutdown()
+    }
+
+    private static func consume(
+        _ consumer: KafkaConsumer, topic: String, partitions: Int, concurrency: Int, inbox: LocalInbox, leases: PartitionLeases?, logger: Logger,
+        _ handle: @escaping @Sendable (RecordedEvent) async throws -> Void
+    ) async throws {
         let partitionCount = leases == nil ? partitions : max(partitions, (try? await consumer.partitionCount(of: topic)) ?? partitions)
         do {
             try await cancelWhenGracefulShutdown {

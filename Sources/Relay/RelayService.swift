@@ -113,7 +113,16 @@ public final class RelayService: Service {
 
     private func lead(on connection: PostgresConnection, onProgress: () -> Void) async throws {
         let producer = try KafkaProducer(configuration: kafka, logger: logger)
-        defer { producer.close(timeout: .seconds(1)) }
+        do {
+            try await lead(on: connection, producer: producer, onProgress: onProgress)
+        } catch {
+            await producer.shutdown(timeout: .seconds(1))
+            throw error
+        }
+        await producer.shutdown(timeout: .seconds(1))
+    }
+
+    private func lead(on connection: PostgresConnection, producer: KafkaProducer, onProgress: () -> Void) async throws {
         var publisher = BatchPublisher(configuration: configuration, producer: producer)
         var checkpoint = try await startingCheckpoint(on: connection, producer: producer)
         logger.info("relay leading", metadata: [

@@ -20,6 +20,9 @@ public final class ExecutionProjector: Service {
     let pollInterval: Duration
     private let folds: FoldCache
 
+    /// Events per batch when replaying the whole log: fewer, larger transactions.
+    public static let rebuildBatchSize = 5_000
+
     public init(client: PostgresClient, logger: Logger, batchSize: Int = 500, pollInterval: Duration = .milliseconds(50), cacheCapacity: Int = 10_000) {
         self.client = client
         self.store = PostgresEventStore(client: client, logger: logger)

@@ -143,7 +143,7 @@ struct BenchRebuildCommand: AsyncParsableCommand {
         try await ExecutionProjector.reset(client: client, logger: logger)
         let clock = ContinuousClock()
         let began = clock.now
-        let count = try await ExecutionProjector(client: client, logger: logger).catchUp()
+        let count = try await ExecutionProjector(client: client, logger: logger, batchSize: ExecutionProjector.rebuildBatchSize).catchUp()
         let elapsed = clock.now - began
         guard count == total else { throw CLIError("the rebuild replayed \(count) events, expected \(total)") }
         let succeeded = try await ExecutionReadModel(client: client, logger: logger).countByStatus()[.succeeded] ?? 0

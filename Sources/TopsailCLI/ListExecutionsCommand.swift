@@ -111,7 +111,7 @@ struct RebuildProjectionsCommand: AsyncParsableCommand {
             progress("executions read model emptied; replaying the log", from: "projections")
             let clock = ContinuousClock()
             let began = clock.now
-            let projector = ExecutionProjector(client: client, logger: logger)
+            let projector = ExecutionProjector(client: client, logger: logger, batchSize: ExecutionProjector.rebuildBatchSize)
             let count = try await projector.catchUp { total in
                 if total % 10_000 < 500 { progress("\(total) events replayed", from: "projections") }
             }

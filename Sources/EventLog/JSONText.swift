@@ -26,9 +26,13 @@ public struct JSONText: Hashable, Sendable, CustomStringConvertible {
         self.text = String(decoding: try encoder.encode(value), as: UTF8.self)
     }
 
-    /// Decodes the document with `JSONDecoder`.
+    /// Decodes the document: a ``JSONValue`` with Topsail's own parser, anything else with
+    /// `JSONDecoder` (which also gives the error for text the parser refuses).
     public func decode<Value: Decodable>(_ type: Value.Type) throws -> Value {
-        try JSONDecoder().decode(type, from: Data(text.utf8))
+        if Value.self == JSONValue.self, let value = try? JSONParser.parse(text) {
+            return value as! Value
+        }
+        return try JSONDecoder().decode(type, from: Data(text.utf8))
     }
 
     public var byteCount: Int { text.utf8.count }

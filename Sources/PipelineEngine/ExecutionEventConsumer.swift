@@ -106,15 +106,14 @@ struct ExecutionEventConsumer {
     /// Retries while the failure may pass (PostgreSQL restarting, an execution that kept changing
     /// under its handler); skips what can never succeed (an event that does not decode).
     private func handleWithRetry(_ event: RecordedEvent, _ handle: @Sendable (RecordedEvent) async throws -> Void) async {
-        var delay = Duration.milliseconds(100)
+        var backoff = Backoff(maximum: .seconds(5))
         while !Task.isCancelled {
             do {
                 try await handle(event)
                 return
             } catch where Self.mayPass(error) {
                 logger.warning("handling an event failed; retrying", metadata: ["event.stream": "\(event.streamID)", "error": "\(error)"])
-                try? await Task.sleep(for: delay)
-                delay = min(delay * 2, .seconds(5))
+                try? await Task.sleep(for: backoff.next())
             } catch {
                 logger.error("handling an event failed; skipped", metadata: [
                     "event.stream": "\(event.streamID)", "event.version": "\(event.streamVersion)", "event.type": "\(event.type)", "error": "\(error)",

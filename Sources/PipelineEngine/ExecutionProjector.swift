@@ -35,22 +35,21 @@ public final class ExecutionProjector: Service {
     public func run() async throws {
         await cancelWhenGracefulShutdown {
             var position: LogPosition?
-            var delay = Duration.milliseconds(100)
+            var backoff = Backoff(maximum: .seconds(5))
             while !Task.isCancelled {
                 do {
                     let start: LogPosition
                     if let position { start = position } else { start = try await self.checkpoint() }
                     let step = try await self.project(after: start)
                     position = step.position
-                    delay = .milliseconds(100)
+                    backoff.reset()
                     if step.events == 0 { try await Task.sleep(for: self.pollInterval) }
                 } catch is CancellationError {
                     return
                 } catch {
                     self.logger.warning("projecting executions failed; retrying", metadata: ["error": "\(error)"])
                     position = nil
-                    try? await Task.sleep(for: delay)
-                    delay = min(delay * 2, .seconds(5))
+                    try? await Task.sleep(for: backoff.next())
                 }
             }
         }

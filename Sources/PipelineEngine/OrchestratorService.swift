@@ -107,7 +107,7 @@ enum ExecutionTopic {
         // A broker that is away or slow (a lost group membership, a topic that cannot be created
         // yet) stops this consumer, not the role: it starts over after a back-off, and whatever it
         // had not committed comes again.
-        var delay = Duration.seconds(1)
+        var backoff = Backoff(initial: .seconds(1), maximum: .seconds(30))
         while !Task.isCancelled {
             do {
                 try await consumeOnce(kafka: kafka, topicPrefix: topicPrefix, partitions: partitions, role: role, concurrency: concurrency,
@@ -116,11 +116,11 @@ enum ExecutionTopic {
             } catch is CancellationError {
                 return
             } catch {
+                let delay = backoff.next()
                 logger.warning("consuming execution events failed; starting over", metadata: [
                     "role": "\(role)", "error": "\(error)", "retry.delay": "\(delay)",
                 ])
                 try? await Task.sleep(for: delay)
-                delay = min(delay * 2, .seconds(30))
             }
         }
     }

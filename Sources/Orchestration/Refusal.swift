@@ -35,7 +35,8 @@ extension ExecutionDecider {
         }
         switch message {
         case .cancel:
-            return state.status.isComplete ? .alreadyDone("it is \(status)") : .alreadyDone("a cancel is already under way")
+            // A cancel changes every execution that has not completed.
+            return .alreadyDone("it is \(status)")
         case .pause:
             if state.status == .paused { return .alreadyDone("it is PAUSED already") }
             return .notAllowed("it is \(status), not RUNNING")

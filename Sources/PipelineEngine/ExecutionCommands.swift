@@ -1,4 +1,5 @@
 import EventLog
+import Foundation
 import Orchestration
 import Pipelines
 
@@ -16,12 +17,9 @@ public struct ExecutionCommands: Sendable {
     /// Starts an execution of `pipeline` (a snapshot of it is kept with the execution); returns its id.
     public func trigger(
         _ pipeline: PipelineConfig, trigger: JSONValue, parameters: [String: JSONValue], metadata: EventMetadata,
-        executionID: String? = nil
+        executionID: String = UUID().uuidString.lowercased()
     ) async throws -> String {
-        if let executionID {
-            return try await repository.trigger(pipeline, trigger: trigger, parameters: parameters, metadata: metadata, executionID: executionID)
-        }
-        return try await repository.trigger(pipeline, trigger: trigger, parameters: parameters, metadata: metadata)
+        try await repository.trigger(pipeline, trigger: trigger, parameters: parameters, metadata: metadata, executionID: executionID)
     }
 
     /// Carries out a control (cancel, pause, resume, restart a stage, judge, skip a wait) and

@@ -20,3 +20,25 @@ public struct Backoff: Sendable {
 
     public mutating func reset() { current = initial }
 }
+
+/// Runs an operation until it succeeds, waiting a growing ``Backoff`` between failures that may
+/// pass (a database restarting, a broker away); a failure that cannot pass is thrown at once, and
+/// cancellation ends the waiting with `CancellationError`. The one retry loop of the engine.
+public func retrying<T>(
+    initial: Duration = .milliseconds(100), maximum: Duration,
+    when mayPass: (any Error) -> Bool = { !($0 is CancellationError) },
+    onFailure: (_ error: any Error, _ delay: Duration) -> Void,
+    _ operation: () async throws -> T
+) async throws -> T {
+    var backoff = Backoff(initial: initial, maximum: maximum)
+    while true {
+        try Task.checkCancellation()
+        do {
+            return try await operation()
+        } catch where mayPass(error) && !Task.isCancelled {
+            let delay = backoff.next()
+            onFailure(error, delay)
+            try await Task.sleep(for: delay)
+        }
+    }
+}

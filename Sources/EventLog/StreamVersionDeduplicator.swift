@@ -5,33 +5,21 @@
 /// enough. Memory is bounded: past `capacity` streams, the least recently seen are forgotten
 /// (their next event is then accepted; handlers stay version-checked for that reason).
 public struct StreamVersionDeduplicator: Sendable {
-    public let capacity: Int
-    private var highest: [String: (version: Int64, touched: UInt64)] = [:]
-    private var clock: UInt64 = 0
+    private var highest: RecentlyUsed<String, Int64>
 
     public init(capacity: Int = 100_000) {
         precondition(capacity > 0, "capacity must be positive")
-        self.capacity = capacity
+        highest = RecentlyUsed(capacity: capacity)
     }
+
+    public var capacity: Int { highest.capacity }
 
     /// Records the event and tells whether it is new (true) or a duplicate (false).
     public mutating func accept(stream: String, version: Int64) -> Bool {
-        clock &+= 1
-        if let seen = highest[stream], seen.version >= version {
-            highest[stream] = (seen.version, clock)
-            return false
-        }
-        highest[stream] = (version, clock)
-        if highest.count > capacity { evictOldest() }
+        if let seen = highest.value(for: stream), seen >= version { return false }
+        highest.set(version, for: stream)
         return true
     }
 
     public var trackedStreams: Int { highest.count }
-
-    private mutating func evictOldest() {
-        // Evicting a tenth at once keeps the amortised cost per accepted event constant.
-        let excess = highest.count - capacity + max(1, capacity / 10)
-        let oldest = highest.sorted { $0.value.touched < $1.value.touched }.prefix(excess)
-        for (stream, _) in oldest { highest.removeValue(forKey: stream) }
-    }
 }

@@ -15,12 +15,15 @@ public final class OrchestratorService: Service {
     let partitions: Int
     /// Partitions are held by leases in this database (decision 0011); nil: a Kafka consumer group.
     let leaseClient: PostgresClient?
+    /// How long a graceful shutdown lets running handlers finish before cancelling them.
+    let drainTimeout: Duration
     let logger: Logger
 
     public init(
         repository: ExecutionRepository, kafka: KafkaConfiguration, topicPrefix: String, partitions: Int, leaseClient: PostgresClient? = nil,
-        logger: Logger
+        drainTimeout: Duration = .seconds(10), logger: Logger
     ) {
+        self.drainTimeout = drainTimeout
         self.repository = repository
         self.kafka = kafka
         self.topicPrefix = topicPrefix
@@ -32,9 +35,10 @@ public final class OrchestratorService: Service {
     public func run() async throws {
         try await ExecutionTopic.consume(
             kafka: kafka, topicPrefix: topicPrefix, partitions: partitions, role: "orchestrator", concurrency: 16,
-            handoff: repository.handoff, leaseClient: leaseClient, logger: logger
+            handoff: repository.handoff, leaseClient: leaseClient, drainTimeout: drainTimeout, logger: logger
         ) { event in
             try await self.advance(after: event)
+            return []
         }
     }
 
@@ -101,7 +105,7 @@ enum ExecutionTopic {
     /// the events this process appends to partitions the role owns (``LocalHandoff``).
     static func consume(
         kafka: KafkaConfiguration, topicPrefix: String, partitions: Int, role: String, concurrency: Int, handoff: LocalHandoff,
-        leaseClient: PostgresClient?, logger: Logger, _ handle: @escaping @Sendable (RecordedEvent) async throws -> Void
+        leaseClient: PostgresClient?, drainTimeout: Duration, logger: Logger, _ handle: @escaping LaneHandler
     ) async throws {
         let leases = leaseClient.map { PartitionLeases(client: $0, group: topicPrefix + role, logger: logger) }
         // A broker that is away or slow (a lost group membership, a topic that cannot be created
@@ -111,7 +115,7 @@ enum ExecutionTopic {
         while !Task.isCancelled {
             do {
                 try await consumeOnce(kafka: kafka, topicPrefix: topicPrefix, partitions: partitions, role: role, concurrency: concurrency,
-                                      handoff: handoff, leases: leases, logger: logger, handle)
+                                      handoff: handoff, leases: leases, drainTimeout: drainTimeout, logger: logger, handle)
                 return
             } catch is CancellationError {
                 return
@@ -127,7 +131,7 @@ enum ExecutionTopic {
 
     private static func consumeOnce(
         kafka: KafkaConfiguration, topicPrefix: String, partitions: Int, role: String, concurrency: Int, handoff: LocalHandoff,
-        leases: PartitionLeases?, logger: Logger, _ handle: @escaping @Sendable (RecordedEvent) async throws -> Void
+        leases: PartitionLeases?, drainTimeout: Duration, logger: Logger, _ handle: @escaping LaneHandler
     ) async throws {
         let topic = topicPrefix + ExecutionRepository.category
         // Created up front so that the consumer is assigned partitions before the first event.
@@ -147,7 +151,8 @@ enum ExecutionTopic {
         let inbox = handoff.open(role: role)
         defer { handoff.close(inbox) }
         do {
-            try await consume(consumer, topic: topic, partitions: partitions, concurrency: concurrency, inbox: inbox, leases: leases, logger: logger, handle)
+            try await consume(consumer, topic: topic, partitions: partitions, concurrency: concurrency, inbox: inbox, leases: leases,
+                              drainTimeout: drainTimeout, logger: logger, handle)
         } catch {
             await consumer.shutdown()
             throw error
@@ -156,24 +161,23 @@ enum ExecutionTopic {
     }
 
     private static func consume(
-        _ consumer: KafkaConsumer, topic: String, partitions: Int, concurrency: Int, inbox: LocalInbox, leases: PartitionLeases?, logger: Logger,
-        _ handle: @escaping @Sendable (RecordedEvent) async throws -> Void
+        _ consumer: KafkaConsumer, topic: String, partitions: Int, concurrency: Int, inbox: LocalInbox, leases: PartitionLeases?,
+        drainTimeout: Duration, logger: Logger, _ handle: @escaping LaneHandler
     ) async throws {
         let partitionCount = leases == nil ? partitions : max(partitions, (try? await consumer.partitionCount(of: topic)) ?? partitions)
+        // Graceful shutdown stops the consumer's intake and lets it drain (bounded by
+        // `drainTimeout`); the partitions stay held until then, and are given back after.
         do {
-            try await cancelWhenGracefulShutdown {
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask { try await followAssignment(of: consumer, topic: topic, into: inbox, logger: logger) }
-                    if let leases { group.addTask { await leases.follow(consumer, topic: topic, partitions: partitionCount) } }
-                    group.addTask {
-                        try await ExecutionEventConsumer(consumer: consumer, concurrency: concurrency, logger: logger, inbox: inbox, leases: leases).run(handle)
-                    }
-                    defer { group.cancelAll() }
-                    try await group.next()
-                }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await followAssignment(of: consumer, topic: topic, into: inbox, logger: logger) }
+                if let leases { group.addTask { await leases.follow(consumer, topic: topic, partitions: partitionCount) } }
+                defer { group.cancelAll() }
+                try await ExecutionEventConsumer(
+                    consumer: consumer, concurrency: concurrency, logger: logger, inbox: inbox, leases: leases, drainTimeout: drainTimeout
+                ).run(handle)
             }
         } catch is CancellationError {
-            // Graceful shutdown: offsets of unfinished events stay uncommitted; they come again.
+            // Cancelled outright: offsets of unfinished events stay unstored; they come again.
         }
     }
 

@@ -6,11 +6,12 @@ struct AllCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "all",
         abstract: "Run every role in one process: relay, orchestrator, worker, scheduler, projector, supervisor and the HTTP API.",
-        discussion: "SIGTERM or Ctrl-C shuts every role down gracefully."
+        discussion: "SIGTERM or Ctrl-C shuts every role down gracefully: no new work is taken, running work may finish for --drain-timeout seconds, and what is cancelled then runs again after a restart."
     )
 
     @OptionGroup var options: CommonOptions
     @OptionGroup var topics: TopicOptions
+    @OptionGroup var drain: DrainOptions
     @OptionGroup var relay: RelayOptions
 
     @OptionGroup var http: HTTPOptions
@@ -22,7 +23,9 @@ struct AllCommand: AsyncParsableCommand {
     @OptionGroup(title: "Script sandbox") var sandbox: ScriptSandboxOptions
 
     func run() async throws {
-        try await Roles(options: options, topics: topics, disabledStageTypes: policy.disabledStageTypes, scriptSandbox: try sandbox.sandbox()).run([
+        try await Roles(
+            options: options, topics: topics, disabledStageTypes: policy.disabledStageTypes, scriptSandbox: try sandbox.sandbox(), drainTimeout: drain.duration
+        ).run([
             .relay(relay.configuration(topics: topics)), .orchestrator, .worker, .scheduler, .projector,
             supervision.role, .http(try http.configuration()),
         ])
@@ -33,14 +36,15 @@ struct OrchestratorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "orchestrator",
         abstract: "Advance executions: consume execution events (group <prefix>orchestrator) and append what follows.",
-        discussion: "Any number may run; Kafka splits the executions between them. SIGTERM or Ctrl-C stops it gracefully."
+        discussion: "Any number may run; they share the partitions by leases in PostgreSQL. SIGTERM or Ctrl-C stops it gracefully, draining for --drain-timeout seconds."
     )
 
     @OptionGroup var options: CommonOptions
     @OptionGroup var topics: TopicOptions
+    @OptionGroup var drain: DrainOptions
 
     func run() async throws {
-        try await Roles(options: options, topics: topics).run([.orchestrator])
+        try await Roles(options: options, topics: topics, drainTimeout: drain.duration).run([.orchestrator])
     }
 }
 
@@ -48,17 +52,20 @@ struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "worker",
         abstract: "Run stages' work (noop, script, wait, manualJudgment, evaluateVariables, checkPreconditions, webhook, pipeline): consume execution events (group <prefix>worker) and report outcomes.",
-        discussion: "Any number may run. SIGTERM or Ctrl-C stops it gracefully."
+        discussion: "Any number may run. SIGTERM or Ctrl-C stops it gracefully: running stages may finish for --drain-timeout seconds; scripts and webhook calls still running then are cancelled and run again after a restart."
     )
 
     @OptionGroup var options: CommonOptions
     @OptionGroup var topics: TopicOptions
+    @OptionGroup var drain: DrainOptions
     @OptionGroup var policy: StagePolicyOptions
 
     @OptionGroup(title: "Script sandbox") var sandbox: ScriptSandboxOptions
 
     func run() async throws {
-        try await Roles(options: options, topics: topics, disabledStageTypes: policy.disabledStageTypes, scriptSandbox: try sandbox.sandbox()).run([.worker])
+        try await Roles(
+            options: options, topics: topics, disabledStageTypes: policy.disabledStageTypes, scriptSandbox: try sandbox.sandbox(), drainTimeout: drain.duration
+        ).run([.worker])
     }
 }
 

@@ -48,6 +48,19 @@ struct RelayCommand: AsyncParsableCommand {
 }
 
 /// Where the Kafka topics are, shared by every role.
+struct DrainOptions: ParsableArguments {
+    @Option(help: ArgumentHelp(
+        "Seconds a graceful shutdown (SIGTERM, SIGINT) lets running handlers and stages finish before cancelling them; cancelled work runs again after the restart.",
+        valueName: "seconds"))
+    var drainTimeout: Double = 10
+
+    var duration: Duration { .milliseconds(Int(drainTimeout * 1000)) }
+
+    func validate() throws {
+        guard drainTimeout >= 0, drainTimeout <= 3_600 else { throw ValidationError("--drain-timeout must be between 0 and 3600 seconds") }
+    }
+}
+
 struct TopicOptions: ParsableArguments {
     @Option(help: "Topics are <prefix><category> (execution events: <prefix>execution); consumer groups are <prefix><role>.")
     var topicPrefix: String = "topsail."

@@ -26,12 +26,15 @@ struct Roles {
     let topics: TopicOptions
     let disabledStageTypes: Set<String>
     let scriptSandbox: ScriptSandbox
+    /// How long a graceful shutdown lets the orchestrator's and worker's running work finish.
+    let drainTimeout: Duration
     let logger: Logger
 
     init(
         options: CommonOptions, topics: TopicOptions, disabledStageTypes: Set<String> = installationDisabledStageTypes(),
-        scriptSandbox: ScriptSandbox = ScriptSandbox()
+        scriptSandbox: ScriptSandbox = ScriptSandbox(), drainTimeout: Duration = .seconds(10)
     ) throws {
+        self.drainTimeout = drainTimeout
         database = try options.database()
         kafka = try options.kafka()
         self.topics = topics
@@ -65,7 +68,8 @@ struct Roles {
                 services.append(RelayService(configuration: configuration, kafka: kafka, client: client, logger: logger))
             case .orchestrator:
                 services.append(OrchestratorService(
-                    repository: repository, kafka: kafka, topicPrefix: topics.topicPrefix, partitions: topics.partitions, leaseClient: client, logger: logger))
+                    repository: repository, kafka: kafka, topicPrefix: topics.topicPrefix, partitions: topics.partitions, leaseClient: client,
+                    drainTimeout: drainTimeout, logger: logger))
             case .worker:
                 if !disabledStageTypes.contains("script") {
                     try scriptSandbox.check()
@@ -75,7 +79,8 @@ struct Roles {
                 }
                 services.append(WorkerService(
                     repository: repository, timers: timers, kafka: kafka, topicPrefix: topics.topicPrefix, partitions: topics.partitions,
-                    disabledStageTypes: disabledStageTypes, scriptSandbox: scriptSandbox, redactor: redactor, leaseClient: client, logger: logger))
+                    disabledStageTypes: disabledStageTypes, scriptSandbox: scriptSandbox, redactor: redactor, leaseClient: client,
+                    drainTimeout: drainTimeout, logger: logger))
             case .scheduler:
                 services.append(SchedulerService(timers: timers, repository: repository, logger: logger))
             case .projector:

@@ -41,7 +41,8 @@ struct EngineSimulation {
             for event in batch {
                 for _ in 0..<deliveries {
                     try await orchestrator.advance(after: event)
-                    try await worker.work(after: event)
+                    // A stage's work runs beyond its lane; here, at once.
+                    for work in try await worker.work(after: event) { await work() }
                 }
             }
             cursor = last.logPosition

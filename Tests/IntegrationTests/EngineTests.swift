@@ -515,6 +515,52 @@ struct EngineTests {
         }
     }
 
+    @Test("graceful shutdown (SIGTERM) lets a running script finish and records its outcome before the process exits; the restart carries on")
+    func gracefulShutdownDrains() async throws {
+        try await TestDatabase.with { db in
+            var engine = try Engine(db, arguments: ["--drain-timeout", "30"])
+            defer { engine.process.terminate() }
+            let marker = "sleep 3.\(Int.random(in: 100_000...999_999))"
+            let id = try await engine.run(Self.pipeline([Self.script("1", "\(marker); echo finished"), Self.script("2", "echo second", after: ["1"])]))
+            try await engine.until("the script to start") { Self.isRunning(marker) }
+            let signalled = ContinuousClock.now
+            #expect(await engine.process.stopped(grace: .seconds(40)), "the engine did not exit by itself")
+            let took = ContinuousClock.now - signalled
+            // The process stayed until the script ended (about 3 s) and reported it.
+            #expect(took < .seconds(30), "the shutdown took \(took)")
+            let afterExit = try await engine.repository.load(id)
+            #expect(afterExit.stage("1").status == .succeeded, "the drained script's outcome was not recorded: \(afterExit.stage("1").status)")
+            #expect(afterExit.stage("1").outputs["stdout"] == "finished\n")
+            try engine.restart()
+            let state = try await engine.finished(id)
+            #expect(state.status == .succeeded)
+            let completions = try await db.store.readStream(try ExecutionRepository.streamID(id), from: 1, direction: .forward, limit: 1_000)
+                .filter { $0.type == ExecutionEvent.WireType.stageCompleted }.count
+            #expect(completions == 2, "a completed stage ran again: \(completions) completions for 2 stages")
+        }
+    }
+
+    @Test("graceful shutdown past --drain-timeout cancels the running script (killed, stage left RUNNING) and the restart runs it again")
+    func gracefulShutdownCancelsAfterTheDrainTimeout() async throws {
+        try await TestDatabase.with { db in
+            var engine = try Engine(db, arguments: ["--drain-timeout", "1"])
+            defer { engine.process.terminate() }
+            let marker = "sleep 5.\(Int.random(in: 100_000...999_999))"
+            let id = try await engine.run(Self.pipeline([Self.script("1", "\(marker); echo finished")]))
+            try await engine.until("the script to start") { Self.isRunning(marker) }
+            let signalled = ContinuousClock.now
+            #expect(await engine.process.stopped(grace: .seconds(20)), "the engine did not exit by itself")
+            let took = ContinuousClock.now - signalled
+            #expect(took < .seconds(4.5), "the shutdown waited for the script (\(took)) instead of cancelling it after 1 s")
+            try await eventually(timeout: .seconds(5), "the cancelled script to be killed") { !Self.isRunning(marker) }
+            #expect(try await engine.repository.load(id).stage("1").status == .running, "a cancelled script must not complete its stage")
+            try engine.restart()
+            let state = try await engine.finished(id)
+            #expect(state.status == .succeeded)
+            #expect(state.stage("1").outputs["stdout"] == "finished\n")
+        }
+    }
+
     @Test("stageTimeoutMs: a durable timer fails a stage that runs too long and its script is killed")
     func stageTimeout() async throws {
         try await TestDatabase.with { db in

@@ -62,15 +62,48 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The engine: the orchestrator's and worker's interpreters of ExecutionPolicy, the lanes
+        // that feed them, the in-process handoff, timers, partition leases and ExecutionCommands.
         .target(
             name: "PipelineEngine",
             dependencies: [
                 "EventLog", "Pipelines", "Orchestration", "Expressions", "Kafka", "PostgresEventStore",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // Who may do what: identities and tokens, application permissions, the audit log, and the
+        // versioned documents (applications, pipeline configurations) permissions live in.
+        .target(
+            name: "Access",
+            dependencies: [
+                "EventLog", "Pipelines", "PostgresEventStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // The stage types a worker runs: script (sandboxed), webhook, wait, child pipeline, variables…
+        .target(
+            name: "StageRunners",
+            dependencies: [
+                "EventLog", "Pipelines", "Orchestration", "PipelineEngine", "Access",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        // Read models: the projector and its tables, execution views, the supervisor's queries.
+        .target(
+            name: "ReadModels",
+            dependencies: [
+                "EventLog", "Pipelines", "Orchestration", "Expressions", "PipelineEngine", "Access", "PostgresEventStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -80,7 +113,8 @@ let package = Package(
         .target(
             name: "API",
             dependencies: [
-                "EventLog", "Pipelines", "Orchestration", "Expressions", "PipelineEngine", "PostgresEventStore",
+                "EventLog", "Pipelines", "Orchestration", "Expressions", "PipelineEngine", "Access", "ReadModels", "StageRunners",
+                "PostgresEventStore",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -95,7 +129,8 @@ let package = Package(
         .target(
             name: "TopsailCLI",
             dependencies: [
-                "EventLog", "Kafka", "PostgresEventStore", "Relay", "Pipelines", "Orchestration", "PipelineEngine", "API",
+                "EventLog", "Kafka", "PostgresEventStore", "Relay", "Pipelines", "Orchestration", "PipelineEngine", "Access", "ReadModels",
+                "StageRunners", "API",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -113,13 +148,18 @@ let package = Package(
         .testTarget(name: "PipelinesTests", dependencies: ["Pipelines", "EventLog"], swiftSettings: strict),
         .testTarget(name: "OrchestrationTests", dependencies: ["Orchestration", "Pipelines", "EventLog"], swiftSettings: strict),
         .testTarget(name: "ExpressionsTests", dependencies: ["Expressions", "EventLog"], swiftSettings: strict),
-        .testTarget(name: "PipelineEngineTests", dependencies: ["PipelineEngine", "Kafka", "Orchestration", "Pipelines", "Expressions", "EventLog"], swiftSettings: strict),
+        .testTarget(
+            name: "PipelineEngineTests", dependencies: ["PipelineEngine", "StageRunners", "Kafka", "Orchestration", "Pipelines", "Expressions", "EventLog"],
+            swiftSettings: strict),
+        .testTarget(name: "AccessTests", dependencies: ["Access"], swiftSettings: strict),
+        .testTarget(name: "ReadModelsTests", dependencies: ["ReadModels", "Orchestration", "Pipelines", "EventLog"], swiftSettings: strict),
+        .testTarget(name: "StageRunnersTests", dependencies: ["StageRunners", "PipelineEngine", "Orchestration", "Pipelines", "EventLog"], swiftSettings: strict),
         .testTarget(name: "PostgresEventStoreTests", dependencies: ["PostgresEventStore"], swiftSettings: strict),
         .testTarget(name: "APIUnitTests", dependencies: ["API"], swiftSettings: strict),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "EventLog", "Kafka", "PostgresEventStore", "Relay", "TopsailCLI",
+                "EventLog", "Kafka", "PostgresEventStore", "Relay", "PipelineEngine", "Access", "ReadModels", "TopsailCLI",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),

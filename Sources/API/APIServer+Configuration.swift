@@ -1,8 +1,10 @@
+import Access
 import EventLog
 import Foundation
 import Hummingbird
 import PipelineEngine
 import Pipelines
+import ReadModels
 
 /// Configuration routes: saved pipelines and applications (Front50's part of the API).
 extension APIServer {

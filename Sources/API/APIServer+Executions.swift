@@ -1,3 +1,4 @@
+import Access
 import EventLog
 import Expressions
 import Foundation
@@ -5,6 +6,7 @@ import Hummingbird
 import Orchestration
 import PipelineEngine
 import Pipelines
+import ReadModels
 
 /// Execution routes: reading, listing, controlling and triggering executions (Gate's paths).
 extension APIServer {

@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import NIOCore
 import PipelineEngine
+import ReadModels
 import Pipelines
 
 /// Reading requests: JSON bodies within the limit, and typed query parameters with clear refusals.

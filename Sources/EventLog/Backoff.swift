@@ -42,3 +42,10 @@ public func retrying<T>(
         }
     }
 }
+
+extension Duration {
+    /// The duration in whole milliseconds (rounded down).
+    public var wholeMilliseconds: Int64 {
+        components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
+    }
+}

@@ -8,10 +8,14 @@ import PostgresNIO
 
 /// Loads and changes pipelines' concurrency gates (``PipelineSlots``), each the stream
 /// `concurrency-<pipeline>`, with version-checked appends.
-struct ConcurrencyGate: Sendable {
+public struct ConcurrencyGate: Sendable {
     static let category = "concurrency"
 
     let store: any EventStore
+
+    public init(store: any EventStore) {
+        self.store = store
+    }
 
     /// The gate's stream: the pipeline's id, or its application and name when it has none.
     static func stream(of pipeline: PipelineConfig) throws -> StreamID {
@@ -110,7 +114,7 @@ struct ConcurrencyGate: Sendable {
     /// delivered again after its execution ended could leave (or a gate from before that was
     /// impossible): each is released with an event by `supervisor`, and the next executions
     /// start. Returns the executions released.
-    func healStaleSlots(client: PostgresClient, repository: ExecutionRepository, logger: Logger) async throws -> [String] {
+    public func healStaleSlots(client: PostgresClient, repository: ExecutionRepository, logger: Logger) async throws -> [String] {
         var healed: [String] = []
         for stream in try await streams(client: client, logger: logger) {
             let slots = try await load(stream)

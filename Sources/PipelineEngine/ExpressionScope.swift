@@ -7,10 +7,10 @@ import Pipelines
 /// stages for `#stage(…)` and friends. For a stage, as in Orca, bare names also reach the stage's
 /// own context and then the outputs of its completed ancestors, the nearest first (an
 /// `evaluateVariables` stage that sets `target` lets every later stage write `${target}`).
-enum ExpressionScope {
+public enum ExpressionScope {
     static let reservedRoots: Set<String> = ["execution", "trigger", "parameters"]
 
-    static func context(executionID: String, state: ExecutionState, stage ref: String? = nil) -> ExpressionContext {
+    public static func context(executionID: String, state: ExecutionState, stage ref: String? = nil) -> ExpressionContext {
         let stages: [JSONValue] = state.graph.order.map { ref in
             let config = state.config(ref)
             return [

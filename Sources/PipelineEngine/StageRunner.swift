@@ -36,6 +36,18 @@ public struct StageRun: Sendable {
     public var context: [String: JSONValue] { execution.stage(refID).outputs }
     /// Tells the work when the stage is canceled.
     public let work: WorkHandle
+
+    public init(
+        executionID: String, refID: String, attempt: Int, stage: StageConfig, execution: ExecutionState, poll: Int = 0, work: WorkHandle
+    ) {
+        self.executionID = executionID
+        self.refID = refID
+        self.attempt = attempt
+        self.stage = stage
+        self.execution = execution
+        self.poll = poll
+        self.work = work
+    }
 }
 
 /// Runs one stage type's work. A RUNNING outcome leaves the stage running for something else to
@@ -75,20 +87,5 @@ public final class WorkHandle: Sendable {
             return state.onCancel
         }
         for action in actions { action() }
-    }
-}
-
-/// `noop`: succeeds.
-struct NoopStageRunner: StageRunner {
-    func run(_ run: StageRun) async throws -> StageOutcome {
-        StageOutcome(status: .succeeded)
-    }
-}
-
-/// `manualJudgment`: nothing to run; the stage waits for `topsail executions judge` (or the API)
-/// to complete it. A RUNNING outcome leaves the stage running.
-struct ManualJudgmentStageRunner: StageRunner {
-    func run(_ run: StageRun) async throws -> StageOutcome {
-        StageOutcome(status: .running)
     }
 }

@@ -125,10 +125,3 @@ public struct TimerStore: StageTimers {
         }
     }
 }
-
-extension Duration {
-    /// The duration in whole milliseconds (rounded down).
-    var wholeMilliseconds: Int64 {
-        components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
-    }
-}

@@ -43,7 +43,7 @@ public final class WorkerService: Service {
 
     public init(
         repository: ExecutionRepository, timers: any StageTimers, kafka: KafkaConfiguration, topicPrefix: String, partitions: Int,
-        concurrency: Int = 64, disabledStageTypes: Set<String> = [], scriptSandbox: ScriptSandbox = ScriptSandbox(),
+        runners: [String: any StageRunner], concurrency: Int = 64, disabledStageTypes: Set<String> = [],
         redactor: SecretRedactor = .none, leaseClient: PostgresClient? = nil, drainTimeout: Duration = .seconds(10), logger: Logger
     ) {
         self.leaseClient = leaseClient
@@ -55,12 +55,7 @@ public final class WorkerService: Service {
         self.partitions = partitions
         self.concurrency = concurrency
         self.timers = timers
-        self.runners = [
-            "noop": NoopStageRunner(), "script": ScriptStageRunner(sandbox: scriptSandbox), "manualJudgment": ManualJudgmentStageRunner(),
-            "wait": WaitStageRunner(timers: timers), "evaluateVariables": EvaluateVariablesStageRunner(),
-            "checkPreconditions": CheckPreconditionsStageRunner(), "webhook": WebhookStageRunner(),
-            "pipeline": PipelineStageRunner(repository: repository, configs: PipelineConfigStore(store: repository.store)),
-        ].filter { !disabledStageTypes.contains($0.key) }
+        self.runners = runners.filter { !disabledStageTypes.contains($0.key) }
         self.disabledStageTypes = disabledStageTypes
         self.redactor = redactor
         self.logger = logger

@@ -1,3 +1,4 @@
+import Access
 import API
 import ArgumentParser
 import AsyncHTTPClient

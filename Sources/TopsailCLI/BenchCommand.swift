@@ -2,11 +2,13 @@ import ArgumentParser
 import Foundation
 import Kafka
 import Logging
-import PostgresEventStore
 import PipelineEngine
+import PostgresEventStore
 import PostgresNIO
+import ReadModels
 import Relay
 import ServiceLifecycle
+import StageRunners
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -108,7 +110,9 @@ struct BenchEngine {
         services = [
             RelayService(configuration: relay, kafka: kafka, client: client, logger: logger),
             OrchestratorService(repository: repository, kafka: kafka, topicPrefix: prefix, partitions: 6, leaseClient: client, logger: logger),
-            WorkerService(repository: repository, timers: timers, kafka: kafka, topicPrefix: prefix, partitions: 6, leaseClient: client, logger: logger),
+            WorkerService(
+                repository: repository, timers: timers, kafka: kafka, topicPrefix: prefix, partitions: 6,
+                runners: StageRunners.standard(repository: repository, timers: timers), leaseClient: client, logger: logger),
             SchedulerService(timers: timers, repository: repository, logger: logger),
             ExecutionProjector(client: client, logger: logger),
         ]

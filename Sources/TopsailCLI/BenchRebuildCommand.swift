@@ -7,6 +7,7 @@ import PipelineEngine
 import Pipelines
 import PostgresEventStore
 import PostgresNIO
+import ReadModels
 import Synchronization
 
 struct BenchRebuildCommand: AsyncParsableCommand {

@@ -4,6 +4,7 @@ import Kafka
 import Logging
 import PipelineEngine
 import PostgresEventStore
+import StageRunners
 
 /// Where PostgreSQL and Kafka are, and how loud to be.
 struct CommonOptions: ParsableArguments {

@@ -6,6 +6,7 @@ import NIOHTTP1
 import Orchestration
 import PipelineEngine
 import PostgresEventStore
+import ReadModels
 
 struct ExecutionsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -3,6 +3,7 @@ import ArgumentParser
 import Foundation
 import PipelineEngine
 import Pipelines
+import ReadModels
 
 struct ListExecutionsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,13 +1,15 @@
-import Foundation
 import API
+import Foundation
 import Hummingbird
 import Kafka
 import Logging
 import PipelineEngine
 import PostgresEventStore
 import PostgresNIO
+import ReadModels
 import Relay
 import ServiceLifecycle
+import StageRunners
 
 /// Assembles long-lived roles into one service group with graceful shutdown on SIGTERM/SIGINT.
 struct Roles {
@@ -79,7 +81,8 @@ struct Roles {
                 }
                 services.append(WorkerService(
                     repository: repository, timers: timers, kafka: kafka, topicPrefix: topics.topicPrefix, partitions: topics.partitions,
-                    disabledStageTypes: disabledStageTypes, scriptSandbox: scriptSandbox, redactor: redactor, leaseClient: client,
+                    runners: StageRunners.standard(repository: repository, timers: timers, scriptSandbox: scriptSandbox, disabled: disabledStageTypes),
+                    disabledStageTypes: disabledStageTypes, redactor: redactor, leaseClient: client,
                     drainTimeout: drainTimeout, logger: logger))
             case .scheduler:
                 services.append(SchedulerService(timers: timers, repository: repository, logger: logger))

@@ -1,3 +1,4 @@
+import Access
 import ArgumentParser
 import EventLog
 import Foundation
@@ -5,6 +6,7 @@ import Orchestration
 import PipelineEngine
 import Pipelines
 import PostgresEventStore
+import ReadModels
 
 struct RunPipelineCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,3 +1,4 @@
+import Access
 import ArgumentParser
 import EventLog
 import Foundation
@@ -34,7 +35,7 @@ struct CreateServiceAccountCommand: AsyncParsableCommand {
             do {
                 try await Identities(store: PostgresEventStore(client: client, logger: logger))
                     .saveServiceAccount(name, roles: roles, metadata: EventMetadata(actor: actor, source: "cli"))
-            } catch let error as EngineError {
+            } catch let error as AccessError {
                 throw CLIError(error.description)
             }
             Output.line("service account \(name): roles \(roles.sorted().joined(separator: ", "))")

@@ -1,3 +1,4 @@
+import Access
 import EventLog
 import Foundation
 import Orchestration
@@ -5,6 +6,7 @@ import PipelineEngine
 import Pipelines
 import PostgresEventStore
 import PostgresNIO
+import ReadModels
 import Relay
 import Synchronization
 import Testing

@@ -3,6 +3,7 @@ import Foundation
 import Orchestration
 import PipelineEngine
 import Pipelines
+import ReadModels
 import Testing
 
 @Suite("Executions read model", .timeLimit(.minutes(5)))

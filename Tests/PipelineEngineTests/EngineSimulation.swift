@@ -4,6 +4,7 @@ import Logging
 import Orchestration
 @testable import PipelineEngine
 import Pipelines
+import StageRunners
 import Synchronization
 
 /// The engine's real interpreters — the orchestrator's `advance` and the worker's `work` — over
@@ -25,6 +26,7 @@ struct EngineSimulation {
         let kafka = KafkaConfiguration(bootstrapServers: "unused:9092")
         orchestrator = OrchestratorService(repository: repository, kafka: kafka, topicPrefix: "sim.", partitions: 1, logger: logger)
         worker = WorkerService(repository: repository, timers: timers, kafka: kafka, topicPrefix: "sim.", partitions: 1,
+                               runners: StageRunners.standard(repository: repository, timers: timers),
                                disabledStageTypes: ["script", "webhook"], logger: logger)
     }
 

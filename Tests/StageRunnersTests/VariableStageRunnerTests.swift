@@ -1,6 +1,7 @@
 import EventLog
 import Orchestration
-@testable import PipelineEngine
+import PipelineEngine
+@testable import StageRunners
 import Pipelines
 import Testing
 

@@ -1,7 +1,9 @@
+import Access
 import EventLog
 import Foundation
 import Logging
 import Orchestration
+import PipelineEngine
 import Pipelines
 import PostgresEventStore
 import PostgresNIO
@@ -196,7 +198,7 @@ public final class SupervisorService: Service {
                 }
                 if let repository = self.repository {
                     do {
-                        _ = try await ConcurrencyGate(store: repository.store).healStaleSlots(client: self.client, repository: repository, logger: self.logger)
+                        _ = try await ConcurrencyGate(store: repository.eventStore).healStaleSlots(client: self.client, repository: repository, logger: self.logger)
                     } catch {
                         self.logger.warning("looking for slots held by finished executions failed; retrying", metadata: ["error": "\(error)"])
                     }

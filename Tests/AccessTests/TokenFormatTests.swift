@@ -1,5 +1,5 @@
 import Foundation
-@testable import PipelineEngine
+@testable import Access
 import Testing
 
 @Suite("Token ids and secrets", .timeLimit(.minutes(1)))

@@ -1,5 +1,7 @@
+import Access
 import EventLog
 import Orchestration
+import PipelineEngine
 import Pipelines
 
 /// `evaluateVariables`: `variables` `[{key, value}]` (values already evaluated when the stage

@@ -1,7 +1,7 @@
 import EventLog
 import Foundation
 import Orchestration
-@testable import PipelineEngine
+@testable import ReadModels
 import Pipelines
 import Testing
 

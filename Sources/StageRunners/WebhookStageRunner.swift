@@ -1,9 +1,11 @@
+import Access
 import AsyncHTTPClient
 import EventLog
 import Foundation
 import NIOCore
 import NIOHTTP1
 import Orchestration
+import PipelineEngine
 import Pipelines
 
 /// `webhook`: calls `url` with `method`, `customHeaders` and `payload`; with `waitForCompletion`,

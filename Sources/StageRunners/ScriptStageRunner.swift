@@ -1,6 +1,8 @@
+import Access
 import EventLog
 import Foundation
 import Orchestration
+import PipelineEngine
 import Pipelines
 import Synchronization
 

@@ -1,5 +1,6 @@
 import EventLog
 import Orchestration
+import PipelineEngine
 import Pipelines
 
 /// `wait`: sets a durable timer for `waitTime` seconds; the scheduler completes the stage when it

@@ -1,6 +1,8 @@
+import Access
 import EventLog
 import Foundation
 import Orchestration
+import PipelineEngine
 import Pipelines
 
 /// `pipeline`: runs another saved pipeline (`pipeline`: its id) as a child execution with

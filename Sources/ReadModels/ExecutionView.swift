@@ -1,7 +1,9 @@
+import Access
 import EventLog
 import Expressions
 import Foundation
 import Orchestration
+import PipelineEngine
 import Pipelines
 
 /// An execution as JSON for people and programs (the CLI's `--json`, the API): status, trigger,
@@ -71,7 +73,7 @@ extension ExecutionRepository {
         var fold = ExecutionSummaryFold()
         var next: Int64 = 1
         while true {
-            let batch = try await store.readStream(stream, from: next, direction: .forward, limit: 500)
+            let batch = try await eventStore.readStream(stream, from: next, direction: .forward, limit: 500)
             for event in batch { try fold.apply(event) }
             guard let last = batch.last, batch.count == 500 else { break }
             next = last.streamVersion + 1
@@ -84,7 +86,7 @@ extension ExecutionRepository {
     /// The execution's own events in order (its timeline), after stream version `after`.
     public func timeline(_ executionID: String, after: Int64 = 0, limit: Int = 100) async throws -> [AuditLog.Entry] {
         guard let stream = try? Self.streamID(executionID) else { return [] }
-        return try await store.readStream(stream, from: after + 1, direction: .forward, limit: limit).map(AuditLog.Entry.init)
+        return try await eventStore.readStream(stream, from: after + 1, direction: .forward, limit: limit).map(AuditLog.Entry.init)
     }
 
     /// Evaluates a `${…}` expression (or a text with several) against the execution as its

@@ -58,7 +58,7 @@ public struct Identities: Sendable {
 
     /// Issues a token for `user`; with `roles`, the user's roles become those.
     public func issue(user: String, name: String?, roles: [String]? = nil, metadata: EventMetadata) async throws -> IssuedToken {
-        guard Self.validName(user) else { throw EngineError("user names are letters, digits, '.', '_', '@' and '-' (at most 100)") }
+        guard Self.validName(user) else { throw AccessError("user names are letters, digits, '.', '_', '@' and '-' (at most 100)") }
         if let roles { try await setRoles(user: user, roles: roles, metadata: metadata) }
         // Hex, so that an id never starts with '-' (command lines would take it for an option).
         let id = Self.randomHex(bytes: 8)
@@ -79,7 +79,7 @@ public struct Identities: Sendable {
     /// Creates or updates a service account: a user that automation acts as (a trigger's
     /// `runAsUser`), member of `roles`. Nobody logs in as one.
     public func saveServiceAccount(_ name: String, roles: [String], metadata: EventMetadata) async throws {
-        guard Self.validName(name) else { throw EngineError("service account names are letters, digits, '.', '_', '@' and '-' (at most 100)") }
+        guard Self.validName(name) else { throw AccessError("service account names are letters, digits, '.', '_', '@' and '-' (at most 100)") }
         try await users.save(
             ["name": .string(name), "roles": .array(Set(roles).sorted().map(JSONValue.string)), "serviceAccount": true], id: name, metadata: metadata)
     }
@@ -178,4 +178,10 @@ public struct TokenListing: Sendable {
         }
         return result
     }
+}
+
+/// A request Access refuses as given (a name it cannot hold, a document without an id): safe to show.
+public struct AccessError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }

@@ -1,6 +1,8 @@
+import Access
 import EventLog
 import Foundation
 import Orchestration
+import PipelineEngine
 import Pipelines
 
 /// An execution as the read model shows it: statuses and times, no outputs. Folded from the

@@ -20,7 +20,7 @@ public struct PipelineConfigStore: Sendable {
     /// With `basedOn`, refused with a version conflict unless the pipeline is still at that version.
     @discardableResult
     public func save(_ pipeline: PipelineConfig, basedOn version: Int64? = nil, metadata: EventMetadata) async throws -> Int64 {
-        guard let id = pipeline.id, !id.isEmpty else { throw EngineError("a saved pipeline needs an id") }
+        guard let id = pipeline.id, !id.isEmpty else { throw AccessError("a saved pipeline needs an id") }
         return try await documents.save(.object(pipeline.json), id: id, basedOn: version, metadata: metadata)
     }
 

@@ -1,7 +1,9 @@
+import Access
 import EventLog
 import Foundation
 import Logging
 import Orchestration
+import PipelineEngine
 import Pipelines
 import PostgresEventStore
 import PostgresNIO

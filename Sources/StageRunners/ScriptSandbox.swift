@@ -1,4 +1,6 @@
+import Access
 import Foundation
+import PipelineEngine
 import Synchronization
 
 /// How a `script` stage is confined (decision 0009): each run starts in a bubblewrap sandbox of

@@ -4,7 +4,6 @@ import Foundation
 import Logging
 import Orchestration
 import Pipelines
-import Synchronization
 
 /// Loads executions from the log and stores handlers' decisions with version-checked appends.
 public struct ExecutionRepository: Sendable {
@@ -126,41 +125,21 @@ public struct EngineError: Error, CustomStringConvertible {
 }
 
 /// Decoded execution histories, most recently used kept, bounded in count.
-final class ExecutionHistoryCache: Sendable {
-    private struct State {
-        var histories: [String: (events: [ExecutionEvent], used: UInt64)] = [:]
-        var clock: UInt64 = 0
-    }
-
-    let capacity: Int
-    private let state = Mutex(State())
+struct ExecutionHistoryCache: Sendable {
+    private let histories: BoundedCache<String, [ExecutionEvent]>
 
     init(capacity: Int) {
-        self.capacity = capacity
+        histories = BoundedCache(capacity: capacity)
     }
 
-    func history(of id: String) -> [ExecutionEvent] {
-        state.withLock { state in
-            state.clock &+= 1
-            guard let entry = state.histories[id] else { return [] }
-            state.histories[id] = (entry.events, state.clock)
-            return entry.events
-        }
-    }
+    func history(of id: String) -> [ExecutionEvent] { histories[id] ?? [] }
 
     func remember(_ events: [ExecutionEvent], of id: String) {
-        guard capacity > 0, !events.isEmpty else { return }
-        state.withLock { state in
-            state.clock &+= 1
-            // Keep the longest history seen: a concurrent reader may hold an older one.
-            if let known = state.histories[id], known.events.count > events.count { return }
-            state.histories[id] = (events, state.clock)
-            if state.histories.count > capacity {
-                let excess = state.histories.count - capacity + max(1, capacity / 10)
-                for (key, _) in state.histories.sorted(by: { $0.value.used < $1.value.used }).prefix(excess) {
-                    state.histories.removeValue(forKey: key)
-                }
-            }
+        guard !events.isEmpty else { return }
+        // Keep the longest history seen: a concurrent reader may hold an older one.
+        histories.update(id) { known in
+            guard let known, known.count > events.count else { return events }
+            return known
         }
     }
 }

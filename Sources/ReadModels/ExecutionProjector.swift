@@ -7,7 +7,6 @@ import PipelineEngine
 import PostgresEventStore
 import PostgresNIO
 import ServiceLifecycle
-import Synchronization
 
 /// The `projector` role for executions: follows the log (gap-free, in commit order) and keeps
 /// `execution_summaries` and `stage_summaries` current. Rows and the checkpoint move in one
@@ -290,34 +289,16 @@ public final class ExecutionProjector: Service {
 }
 
 /// Folded executions the projector keeps between batches, most recently used kept.
-final class FoldCache: Sendable {
-    private struct State {
-        var folds: [String: (fold: ExecutionSummaryFold, used: UInt64)] = [:]
-        var clock: UInt64 = 0
-    }
-
-    let capacity: Int
-    private let state: Mutex<State>
+struct FoldCache: Sendable {
+    private let folds: BoundedCache<String, ExecutionSummaryFold>
 
     init(capacity: Int) {
-        self.capacity = capacity
-        self.state = Mutex(State())
+        folds = BoundedCache(capacity: capacity)
     }
 
-    func take(_ id: String) -> ExecutionSummaryFold? {
-        state.withLock { $0.folds.removeValue(forKey: id)?.fold }
-    }
+    func take(_ id: String) -> ExecutionSummaryFold? { folds.remove(id) }
 
-    func put(_ fold: ExecutionSummaryFold, for id: String) {
-        state.withLock { state in
-            state.clock &+= 1
-            state.folds[id] = (fold, state.clock)
-            if state.folds.count > capacity {
-                let excess = state.folds.count - capacity + max(1, capacity / 10)
-                for (key, _) in state.folds.sorted(by: { $0.value.used < $1.value.used }).prefix(excess) { state.folds.removeValue(forKey: key) }
-            }
-        }
-    }
+    func put(_ fold: ExecutionSummaryFold, for id: String) { folds.set(fold, for: id) }
 
-    func removeAll() { state.withLock { $0.folds.removeAll() } }
+    func removeAll() { folds.removeAll() }
 }

@@ -65,6 +65,14 @@ public enum EventEnvelopeCodec {
         return "{" + fields.joined(separator: ",") + "}"
     }
 
+    /// Reads what ``encodeMetadata(_:)`` wrote (unknown fields are ignored).
+    public static func decodeMetadata(_ text: String) throws -> EventMetadata {
+        guard case .object(let fields) = try JSONParser.parse(text) else { throw EnvelopeError.invalidField("metadata") }
+        return EventMetadata(
+            correlationID: fields["correlationId"]?.stringValue, causationID: fields["causationId"]?.stringValue,
+            actor: fields["actor"]?.stringValue, source: fields["source"]?.stringValue, traceParent: fields["traceparent"]?.stringValue)
+    }
+
     public static func formatDate(_ date: Date) -> String { dateStyle.format(date) }
     public static func parseDate(_ text: String) -> Date? { try? dateStyle.parse(text) }
 }

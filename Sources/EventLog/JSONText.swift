@@ -19,6 +19,11 @@ public struct JSONText: Hashable, Sendable, CustomStringConvertible {
         self.text = text
     }
 
+    /// Writes a ``JSONValue`` with ``JSONWriter``.
+    public init(encoding value: JSONValue) throws {
+        self.text = try value.jsonText()
+    }
+
     /// Encodes a value with `JSONEncoder`.
     public init<Value: Encodable>(encoding value: Value) throws {
         let encoder = JSONEncoder()
@@ -53,22 +58,8 @@ public struct JSONTextError: Error, Equatable, CustomStringConvertible {
 extension String {
     /// This string as a JSON string literal, quotes included.
     public var jsonQuoted: String {
-        var out = "\""
-        out.reserveCapacity(utf8.count + 2)
-        for scalar in unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        out += "\""
-        return out
+        var writer = JSONWriter(capacity: utf8.count + 2)
+        writer.write(self)
+        return writer.text
     }
 }

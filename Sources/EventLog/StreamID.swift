@@ -24,26 +24,25 @@ public struct StreamID: Hashable, Sendable, CustomStringConvertible, Codable {
 
     /// Validates the two parts.
     public init(category: String, id: String) throws(StreamIDError) {
-        let text = "\(category)-\(id)"
-        guard !category.isEmpty else {
-            throw StreamIDError(text: text, reason: "the category is empty")
-        }
+        func refuse(_ reason: String) -> StreamIDError { StreamIDError(text: "\(category)-\(id)", reason: reason) }
+        guard !category.isEmpty else { throw refuse("the category is empty") }
         guard category.utf8.count <= Self.maximumCategoryLength else {
-            throw StreamIDError(text: text, reason: "the category is longer than \(Self.maximumCategoryLength) characters")
+            throw refuse("the category is longer than \(Self.maximumCategoryLength) characters")
         }
-        guard let first = category.unicodeScalars.first, ("a"..."z").contains(first),
-              category.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) })
+        let lowercase = UInt8(ascii: "a")...UInt8(ascii: "z"), digits = UInt8(ascii: "0")...UInt8(ascii: "9")
+        guard let first = category.utf8.first, lowercase.contains(first),
+              category.utf8.allSatisfy({ lowercase.contains($0) || digits.contains($0) })
         else {
-            throw StreamIDError(text: text, reason: "the category must be lowercase letters and digits, starting with a letter")
+            throw refuse("the category must be lowercase letters and digits, starting with a letter")
         }
-        guard !id.isEmpty else {
-            throw StreamIDError(text: text, reason: "the id after '-' is empty")
-        }
-        guard id.count <= Self.maximumIDLength else {
-            throw StreamIDError(text: text, reason: "the id is longer than \(Self.maximumIDLength) characters")
-        }
-        guard id.unicodeScalars.allSatisfy({ !$0.properties.isWhitespace && $0.value >= 0x21 && $0.value != 0x7F }) else {
-            throw StreamIDError(text: text, reason: "the id contains whitespace or control characters")
+        guard !id.isEmpty else { throw refuse("the id after '-' is empty") }
+        // Printable ASCII, the usual case, is checked byte by byte; anything else by its scalars.
+        let printableASCII = id.utf8.count <= Self.maximumIDLength && id.utf8.allSatisfy { $0 >= 0x21 && $0 < 0x7F }
+        if !printableASCII {
+            guard id.count <= Self.maximumIDLength else { throw refuse("the id is longer than \(Self.maximumIDLength) characters") }
+            guard id.unicodeScalars.allSatisfy({ !$0.properties.isWhitespace && $0.value >= 0x21 && $0.value != 0x7F }) else {
+                throw refuse("the id contains whitespace or control characters")
+            }
         }
         self.category = category
         self.id = id

@@ -128,6 +128,41 @@ public struct PostgresEventStore: EventStore {
         return try await fetch(query, doing: "read the log")
     }
 
+    /// ``readAll(after:limit:)`` as a read model folds it: the same events in the same order,
+    /// without what no read model reads, so that a rebuild decodes only what it needs — a stage's
+    /// outputs and a check's context are left out of their payloads (the codec reads both as
+    /// empty), and of the metadata only the actor is kept.
+    public func readAllForFolding(after position: LogPosition, limit: Int) async throws -> [RecordedEvent] {
+        let query: PostgresQuery = """
+            SELECT position, transaction_id, event_id, stream_id, stream_version, event_type, schema_version, recorded_at,
+                   CASE event_type WHEN 'execution.stage.completed' THEN (payload - 'outputs')::text
+                                   WHEN 'execution.stage.progressed' THEN (payload - 'context')::text
+                                   ELSE payload::text END,
+                   metadata->>'actor'
+              FROM events
+             WHERE (transaction_id, position) > (\(position.transaction), \(position.position))
+               AND transaction_id < log_horizon()
+             ORDER BY transaction_id, position
+             LIMIT \(limit)
+            """
+        do {
+            var events: [RecordedEvent] = []
+            events.reserveCapacity(limit)
+            let rows = try await client.query(query, logger: logger)
+            for try await row in rows.decode((Int64, Int64, UUID, String, Int64, String, Int32, Date, String, String?).self) {
+                let (position, transaction, id, stream, version, type, schemaVersion, recordedAt, payload, actor) = row
+                events.append(RecordedEvent(
+                    id: id, streamID: try StreamID(stream), streamVersion: version,
+                    logPosition: LogPosition(transaction: transaction, position: position), type: type,
+                    schemaVersion: Int(schemaVersion), recordedAt: recordedAt, payload: JSONText(unchecked: payload),
+                    metadata: EventMetadata(actor: actor)))
+            }
+            return events
+        } catch {
+            throw DatabaseError.wrapping(error, doing: "read the log for the read models")
+        }
+    }
+
     public func logPosition(before position: Int64) async throws -> LogPosition {
         if position <= 1 { return .start }
         let query: PostgresQuery = "SELECT transaction_id, position FROM events WHERE position = \(position)"
@@ -219,7 +254,7 @@ public struct PostgresEventStore: EventStore {
                     schemaVersion: Int(schemaVersion),
                     recordedAt: recordedAt,
                     payload: JSONText(unchecked: payload),
-                    metadata: try JSONDecoder().decode(EventMetadata.self, from: Data(metadata.utf8))
+                    metadata: try EventEnvelopeCodec.decodeMetadata(metadata)
                 ))
             }
             return events

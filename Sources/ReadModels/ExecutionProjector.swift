@@ -57,17 +57,29 @@ public final class ExecutionProjector: Service {
     }
 
     /// Projects until the log's readable end; returns how many events it read. For rebuilds and
-    /// tests; `progress` hears the running count.
+    /// tests; `progress` hears the running count. The next batch is read while the current one
+    /// is folded and written, so the database's time and the fold's overlap.
     public func catchUp(progress: @Sendable (Int) -> Void = { _ in }) async throws -> Int {
         var position = try await checkpoint()
         var total = 0
-        while true {
-            let step = try await project(after: position)
-            guard step.events > 0 || step.position != position else { return total }
+        var batch = try await store.readAllForFolding(after: position, limit: batchSize)
+        while let last = batch.last {
+            let (step, next) = try await withThrowingTaskGroup(of: [RecordedEvent].self) { group in
+                group.addTask { [store, batchSize] in try await store.readAllForFolding(after: last.logPosition, limit: batchSize) }
+                let step = try await self.apply(batch, after: position)
+                guard step.position == last.logPosition else {
+                    // Someone else moved the checkpoint: what was read ahead may not follow it.
+                    group.cancelAll()
+                    return (step, [RecordedEvent]?.none)
+                }
+                return (step, try await group.next() ?? [])
+            }
             total += step.events
             position = step.position
             progress(total)
+            if let next { batch = next } else { batch = try await store.readAllForFolding(after: position, limit: batchSize) }
         }
+        return total
     }
 
     /// How many committed events the read model has not taken in yet.
@@ -104,7 +116,11 @@ public final class ExecutionProjector: Service {
     /// now is: after the batch, or wherever the stored checkpoint says when another projector or
     /// a rebuild moved it.
     func project(after position: LogPosition) async throws -> (events: Int, position: LogPosition) {
-        let batch = try await store.readAll(after: position, limit: batchSize)
+        try await apply(try await store.readAllForFolding(after: position, limit: batchSize), after: position)
+    }
+
+    /// Folds and writes a batch read after `position`.
+    private func apply(_ batch: [RecordedEvent], after position: LogPosition) async throws -> (events: Int, position: LogPosition) {
         guard let last = batch.last else { return (0, position) }
         var touched: [String: ExecutionSummaryFold] = [:]
         // The last event of a document in the batch is its latest version.
@@ -169,21 +185,23 @@ public final class ExecutionProjector: Service {
                 try await connection.query("""
                     INSERT INTO execution_summaries (\(unescaped: ExecutionReadModel.summaryColumns))
                     SELECT execution_id, application, pipeline_name, pipeline_id, status, trigger_type, triggered_by,
-                           triggered_at, started_at, completed_at, updated_at, stream_version
+                           \(unescaped: Self.timestamp("triggered_at")), \(unescaped: Self.timestamp("started_at")),
+                           \(unescaped: Self.timestamp("completed_at")), \(unescaped: Self.timestamp("updated_at")), stream_version
                       FROM jsonb_to_recordset(\(executions)::jsonb) AS r(
                            execution_id text, application text, pipeline_name text, pipeline_id text, status text,
-                           trigger_type text, triggered_by text, triggered_at timestamptz, started_at timestamptz,
-                           completed_at timestamptz, updated_at timestamptz, stream_version bigint)
+                           trigger_type text, triggered_by text, triggered_at bigint, started_at bigint,
+                           completed_at bigint, updated_at bigint, stream_version bigint)
                     ON CONFLICT (execution_id) DO UPDATE SET
                         status = EXCLUDED.status, started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at,
                         updated_at = EXCLUDED.updated_at, stream_version = EXCLUDED.stream_version
                     """, logger: logger)
                 try await connection.query("""
                     INSERT INTO stage_summaries (execution_id, ref_id, stage_order, name, type, status, attempt, started_at, completed_at)
-                    SELECT execution_id, ref_id, stage_order, name, type, status, attempt, started_at, completed_at
+                    SELECT execution_id, ref_id, stage_order, name, type, status, attempt,
+                           \(unescaped: Self.timestamp("started_at")), \(unescaped: Self.timestamp("completed_at"))
                       FROM jsonb_to_recordset(\(stages)::jsonb) AS r(
                            execution_id text, ref_id text, stage_order integer, name text, type text, status text,
-                           attempt integer, started_at timestamptz, completed_at timestamptz)
+                           attempt integer, started_at bigint, completed_at bigint)
                     ON CONFLICT (execution_id, ref_id) DO UPDATE SET
                         status = EXCLUDED.status, attempt = EXCLUDED.attempt, started_at = EXCLUDED.started_at,
                         completed_at = EXCLUDED.completed_at
@@ -225,6 +243,11 @@ public final class ExecutionProjector: Service {
     }
 
     /// A time as `jsonb_to_recordset` reads it into a timestamptz (microseconds kept).
+    /// The timestamp a row's microseconds since the epoch stand for (exact: integer arithmetic).
+    static func timestamp(_ column: String) -> String {
+        "'epoch'::timestamptz + \(column) * interval '1 microsecond'"
+    }
+
     static func time(_ date: Date?) -> JSONValue {
         date.map { .string($0.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))) } ?? .null
     }
@@ -254,25 +277,61 @@ public final class ExecutionProjector: Service {
 
     /// The rows as JSON arrays for `jsonb_to_recordset`: two statements per batch, whatever its size.
     static func rows(_ summaries: [ExecutionSummary]) throws -> (executions: String, stages: String) {
-        func text(_ value: String?) -> JSONValue { value.map(JSONValue.string) ?? .null }
-        var executions: [JSONValue] = []
-        var stages: [JSONValue] = []
-        for summary in summaries {
-            executions.append([
-                "execution_id": .string(summary.id), "application": text(summary.application), "pipeline_name": text(summary.pipelineName),
-                "pipeline_id": text(summary.pipelineID), "status": .string(summary.status.rawValue), "trigger_type": text(summary.triggerType),
-                "triggered_by": text(summary.triggeredBy), "triggered_at": time(summary.triggeredAt), "started_at": time(summary.startedAt),
-                "completed_at": time(summary.completedAt), "updated_at": time(summary.updatedAt), "stream_version": .number(Double(summary.version)),
-            ])
+        // Written straight to JSON text (no intermediate values); times as microseconds since
+        // the epoch, which the statement turns back into timestamps exactly.
+        var executions = JSONWriter(capacity: summaries.count * 400)
+        var stages = JSONWriter(capacity: summaries.count * 1_000)
+        func field(_ writer: inout JSONWriter, _ name: String, _ value: String?, first: Bool = false) {
+            writer.raw(first ? "\"" : ",\"")
+            writer.raw(name)
+            writer.raw("\":")
+            if let value { writer.write(value) } else { writer.raw("null") }
+        }
+        func field(_ writer: inout JSONWriter, _ name: String, _ value: Int64?) {
+            writer.raw(",\"")
+            writer.raw(name)
+            writer.raw("\":")
+            if let value { writer.write(value) } else { writer.raw("null") }
+        }
+        func micros(_ date: Date?) -> Int64? {
+            date.map { Int64(($0.timeIntervalSince1970 * 1_000_000).rounded()) }
+        }
+        executions.raw("[")
+        stages.raw("[")
+        var firstStage = true
+        for (index, summary) in summaries.enumerated() {
+            executions.raw(index == 0 ? "{" : ",{")
+            field(&executions, "execution_id", summary.id, first: true)
+            field(&executions, "application", summary.application)
+            field(&executions, "pipeline_name", summary.pipelineName)
+            field(&executions, "pipeline_id", summary.pipelineID)
+            field(&executions, "status", summary.status.rawValue)
+            field(&executions, "trigger_type", summary.triggerType)
+            field(&executions, "triggered_by", summary.triggeredBy)
+            field(&executions, "triggered_at", micros(summary.triggeredAt))
+            field(&executions, "started_at", micros(summary.startedAt))
+            field(&executions, "completed_at", micros(summary.completedAt))
+            field(&executions, "updated_at", micros(summary.updatedAt))
+            field(&executions, "stream_version", summary.version)
+            executions.raw("}")
             for (order, stage) in summary.stages.enumerated() {
-                stages.append([
-                    "execution_id": .string(summary.id), "ref_id": .string(stage.refID), "stage_order": .number(Double(order)),
-                    "name": text(stage.name), "type": text(stage.type), "status": .string(stage.status.rawValue),
-                    "attempt": .number(Double(stage.attempt)), "started_at": time(stage.startedAt), "completed_at": time(stage.completedAt),
-                ])
+                stages.raw(firstStage ? "{" : ",{")
+                firstStage = false
+                field(&stages, "execution_id", summary.id, first: true)
+                field(&stages, "ref_id", stage.refID)
+                field(&stages, "stage_order", Int64(order))
+                field(&stages, "name", stage.name)
+                field(&stages, "type", stage.type)
+                field(&stages, "status", stage.status.rawValue)
+                field(&stages, "attempt", Int64(stage.attempt))
+                field(&stages, "started_at", micros(stage.startedAt))
+                field(&stages, "completed_at", micros(stage.completedAt))
+                stages.raw("}")
             }
         }
-        return (try JSONText(encoding: JSONValue.array(executions)).text, try JSONText(encoding: JSONValue.array(stages)).text)
+        executions.raw("]")
+        stages.raw("]")
+        return (executions.text, stages.text)
     }
 
     /// Empties the read model and its checkpoint: the projector (or ``catchUp(progress:)``)

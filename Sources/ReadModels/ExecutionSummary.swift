@@ -53,10 +53,11 @@ public struct ExecutionSummary: Sendable, Hashable {
     }
 }
 
-/// Folds one execution's recorded events into its ``ExecutionSummary``, event by event.
+/// Folds one execution's recorded events into its ``ExecutionSummary``, event by event. The
+/// summary's stage list is assembled when asked for, not at every event.
 public struct ExecutionSummaryFold: Sendable {
     public private(set) var state = ExecutionState()
-    public private(set) var summary: ExecutionSummary?
+    private var head: ExecutionSummary?
     private var stageTimes: [String: (started: Date?, completed: Date?)] = [:]
 
     public init() {}
@@ -64,13 +65,28 @@ public struct ExecutionSummaryFold: Sendable {
     /// The version of the last event folded in.
     public var version: Int64 { state.version }
 
+    /// The execution as folded so far; nil before its first event.
+    public var summary: ExecutionSummary? {
+        guard var summary = head else { return nil }
+        summary.status = state.status
+        summary.version = state.version
+        summary.stages = state.graph.order.map { ref in
+            let config = state.config(ref)
+            let stage = state.stage(ref)
+            return ExecutionSummary.Stage(
+                refID: ref, name: config?.name, type: config?.type, status: stage.status, attempt: stage.attempt,
+                startedAt: stageTimes[ref]?.started, completedAt: stageTimes[ref]?.completed)
+        }
+        return summary
+    }
+
     /// Folds in the next event of the stream; events must come in version order.
     public mutating func apply(_ recorded: RecordedEvent) throws {
         precondition(recorded.streamVersion == state.version + 1, "events of a stream are folded in version order")
         let event = try ExecutionEventCodec.decode(type: recorded.type, payload: try recorded.payload.decode(JSONValue.self))
         state.evolve(event)
         let at = recorded.recordedAt
-        var summary = self.summary ?? ExecutionSummary(
+        var summary = head ?? ExecutionSummary(
             id: recorded.streamID.id, application: nil, pipelineName: nil, pipelineID: nil, status: .notStarted, triggerType: nil,
             triggeredBy: nil, triggeredAt: at, startedAt: nil, completedAt: nil, updatedAt: at, version: 0, stages: [])
         switch event {
@@ -95,16 +111,7 @@ public struct ExecutionSummaryFold: Sendable {
         case .buffered, .paused, .resumed, .cancelRequested, .stageProgressed, .stagePollDue, .redriven:
             break
         }
-        summary.status = state.status
         summary.updatedAt = at
-        summary.version = state.version
-        summary.stages = state.graph.order.map { ref in
-            let config = state.config(ref)
-            let stage = state.stage(ref)
-            return ExecutionSummary.Stage(
-                refID: ref, name: config?.name, type: config?.type, status: stage.status, attempt: stage.attempt,
-                startedAt: stageTimes[ref]?.started, completedAt: stageTimes[ref]?.completed)
-        }
-        self.summary = summary
+        head = summary
     }
 }

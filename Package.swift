@@ -126,11 +126,38 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // What every command shares: the database and Kafka options, errors, the database helpers.
+        .target(
+            name: "CLISupport",
+            dependencies: [
+                "Kafka", "PostgresEventStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // `topsail bench …`: each benchmark against a baseline measured in the same run.
+        .target(
+            name: "Benchmarks",
+            dependencies: [
+                "EventLog", "Kafka", "PostgresEventStore", "Relay", "Pipelines", "Orchestration", "PipelineEngine", "Access", "ReadModels",
+                "StageRunners", "API", "CLISupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "TopsailCLI",
             dependencies: [
                 "EventLog", "Kafka", "PostgresEventStore", "Relay", "Pipelines", "Orchestration", "PipelineEngine", "Access", "ReadModels",
-                "StageRunners", "API",
+                "StageRunners", "API", "CLISupport", "Benchmarks",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -21,33 +21,35 @@ public enum EventEnvelopeCodec {
         return out
     }
 
-    /// Decodes what ``encode(_:)`` wrote.
+    /// Decodes what ``encode(_:)`` wrote (with Topsail's own parser and writer: every consumer
+    /// decodes every message).
     public static func decode(_ text: String) throws -> RecordedEvent {
-        guard let object = try JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed]) as? [String: Any] else {
-            throw EnvelopeError.notAnObject
+        guard case .object(let object) = try JSONParser.parse(text) else { throw EnvelopeError.notAnObject }
+        func string(_ name: String) throws -> String {
+            guard let value = object[name] else { throw EnvelopeError.missingField(name) }
+            guard let text = value.stringValue else { throw EnvelopeError.invalidField(name) }
+            return text
         }
-        func field<T>(_ name: String, as: T.Type) throws -> T {
-            guard let value = object[name] as? T else { throw EnvelopeError.missingField(name) }
-            return value
+        func integer(_ name: String) throws -> Int64 {
+            guard let value = object[name] else { throw EnvelopeError.missingField(name) }
+            guard let number = value.intValue else { throw EnvelopeError.invalidField(name) }
+            return Int64(number)
         }
-        guard let id = UUID(uuidString: try field("id", as: String.self)) else { throw EnvelopeError.invalidField("id") }
-        guard let time = parseDate(try field("time", as: String.self)) else { throw EnvelopeError.invalidField("time") }
-        let metadataObject = try field("metadata", as: [String: Any].self)
-        let metadataData = try JSONSerialization.data(withJSONObject: metadataObject)
-        let payloadData = try JSONSerialization.data(withJSONObject: object["data"] ?? NSNull(), options: [.fragmentsAllowed, .sortedKeys])
+        guard let id = UUID(uuidString: try string("id")) else { throw EnvelopeError.invalidField("id") }
+        guard let time = parseDate(try string("time")) else { throw EnvelopeError.invalidField("time") }
+        guard case .object(let metadata)? = object["metadata"] else {
+            throw object["metadata"] == nil ? EnvelopeError.missingField("metadata") : EnvelopeError.invalidField("metadata")
+        }
         return RecordedEvent(
             id: id,
-            streamID: try StreamID(try field("stream", as: String.self)),
-            streamVersion: try field("version", as: NSNumber.self).int64Value,
-            logPosition: LogPosition(
-                transaction: try field("transaction", as: NSNumber.self).int64Value,
-                position: try field("position", as: NSNumber.self).int64Value
-            ),
-            type: try field("type", as: String.self),
-            schemaVersion: try field("schemaVersion", as: NSNumber.self).intValue,
+            streamID: try StreamID(try string("stream")),
+            streamVersion: try integer("version"),
+            logPosition: LogPosition(transaction: try integer("transaction"), position: try integer("position")),
+            type: try string("type"),
+            schemaVersion: Int(try integer("schemaVersion")),
             recordedAt: time,
-            payload: JSONText(unchecked: String(decoding: payloadData, as: UTF8.self)),
-            metadata: try JSONDecoder().decode(EventMetadata.self, from: metadataData)
+            payload: JSONText(unchecked: try (object["data"] ?? .null).jsonText()),
+            metadata: Self.metadata(metadata)
         )
     }
 
@@ -68,7 +70,11 @@ public enum EventEnvelopeCodec {
     /// Reads what ``encodeMetadata(_:)`` wrote (unknown fields are ignored).
     public static func decodeMetadata(_ text: String) throws -> EventMetadata {
         guard case .object(let fields) = try JSONParser.parse(text) else { throw EnvelopeError.invalidField("metadata") }
-        return EventMetadata(
+        return metadata(fields)
+    }
+
+    private static func metadata(_ fields: [String: JSONValue]) -> EventMetadata {
+        EventMetadata(
             correlationID: fields["correlationId"]?.stringValue, causationID: fields["causationId"]?.stringValue,
             actor: fields["actor"]?.stringValue, source: fields["source"]?.stringValue, traceParent: fields["traceparent"]?.stringValue)
     }

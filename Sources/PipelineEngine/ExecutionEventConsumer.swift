@@ -97,70 +97,77 @@ struct LaneDispatcher {
     /// Handles `items` until they end, then lets what runs finish for up to `drainTimeout` and
     /// cancels the rest (whose messages stay unreported: they come again).
     func run(
-        _ items: AsyncStream<LaneItem>, inFlight: SharedCount = SharedCount(), store: @escaping (KafkaMessage) async -> Void,
+        _ items: AsyncStream<LaneItem>, inFlight: SharedCount = SharedCount(), store: @escaping @Sendable (KafkaMessage) async -> Void,
         _ handle: @escaping LaneHandler
     ) async {
-        var offsets = OffsetTracker()
         var dedupe = StreamVersionDeduplicator()
         let lanes = ExecutionLanes()
         let lanePermits = AsyncSemaphore(concurrency)
         let outstanding = Outstanding()
-        // Handlers report here as they finish, so offsets move on with every new message.
+        let offsets = OffsetBook()
+        // Handlers report here as they finish; a task of its own stores the offsets that moves,
+        // so no event waits behind an offset's write.
         let finished = FinishedMessages()
 
-        func settle() async {
-            var commits: [OffsetTracker.Partition: KafkaMessage] = [:]
-            for done in finished.take() {
-                inFlight.add(-1)
-                if let commit = offsets.finished(done) { commits[OffsetTracker.Partition(topic: commit.topic, partition: commit.partition)] = commit }
-            }
-            for commit in commits.values { await store(commit) }
+        @Sendable func settle() async {
+            let done = finished.take()
+            guard !done.isEmpty else { return }
+            inFlight.add(-done.count)
+            for commit in offsets.finished(done) { await store(commit) }
         }
 
-        await withDiscardingTaskGroup { group in
-            for await var item in items {
-                await settle()
-                if let message = item.message {
-                    offsets.started(message)
-                    do {
-                        item.event = try EventEnvelopeCodec.decode(String(decoding: message.value, as: UTF8.self))
-                    } catch {
-                        logger.error("undecodable message skipped", metadata: [
-                            "kafka.topic": "\(message.topic)", "kafka.offset": "\(message.offset)", "error": "\(error)",
-                        ])
-                        finished.add(message)
-                        continue
-                    }
-                    guard let event = item.event, dedupe.accept(stream: event.streamID.description, version: event.streamVersion) else {
-                        finished.add(message)
-                        continue
-                    }
+        await withTaskGroup(of: Void.self) { committer in
+            committer.addTask {
+                while !Task.isCancelled {
+                    await settle()
+                    try? await Task.sleep(for: .milliseconds(5))
                 }
-                outstanding.add()
-                guard lanes.enqueue(item) else { continue }
-                let lane = item.lane
-                group.addTask {
-                    // Detached work is a child of the lane's task, so cancelling the dispatcher
-                    // reaches it; the lane itself is idle again as soon as its queue is empty.
-                    await withDiscardingTaskGroup { beyondLane in
-                        await lanePermits.acquire()
-                        while let next = lanes.next(of: lane) {
-                            for task in await self.handle(next, lanes: lanes, finished: finished, outstanding: outstanding, handle) {
-                                beyondLane.addTask(operation: task)
-                            }
+            }
+            await withDiscardingTaskGroup { group in
+                for await var item in items {
+                    if let message = item.message {
+                        offsets.started(message)
+                        do {
+                            item.event = try EventEnvelopeCodec.decode(String(decoding: message.value, as: UTF8.self))
+                        } catch {
+                            logger.error("undecodable message skipped", metadata: [
+                                "kafka.topic": "\(message.topic)", "kafka.offset": "\(message.offset)", "error": "\(error)",
+                            ])
+                            finished.add(message)
+                            continue
                         }
-                        lanePermits.release()
+                        guard let event = item.event, dedupe.accept(stream: event.streamID.description, version: event.streamVersion) else {
+                            finished.add(message)
+                            continue
+                        }
+                    }
+                    outstanding.add()
+                    guard lanes.enqueue(item) else { continue }
+                    let lane = item.lane
+                    group.addTask {
+                        // Detached work is a child of the lane's task, so cancelling the dispatcher
+                        // reaches it; the lane itself is idle again as soon as its queue is empty.
+                        await withDiscardingTaskGroup { beyondLane in
+                            await lanePermits.acquire()
+                            while let next = lanes.next(of: lane) {
+                                for task in await self.handle(next, lanes: lanes, finished: finished, outstanding: outstanding, handle) {
+                                    beyondLane.addTask(operation: task)
+                                }
+                            }
+                            lanePermits.release()
+                        }
                     }
                 }
+                // Stopping: let what runs finish, for a while.
+                let drained = await outstanding.waitUntilNone(timeout: drainTimeout)
+                if !drained {
+                    logger.warning("graceful shutdown: work still running after the drain timeout is cancelled; its events come again", metadata: [
+                        "drain.timeout": "\(drainTimeout)", "work.outstanding": "\(outstanding.count)",
+                    ])
+                    group.cancelAll()
+                }
             }
-            // Stopping: let what runs finish, for a while.
-            let drained = await outstanding.waitUntilNone(timeout: drainTimeout)
-            if !drained {
-                logger.warning("graceful shutdown: work still running after the drain timeout is cancelled; its events come again", metadata: [
-                    "drain.timeout": "\(drainTimeout)", "work.outstanding": "\(outstanding.count)",
-                ])
-                group.cancelAll()
-            }
+            committer.cancelAll()
         }
         await settle()
     }
@@ -499,7 +506,26 @@ struct OffsetTracker {
     }
 }
 
-/// Messages whose handlers finished, waiting for the consume loop to account for them.
+/// The ``OffsetTracker`` shared by the dispatch loop (which starts messages) and the task that
+/// stores offsets (which finishes them).
+final class OffsetBook: Sendable {
+    private let tracker = Mutex(OffsetTracker())
+
+    func started(_ message: KafkaMessage) { tracker.withLock { $0.started(message) } }
+
+    /// Records the messages as finished; returns, per partition, the message whose offset may now be stored.
+    func finished(_ messages: [KafkaMessage]) -> [KafkaMessage] {
+        tracker.withLock { tracker in
+            var commits: [OffsetTracker.Partition: KafkaMessage] = [:]
+            for message in messages {
+                if let commit = tracker.finished(message) { commits[OffsetTracker.Partition(topic: commit.topic, partition: commit.partition)] = commit }
+            }
+            return Array(commits.values)
+        }
+    }
+}
+
+/// Messages whose handlers finished, waiting for the offsets' task to account for them.
 final class FinishedMessages: Sendable {
     private let messages = Mutex<[KafkaMessage]>([])
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLISupport
 import Relay
 
 /// Options of the relay role, shared by `topsail relay` and `topsail all`.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import AsyncHTTPClient
+import CLISupport
 import EventLog
 import Foundation
 import NIOCore

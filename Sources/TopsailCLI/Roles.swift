@@ -1,4 +1,5 @@
 import API
+import CLISupport
 import Foundation
 import Hummingbird
 import Kafka

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLISupport
 import Foundation
 import Kafka
 import Logging
@@ -10,8 +11,10 @@ import Relay
 import ServiceLifecycle
 import StageRunners
 
-struct BenchCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct BenchCommand: AsyncParsableCommand {
+    public init() {}
+
+    public static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure Topsail on this machine (docs/benchmarks.md explains the targets).",
         discussion: "Each benchmark works in a schema of its own, created and dropped by the run, and compares against a baseline measured in the same run.",
@@ -68,17 +71,6 @@ func withBenchSchema<T: Sendable>(
             throw error
         }
     }
-}
-
-/// A progress line on standard error, named by the command that prints it.
-func progress(_ text: String, from command: String = "bench") {
-    FileHandle.standardError.write(Data("\(command): \(text)\n".utf8))
-}
-
-func printJSON<T: Encodable>(_ value: T) throws {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-    print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
 
 extension CommonOptions {

@@ -7,14 +7,14 @@ import Glibc
 /// files. Processes started by Foundation inherit the signal mask of the thread that starts them,
 /// and Swift's threads block most signals: a child that relies on one (pgbench's `-T` ends on
 /// SIGALRM) would never see it.
-enum UnmaskedProcess {
-    struct Finished {
-        var status: Int32
-        var output: String
-        var errors: String
+public enum UnmaskedProcess {
+    public struct Finished: Sendable {
+        public var status: Int32
+        public var output: String
+        public var errors: String
     }
 
-    static func run(_ executable: String, _ arguments: [String], environment: [String: String]) async throws -> Finished {
+    public static func run(_ executable: String, _ arguments: [String], environment: [String: String]) async throws -> Finished {
         try await withCheckedThrowingContinuation { continuation in
             Thread.detachNewThread {
                 continuation.resume(with: Result { try runBlocking(executable, arguments, environment: environment) })

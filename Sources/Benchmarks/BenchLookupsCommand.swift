@@ -1,5 +1,6 @@
 import Access
 import ArgumentParser
+import CLISupport
 import EventLog
 import Foundation
 import Logging

@@ -1,8 +1,8 @@
 /// A failure while a command runs (not a usage mistake): printed as one line, exit status 1.
-struct CLIError: Error, CustomStringConvertible {
-    let description: String
+public struct CLIError: Error, CustomStringConvertible {
+    public let description: String
 
-    init(_ description: String) {
+    public init(_ description: String) {
         self.description = description
     }
 }

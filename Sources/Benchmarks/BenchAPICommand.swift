@@ -2,6 +2,7 @@ import Access
 import API
 import ArgumentParser
 import AsyncHTTPClient
+import CLISupport
 import EventLog
 import Foundation
 import Logging

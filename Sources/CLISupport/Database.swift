@@ -4,7 +4,7 @@ import PostgresEventStore
 import PostgresNIO
 
 /// Runs `body` with a connected PostgreSQL client, failing fast when the server is unreachable.
-func withDatabase<T: Sendable>(
+public func withDatabase<T: Sendable>(
     _ configuration: DatabaseConfiguration, logger: Logger,
     _ body: @Sendable @escaping (PostgresClient) async throws -> T
 ) async throws -> T {
@@ -23,7 +23,7 @@ func withDatabase<T: Sendable>(
 
 /// Answers within `timeout` whether PostgreSQL takes queries; the pool would otherwise wait for
 /// the server indefinitely.
-func checkReachable(_ client: PostgresClient, configuration: DatabaseConfiguration, timeout: Duration = .seconds(5)) async throws {
+public func checkReachable(_ client: PostgresClient, configuration: DatabaseConfiguration, timeout: Duration = .seconds(5)) async throws {
     let reached = try await withThrowingTaskGroup(of: Bool.self) { group in
         group.addTask {
             try await client.query("SELECT 1")
@@ -47,7 +47,7 @@ func checkReachable(_ client: PostgresClient, configuration: DatabaseConfigurati
 
 /// The migrations directory: `--migrations`, `$TOPSAIL_MIGRATIONS_DIR`, `./migrations`, or the one
 /// beside the executable's checkout.
-func migrationsDirectory(_ explicit: String?) -> URL {
+public func migrationsDirectory(_ explicit: String?) -> URL {
     if let explicit { return URL(fileURLWithPath: explicit) }
     if let fromEnvironment = ProcessInfo.processInfo.environment["TOPSAIL_MIGRATIONS_DIR"] {
         return URL(fileURLWithPath: fromEnvironment)

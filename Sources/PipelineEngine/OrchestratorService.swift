@@ -34,7 +34,7 @@ public final class OrchestratorService: Service {
 
     public func run() async throws {
         try await ExecutionTopic.consume(
-            kafka: kafka, topicPrefix: topicPrefix, partitions: partitions, role: "orchestrator", concurrency: 16,
+            kafka: kafka, topicPrefix: topicPrefix, partitions: partitions, role: "orchestrator", concurrency: 64,
             handoff: repository.handoff, leaseClient: leaseClient, drainTimeout: drainTimeout, logger: logger
         ) { event in
             try await self.advance(after: event)

@@ -43,44 +43,53 @@ public final class KafkaProducer: Sendable {
     /// Hands `messages` to librdkafka in order without waiting for the broker; the ticket tells
     /// when all of them were acknowledged. Later batches may be enqueued before earlier ones are
     /// acknowledged: the idempotent producer keeps each partition in order.
-    public func enqueue(_ messages: [KafkaOutgoingMessage]) throws -> DeliveryTicket {
+    ///
+    /// A full local queue (`queue.buffering.max.messages`) is waited out by suspending, never by
+    /// blocking one of Swift's cooperative threads.
+    public func enqueue(_ messages: [KafkaOutgoingMessage]) async throws -> DeliveryTicket {
         if let fatal = handle.context.fatalError.withLock({ $0 }) {
             throw KafkaError(code: .librdkafka(RD_KAFKA_RESP_ERR__FATAL.rawValue), message: "producer is unusable: \(fatal)")
         }
         guard !stopped.isSet else { throw KafkaError(code: .closed, message: "producer is closed") }
         let ticket = DeliveryTicket(count: messages.count)
-        for message in messages {
-            enqueue(message, ticket: ticket)
+        for (index, message) in messages.enumerated() {
+            // The local queue drains as the poll thread serves delivery reports.
+            while !enqueue(message, ticket: ticket) {
+                do {
+                    try await Task.sleep(for: .milliseconds(1))
+                } catch {
+                    // Cancelled while the queue is full: this message and the rest fail, as on a close.
+                    for _ in index..<messages.count {
+                        ticket.complete(KafkaError(code: .closed, message: "cancelled while the producer's queue was full"))
+                    }
+                    return ticket
+                }
+            }
         }
         return ticket
     }
 
-    private func enqueue(_ message: KafkaOutgoingMessage, ticket: DeliveryTicket) {
+    /// Hands one message over; false when librdkafka's queue is full (nothing was handed over).
+    private func enqueue(_ message: KafkaOutgoingMessage, ticket: DeliveryTicket) -> Bool {
         let opaque = Unmanaged.passRetained(ticket).toOpaque()
-        while true {
-            let headers = rd_kafka_headers_new(message.headers.count)
-            for header in message.headers {
-                _ = header.value.withUnsafeBytes { value in
-                    rd_kafka_header_add(headers, header.name, -1, value.baseAddress, value.count)
-                }
+        let headers = rd_kafka_headers_new(message.headers.count)
+        for header in message.headers {
+            _ = header.value.withUnsafeBytes { value in
+                rd_kafka_header_add(headers, header.name, -1, value.baseAddress, value.count)
             }
-            let err = message.key.withUnsafeBytes { key in
-                message.value.withUnsafeBytes { value in
-                    topsail_produce(handle.pointer, message.topic, key.baseAddress, key.count,
-                                    value.baseAddress, value.count, headers, opaque)
-                }
-            }
-            if err == RD_KAFKA_RESP_ERR_NO_ERROR { return }
-            rd_kafka_headers_destroy(headers)
-            if err == RD_KAFKA_RESP_ERR__QUEUE_FULL && !stopped.isSet {
-                // The local queue drains as the poll thread serves delivery reports.
-                usleep(1000)
-                continue
-            }
-            Unmanaged<DeliveryTicket>.fromOpaque(opaque).release()
-            ticket.complete(KafkaError(err, "cannot enqueue message for \(message.topic)"))
-            return
         }
+        let err = message.key.withUnsafeBytes { key in
+            message.value.withUnsafeBytes { value in
+                topsail_produce(handle.pointer, message.topic, key.baseAddress, key.count,
+                                value.baseAddress, value.count, headers, opaque)
+            }
+        }
+        if err == RD_KAFKA_RESP_ERR_NO_ERROR { return true }
+        rd_kafka_headers_destroy(headers)
+        Unmanaged<DeliveryTicket>.fromOpaque(opaque).release()
+        if err == RD_KAFKA_RESP_ERR__QUEUE_FULL && !stopped.isSet { return false }
+        ticket.complete(KafkaError(err, "cannot enqueue message for \(message.topic)"))
+        return true
     }
 
     /// The id of the cluster the producer is connected to (asks the brokers).

@@ -26,7 +26,7 @@ struct BatchPublisher {
             }
             messages.append(Self.message(for: event, topic: topic, source: configuration.source))
         }
-        return try producer.enqueue(messages)
+        return try await producer.enqueue(messages)
     }
 
     static func message(for event: RecordedEvent, topic: String, source: String) -> KafkaOutgoingMessage {

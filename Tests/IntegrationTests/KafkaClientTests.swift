@@ -76,6 +76,37 @@ struct KafkaClientTests {
         }
     }
 
+    @Test("a batch larger than librdkafka's local queue waits for room (suspending) and is delivered whole and in order")
+    func fullLocalQueue() async throws {
+        let topic = "topsail.test" + TestEnvironment.uniqueName("q")
+        var configuration = try TestEnvironment.kafka()
+        configuration.properties["queue.buffering.max.messages"] = "5"
+        let producer = try KafkaProducer(configuration: configuration, logger: TestEnvironment.logger)
+        defer { producer.close() }
+        try await producer.createTopic(topic, partitions: 1)
+        // Other tasks keep running while the producer waits for room: the wait suspends.
+        let ticks = Task {
+            var count = 0
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(1))
+                count += 1
+            }
+            return count
+        }
+        try await producer.send((0..<300).map { KafkaOutgoingMessage(topic: topic, key: Array("k".utf8), value: Array("\($0)".utf8)) })
+        ticks.cancel()
+        #expect(await ticks.value > 0)
+        let consumer = try KafkaConsumer(
+            configuration: TestEnvironment.kafka(), groupID: TestEnvironment.uniqueName("group-"), topics: [topic], logger: TestEnvironment.logger)
+        defer { consumer.close() }
+        var values: [String] = []
+        for try await message in consumer.messages {
+            values.append(String(decoding: message.value, as: UTF8.self))
+            if values.count == 300 { break }
+        }
+        #expect(values == (0..<300).map { "\($0)" })
+    }
+
     @Test("a message to an unreachable broker fails with a retriable error, not a hang")
     func unreachableBroker() async throws {
         var configuration = try TestEnvironment.kafka(brokers: "127.0.0.1:\(try PrivateBroker.freePort())")

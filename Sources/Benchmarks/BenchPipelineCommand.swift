@@ -66,6 +66,8 @@ struct BenchPipelineCommand: AsyncParsableCommand {
         /// Transitions per second over the baseline's appends per second.
         var ratio: Double?
         var wallSeconds: Double
+        /// What the times were taken from: commit timestamps, or a reader polling the log.
+        var timedBy: String
     }
 
     func run() async throws {
@@ -91,7 +93,7 @@ struct BenchPipelineCommand: AsyncParsableCommand {
                 progress("waiting for the roles to take their partitions")
                 let warmup = try await repository.trigger(pipeline, trigger: ["type": "bench"], parameters: [:], metadata: EventMetadata(source: "bench"))
                 try await engine.waitUntilComplete(warmup, timeout: .seconds(120))
-                let tail = try await LogTail(store: store)
+                let tail = try await LogTail(store: store, client: client, logger: logger)
                 return try await tail.watching {
                     progress("triggering \(executionCount) executions of \(stageCount) noop stages")
                     let clock = ContinuousClock()
@@ -102,6 +104,7 @@ struct BenchPipelineCommand: AsyncParsableCommand {
                     }
                     try await waitUntilComplete(ids, tail: tail, timeout: .seconds(600))
                     let wall = clock.now - began
+                    try await tail.collectCommitTimes()
                     if timeline, let first = ids.first { try await printTimeline(first, store: store, tail: tail) }
                     return try await measure(ids, repository: repository, tail: tail, stages: stageCount, executions: executionCount, wall: wall)
                 }
@@ -115,7 +118,7 @@ struct BenchPipelineCommand: AsyncParsableCommand {
         if json {
             try printJSON(result)
         } else {
-            print("\(result.succeeded)/\(result.executions) executions SUCCEEDED")
+            print("\(result.succeeded)/\(result.executions) executions SUCCEEDED (timed by \(result.timedBy))")
             print(String(format: "end to end: p50 %.1f ms, p99 %.1f ms", result.endToEnd.p50Ms, result.endToEnd.p99Ms))
             print(String(format: "stage transition (start to next start): p50 %.1f ms, p99 %.1f ms", result.transition.p50Ms, result.transition.p99Ms))
             print(String(format: "%.0f transitions/s (first trigger to last completion); %.1f s in all", result.transitionsPerSecond, result.wallSeconds))
@@ -132,7 +135,7 @@ struct BenchPipelineCommand: AsyncParsableCommand {
         let deadline = ContinuousClock.now + timeout
         var reported = 0
         while true {
-            let done = tail.completedCount(of: ids)
+            let done = try await tail.completedCount(of: ids)
             if done != reported {
                 progress("\(done)/\(ids.count) executions complete")
                 reported = done
@@ -151,7 +154,7 @@ struct BenchPipelineCommand: AsyncParsableCommand {
         let recorded = try await store.readStream(try ExecutionRepository.streamID(id), from: 1, direction: .forward, limit: 10_000)
         let seen = tail.seen(id)
         guard let firstRecorded = recorded.first?.recordedAt, let firstSeen = seen.first?.at else { return }
-        FileHandle.standardError.write(Data("timeline of \(id): recorded (transaction start) / seen committed, ms\n".utf8))
+        FileHandle.standardError.write(Data("timeline of \(id): recorded (transaction start) / committed (\(tail.instrument)), ms\n".utf8))
         for (index, event) in recorded.enumerated() {
             let seenAt = index < seen.count ? (seen[index].at - firstSeen).milliseconds : .nan
             let ref = (try? event.payload.decode(JSONValue.self))?["refId"]?.stringValue ?? ""
@@ -181,12 +184,14 @@ struct BenchPipelineCommand: AsyncParsableCommand {
         let span = (firstTriggered.flatMap { first in lastCompleted.map { $0 - first } } ?? .zero).milliseconds / 1000
         return Result(stages: stages, executions: executions, succeeded: succeeded, endToEnd: LatencySummary(endToEnd),
                       transition: LatencySummary(transitions), transitionsPerSecond: Double(transitions.count) / max(span, 0.001),
-                      baselineAppendsPerSecond: nil, ratio: nil, wallSeconds: wall.milliseconds / 1000)
+                      baselineAppendsPerSecond: nil, ratio: nil, wallSeconds: wall.milliseconds / 1000, timedBy: tail.instrument)
     }
 }
 
-/// Follows the log in commit order (gap-free reads), polling every millisecond, and notes when
-/// each execution event became visible.
+/// When each execution event was committed. With `track_commit_timestamp` on (`ops/services`
+/// starts PostgreSQL so), the commit times are read from the server after the run, and nothing
+/// polls the log meanwhile; otherwise the log is followed in commit order (gap-free reads),
+/// polling every millisecond, and an event counts as committed when the reader first saw it.
 final class LogTail: Sendable {
     struct Seen: Sendable {
         let type: String
@@ -194,11 +199,20 @@ final class LogTail: Sendable {
     }
 
     let store: PostgresEventStore
+    let client: PostgresClient
+    let logger: Logger
+    /// Whether the server records commit times (then nothing polls during the run).
+    let commitTimestamps: Bool
     private let start: LogPosition
     private let events = Mutex<[String: [Seen]]>([:])
 
-    init(store: PostgresEventStore) async throws {
+    init(store: PostgresEventStore, client: PostgresClient, logger: Logger) async throws {
         self.store = store
+        self.client = client
+        self.logger = logger
+        var setting = "off"
+        for try await value in try await client.query("SHOW track_commit_timestamp", logger: logger).decode(String.self) { setting = value }
+        commitTimestamps = setting == "on"
         // From the end of the log as it is now.
         var position = LogPosition.start
         while true {
@@ -209,9 +223,13 @@ final class LogTail: Sendable {
         start = position
     }
 
-    /// Runs `body` while following the log.
+    /// What the results are measured by, for the report.
+    var instrument: String { commitTimestamps ? "commit timestamps" : "a reader polling every millisecond" }
+
+    /// Runs `body` while following the log (when commit times are not recorded).
     func watching<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
-        try await withThrowingTaskGroup(of: T?.self) { group in
+        guard !commitTimestamps else { return try await body() }
+        return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
                 var position = self.start
                 while !Task.isCancelled {
@@ -236,9 +254,38 @@ final class LogTail: Sendable {
         }
     }
 
+    /// Reads every execution event's commit time since the start (commit-timestamp mode).
+    func collectCommitTimes() async throws {
+        guard commitTimestamps else { return }
+        let anchor = ContinuousClock.now
+        var collected: [String: [Seen]] = [:]
+        var base: Double?
+        let rows = try await client.query("""
+            SELECT stream_id, event_type, extract(epoch FROM pg_xact_commit_timestamp(xmin))::float8
+              FROM events WHERE (transaction_id, position) > (\(start.transaction), \(start.position))
+             ORDER BY transaction_id, position
+            """, logger: logger)
+        for try await (stream, type, committed) in rows.decode((String, String, Double).self) {
+            guard let id = try? StreamID(stream), id.category == ExecutionRepository.category else { continue }
+            let origin = base ?? committed
+            base = origin
+            collected[id.id, default: []].append(Seen(type: type, at: anchor + .microseconds(Int64(((committed - origin) * 1_000_000).rounded()))))
+        }
+        events.withLock { $0 = collected }
+    }
+
     func seen(_ executionID: String) -> [Seen] { events.withLock { $0[executionID] ?? [] } }
 
-    func completedCount(of ids: [String]) -> Int {
-        events.withLock { seen in ids.filter { seen[$0]?.contains { $0.type == ExecutionEvent.WireType.completed } == true }.count }
+    /// How many of `ids` completed: by the reader's notes, or (commit-timestamp mode) by one count.
+    func completedCount(of ids: [String]) async throws -> Int {
+        guard commitTimestamps else {
+            return events.withLock { seen in ids.filter { seen[$0]?.contains { $0.type == ExecutionEvent.WireType.completed } == true }.count }
+        }
+        var count = 0
+        for try await value in try await client.query("""
+            SELECT count(*)::int FROM events
+             WHERE event_type = \(ExecutionEvent.WireType.completed) AND (transaction_id, position) > (\(start.transaction), \(start.position))
+            """, logger: logger).decode(Int.self) { count = value }
+        return count
     }
 }

@@ -281,10 +281,13 @@ final class LogTail: Sendable {
         guard commitTimestamps else {
             return events.withLock { seen in ids.filter { seen[$0]?.contains { $0.type == ExecutionEvent.WireType.completed } == true }.count }
         }
+        // Counted by stream, not from the start position: the start is only as recent as the
+        // log's gap-free horizon, and events of earlier executions may follow it.
+        let streams = try ids.map { try ExecutionRepository.streamID($0).description }
         var count = 0
         for try await value in try await client.query("""
-            SELECT count(*)::int FROM events
-             WHERE event_type = \(ExecutionEvent.WireType.completed) AND (transaction_id, position) > (\(start.transaction), \(start.position))
+            SELECT count(DISTINCT stream_id)::int FROM events
+             WHERE event_type = \(ExecutionEvent.WireType.completed) AND stream_id = ANY(\(streams))
             """, logger: logger).decode(Int.self) { count = value }
         return count
     }

@@ -169,8 +169,20 @@ enum ExecutionTopic {
         // `drainTimeout`); the partitions stay held until then, and are given back after.
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await followAssignment(of: consumer, topic: topic, into: inbox, logger: logger) }
-                if let leases { group.addTask { await leases.follow(consumer, topic: topic, partitions: partitionCount) } }
+                if let leases {
+                    // The in-process handoff follows the leases the moment they change (not at the
+                    // next look), so a restarted role takes its own events in process at once.
+                    group.addTask {
+                        await leases.follow(consumer, topic: topic, partitions: partitionCount) { held in
+                            logger.info("partitions assigned", metadata: [
+                                "role": "\(inbox.role)", "kafka.topic": "\(topic)", "kafka.partitions": "\(held.sorted())",
+                            ])
+                            inbox.update(held.isEmpty ? nil : LocalInbox.Ownership(topic: topic, partitionCount: partitionCount, partitions: held))
+                        }
+                    }
+                } else {
+                    group.addTask { try await followAssignment(of: consumer, topic: topic, into: inbox, logger: logger) }
+                }
                 defer { group.cancelAll() }
                 try await ExecutionEventConsumer(
                     consumer: consumer, concurrency: concurrency, logger: logger, inbox: inbox, leases: leases, drainTimeout: drainTimeout

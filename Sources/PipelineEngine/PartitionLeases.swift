@@ -127,8 +127,8 @@ public struct PartitionLeases: Sendable {
     }
 
     /// Keeps `consumer`'s assignment to the partitions this member holds, until cancelled; then
-    /// gives them back.
-    func follow(_ consumer: KafkaConsumer, topic: String, partitions: Int) async {
+    /// gives them back. `changed` hears what is held after every change, at once.
+    func follow(_ consumer: KafkaConsumer, topic: String, partitions: Int, changed: @Sendable (Set<Int32>) -> Void = { _ in }) async {
         var holding: Set<Int32> = []
         var prepared = false
         while !Task.isCancelled {
@@ -139,12 +139,15 @@ public struct PartitionLeases: Sendable {
                 }
                 let change = try await tick(topic: topic, partitions: partitions, holding: holding)
                 if !change.lost.isEmpty {
-                    try await consumer.unassign(topic: topic, partitions: change.lost)
+                    // Handed over in process no longer, before the consumer lets them go.
                     holding.subtract(change.lost)
+                    changed(holding)
+                    try await consumer.unassign(topic: topic, partitions: change.lost)
                 }
                 if !change.taken.isEmpty {
                     try await consumer.assign(change.taken.map { KafkaConsumer.Start(topic: topic, partition: $0.partition, offset: $0.offset) })
                     holding.formUnion(change.taken.map(\.partition))
+                    changed(holding)
                 }
             } catch {
                 if Task.isCancelled { break }

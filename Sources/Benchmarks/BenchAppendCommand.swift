@@ -39,6 +39,9 @@ struct BenchAppendCommand: AsyncParsableCommand {
     @Flag(help: "Let Topsail's concurrent appends share commits, as the engine's do (decision 0012).")
     var groupCommit = false
 
+    @Option(help: "With --group-commit: shared commits in flight at once (the engine uses 2).")
+    var commitsInFlight: Int = 2
+
     @Flag(help: "Also run pgbench with --writers clients inserting single rows into the same table, in each round.")
     var pgbench = false
 
@@ -50,6 +53,7 @@ struct BenchAppendCommand: AsyncParsableCommand {
         guard writers > 0, writers <= 256 else { throw ValidationError("--writers must be 1…256") }
         guard batch > 0, batch <= 10_000 else { throw ValidationError("--batch must be 1…10000") }
         guard duration > 0 else { throw ValidationError("--duration must be positive") }
+        guard (1...64).contains(commitsInFlight) else { throw ValidationError("--commits-in-flight must be 1…64") }
     }
 
     struct Phase: Codable {
@@ -103,7 +107,7 @@ struct BenchAppendCommand: AsyncParsableCommand {
                 try await client.query(PostgresQuery(unsafeSQL: index), logger: logger)
             }
             let payload = JSONText(unchecked: "{\"filler\":\"" + String(repeating: "x", count: max(0, payloadBytes - 14)) + "\"}")
-            let sharing = groupCommit ? GroupCommit() : nil
+            let sharing = groupCommit ? GroupCommit(maximumInFlight: commitsInFlight) : nil
             let store = PostgresEventStore(client: client, groupCommit: sharing, logger: logger)
             let phase = Duration.milliseconds(Int64(duration * 500))
             var topsail: [Measurement] = []

@@ -48,7 +48,7 @@ public final class GroupCommit: Sendable {
 
     private let state = Mutex(State())
 
-    public init(maximumInFlight: Int = 4, maximumAppends: Int = 48, maximumEvents: Int = 2_000) {
+    public init(maximumInFlight: Int = 2, maximumAppends: Int = 48, maximumEvents: Int = 2_000) {
         self.maximumInFlight = max(1, maximumInFlight)
         self.maximumAppends = max(1, maximumAppends)
         self.maximumEvents = max(1, maximumEvents)

@@ -387,7 +387,8 @@ final class Completion: Sendable {
 final class Outstanding: Sendable {
     private struct State {
         var count = 0
-        var waiters: [CheckedContinuation<Void, Never>] = []
+        var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        var nextWaiter = 0
     }
 
     private let state = Mutex(State())
@@ -400,8 +401,8 @@ final class Outstanding: Sendable {
         let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
             state.count -= 1
             guard state.count == 0 else { return [] }
-            defer { state.waiters = [] }
-            return state.waiters
+            defer { state.waiters = [:] }
+            return Array(state.waiters.values)
         }
         for waiter in waiters { waiter.resume() }
     }
@@ -410,29 +411,37 @@ final class Outstanding: Sendable {
     func waitUntilNone(timeout: Duration) async -> Bool {
         await withTaskGroup(of: Bool.self) { group in
             group.addTask {
-                await withCheckedContinuation { continuation in
-                    let now = self.state.withLock { state -> Bool in
-                        if state.count == 0 { return true }
-                        state.waiters.append(continuation)
-                        return false
-                    }
-                    if now { continuation.resume() }
-                }
-                return true
+                await self.untilNone()
+                return !Task.isCancelled
             }
             group.addTask {
                 try? await Task.sleep(for: timeout)
                 return false
             }
             let first = await group.next() ?? false
-            if !first {
-                // Release the waiting child so the group can end.
-                let waiters = state.withLock { state in defer { state.waiters = [] }; return state.waiters }
-                for waiter in waiters { waiter.resume() }
-                return false
-            }
+            // Ends the other child: the sleep, or a wait still registered (cancellation resumes it).
             group.cancelAll()
-            return true
+            return first
+        }
+    }
+
+    /// Returns when none are left, or when the waiting task is cancelled.
+    private func untilNone() async {
+        let id = state.withLock { state in
+            defer { state.nextWaiter += 1 }
+            return state.nextWaiter
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let now = state.withLock { state -> Bool in
+                    if state.count == 0 || Task.isCancelled { return true }
+                    state.waiters[id] = continuation
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
         }
     }
 }

@@ -545,13 +545,14 @@ struct EngineTests {
         try await TestDatabase.with { db in
             var engine = try Engine(db, arguments: ["--drain-timeout", "1"])
             defer { engine.process.terminate() }
-            let marker = "sleep 5.\(Int.random(in: 100_000...999_999))"
+            let marker = "sleep 12.\(Int.random(in: 100_000...999_999))"
             let id = try await engine.run(Self.pipeline([Self.script("1", "\(marker); echo finished")]))
             try await engine.until("the script to start") { Self.isRunning(marker) }
             let signalled = ContinuousClock.now
             #expect(await engine.process.stopped(grace: .seconds(20)), "the engine did not exit by itself")
             let took = ContinuousClock.now - signalled
-            #expect(took < .seconds(4.5), "the shutdown waited for the script (\(took)) instead of cancelling it after 1 s")
+            // The script would take 12 s; a loaded machine may be slow to stop, but not that slow.
+            #expect(took < .seconds(9), "the shutdown waited for the script (\(took)) instead of cancelling it after 1 s")
             try await eventually(timeout: .seconds(5), "the cancelled script to be killed") { !Self.isRunning(marker) }
             #expect(try await engine.repository.load(id).stage("1").status == .running, "a cancelled script must not complete its stage")
             try engine.restart()

@@ -145,7 +145,8 @@ struct LaneDispatcherTests {
                 }]
             }
         let took = ContinuousClock.now - started
-        #expect(took < .seconds(5), "the drain took \(took)")
+        // The work would take 30 s; a loaded machine may be slow to cancel, but not that slow.
+        #expect(took < .seconds(20), "the drain took \(took), as if it waited for the work")
         #expect(await sawCancel.wait(), "the slow work was not cancelled")
         // The quick event's offset is stored; the cancelled one stays for whoever reads next.
         #expect(stored.value == [0: 0])

@@ -111,21 +111,17 @@ enum ExecutionTopic {
         // A broker that is away or slow (a lost group membership, a topic that cannot be created
         // yet) stops this consumer, not the role: it starts over after a back-off, and whatever it
         // had not committed comes again.
-        var backoff = Backoff(initial: .seconds(1), maximum: .seconds(30))
-        while !Task.isCancelled {
-            do {
-                try await consumeOnce(kafka: kafka, topicPrefix: topicPrefix, partitions: partitions, role: role, concurrency: concurrency,
-                                      handoff: handoff, leases: leases, drainTimeout: drainTimeout, logger: logger, handle)
-                return
-            } catch is CancellationError {
-                return
-            } catch {
-                let delay = backoff.next()
+        do {
+            try await retrying(initial: .seconds(1), maximum: .seconds(30), onFailure: { error, delay in
                 logger.warning("consuming execution events failed; starting over", metadata: [
                     "role": "\(role)", "error": "\(error)", "retry.delay": "\(delay)",
                 ])
-                try? await Task.sleep(for: delay)
+            }) {
+                try await consumeOnce(kafka: kafka, topicPrefix: topicPrefix, partitions: partitions, role: role, concurrency: concurrency,
+                                      handoff: handoff, leases: leases, drainTimeout: drainTimeout, logger: logger, handle)
             }
+        } catch is CancellationError {
+            // Cancelled outright: the role is stopping.
         }
     }
 

@@ -19,7 +19,7 @@ public final class ExecutionProjector: Service {
     let logger: Logger
     let batchSize: Int
     let pollInterval: Duration
-    private let folds: FoldCache
+    private let folds: BoundedCache<String, ExecutionSummaryFold>
 
     /// Events per batch when replaying the whole log: fewer, larger transactions.
     public static let rebuildBatchSize = 5_000
@@ -30,7 +30,7 @@ public final class ExecutionProjector: Service {
         self.logger = logger
         self.batchSize = batchSize
         self.pollInterval = pollInterval
-        self.folds = FoldCache(capacity: cacheCapacity)
+        self.folds = BoundedCache(capacity: cacheCapacity)
     }
 
     public func run() async throws {
@@ -135,7 +135,7 @@ public final class ExecutionProjector: Service {
         }
         for event in batch where event.streamID.category == ExecutionRepository.category {
             let id = event.streamID.id
-            var fold = touched[id] ?? folds.take(id) ?? ExecutionSummaryFold()
+            var fold = touched[id] ?? folds.remove(id) ?? ExecutionSummaryFold()
             if fold.version < event.streamVersion - 1 {
                 // Not cached (evicted, or a projector that started mid-log): fold the stream's
                 // earlier events first.
@@ -155,7 +155,7 @@ public final class ExecutionProjector: Service {
             folds.removeAll()
             return (0, moved)
         }
-        for (id, fold) in touched { folds.put(fold, for: id) }
+        for (id, fold) in touched { folds.set(fold, for: id) }
         return (batch.count, last.logPosition)
     }
 
@@ -345,19 +345,4 @@ public final class ExecutionProjector: Service {
                 """, logger: logger)
         }
     }
-}
-
-/// Folded executions the projector keeps between batches, most recently used kept.
-struct FoldCache: Sendable {
-    private let folds: BoundedCache<String, ExecutionSummaryFold>
-
-    init(capacity: Int) {
-        folds = BoundedCache(capacity: capacity)
-    }
-
-    func take(_ id: String) -> ExecutionSummaryFold? { folds.remove(id) }
-
-    func put(_ fold: ExecutionSummaryFold, for id: String) { folds.set(fold, for: id) }
-
-    func removeAll() { folds.removeAll() }
 }

@@ -65,12 +65,12 @@ struct LaneDispatcherTests {
     @Test func eventsOfOneExecutionRunInOrderOneAtATimeAndExecutionsConcurrently() async throws {
         let recorder = Recorder()
         let stored = Stored()
-        let (items, intake) = AsyncStream.makeStream(of: LaneItem.self)
+        let (items, intake) = AsyncStream.makeStream(of: LaneIntake.self)
         let executions = (0..<8).map { "e\($0)" }
         var offset: Int64 = 0
         for version in Int64(1)...25 {
             for execution in executions {
-                intake.yield(LaneItem(event: nil, message: Self.message(try Self.event(execution, version), offset: offset)))
+                intake.yield(.kafka(Self.message(try Self.event(execution, version), offset: offset)))
                 offset += 1
             }
         }
@@ -96,7 +96,7 @@ struct LaneDispatcherTests {
         let stored = Stored()
         let release = Completion()
         let workEnded = Completion()
-        let (items, intake) = AsyncStream.makeStream(of: LaneItem.self)
+        let (items, intake) = AsyncStream.makeStream(of: LaneIntake.self)
         let event = try Self.event("e1", 1)
         let dispatcher = Task {
             await LaneDispatcher(concurrency: 4, drainTimeout: .seconds(5), logger: .init(label: "test"))
@@ -106,11 +106,11 @@ struct LaneDispatcherTests {
                     return [{ await release.wait(); workEnded.complete(true) }]
                 }
         }
-        intake.yield(LaneItem(event: event, message: nil))
-        intake.yield(LaneItem(event: nil, message: Self.message(event, offset: 0)))
+        intake.yield(.inProcess(event))
+        intake.yield(.kafka(Self.message(event, offset: 0)))
         // A later event of the same execution is not held up by the running work.
         let next = try Self.event("e1", 2)
-        intake.yield(LaneItem(event: nil, message: Self.message(next, offset: 1)))
+        intake.yield(.kafka(Self.message(next, offset: 1)))
         // Both events handled (not a third time: the Kafka copy of the first only waits), while
         // the first one's work still runs.
         let deadline = ContinuousClock.now + .seconds(20)
@@ -128,9 +128,9 @@ struct LaneDispatcherTests {
     @Test func shutdownCancelsWorkStillRunningAfterTheDrainTimeout() async throws {
         let stored = Stored()
         let sawCancel = Completion()
-        let (items, intake) = AsyncStream.makeStream(of: LaneItem.self)
-        intake.yield(LaneItem(event: nil, message: Self.message(try Self.event("quick", 1), offset: 0)))
-        intake.yield(LaneItem(event: nil, message: Self.message(try Self.event("slow", 1), offset: 1)))
+        let (items, intake) = AsyncStream.makeStream(of: LaneIntake.self)
+        intake.yield(.kafka(Self.message(try Self.event("quick", 1), offset: 0)))
+        intake.yield(.kafka(Self.message(try Self.event("slow", 1), offset: 1)))
         intake.finish()
         let started = ContinuousClock.now
         await LaneDispatcher(concurrency: 4, drainTimeout: .milliseconds(200), logger: .init(label: "test"))
@@ -154,11 +154,11 @@ struct LaneDispatcherTests {
 
     @Test func anUndecodableMessageIsSkippedAndItsOffsetMoves() async throws {
         let stored = Stored()
-        let (items, intake) = AsyncStream.makeStream(of: LaneItem.self)
+        let (items, intake) = AsyncStream.makeStream(of: LaneIntake.self)
         var garbage = KafkaMessage.placeholder
         garbage.topic = "t"
         garbage.value = Array("not an event".utf8)
-        intake.yield(LaneItem(event: nil, message: garbage))
+        intake.yield(.kafka(garbage))
         intake.finish()
         await LaneDispatcher(concurrency: 1, drainTimeout: .seconds(1), logger: .init(label: "test"))
             .run(items, store: { stored.store($0) }) { _ in

@@ -98,9 +98,15 @@ struct BenchPipelineCommand: AsyncParsableCommand {
                     progress("triggering \(executionCount) executions of \(stageCount) noop stages")
                     let clock = ContinuousClock()
                     let began = clock.now
-                    var ids: [String] = []
-                    for _ in 0..<executionCount {
-                        ids.append(try await repository.trigger(pipeline, trigger: ["type": "bench"], parameters: [:], metadata: EventMetadata(source: "bench")))
+                    // All at once, as a burst of CI builds would: the executions run concurrently
+                    // from the start instead of trickling in one trigger's round trip at a time.
+                    let ids = try await withThrowingTaskGroup(of: String.self) { group in
+                        for _ in 0..<executionCount {
+                            group.addTask {
+                                try await repository.trigger(pipeline, trigger: ["type": "bench"], parameters: [:], metadata: EventMetadata(source: "bench"))
+                            }
+                        }
+                        return try await group.reduce(into: [String]()) { $0.append($1) }
                     }
                     try await waitUntilComplete(ids, tail: tail, timeout: .seconds(600))
                     let wall = clock.now - began

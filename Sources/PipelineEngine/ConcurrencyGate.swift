@@ -113,22 +113,33 @@ public struct ConcurrencyGate: Sendable {
     /// Slots held (or places in a queue) by executions that have completed, which only a start
     /// delivered again after its execution ended could leave (or a gate from before that was
     /// impossible): each is released with an event by `supervisor`, and the next executions
-    /// start. Returns the executions released.
-    public func healStaleSlots(client: PostgresClient, repository: ExecutionRepository, logger: Logger) async throws -> [String] {
+    /// start. A holder found finished for the first time is only remembered in `suspects`: it is
+    /// released when the next look (one supervisor interval later) finds it still holding, so
+    /// that an execution that just completed, whose orchestrator is releasing its slot that
+    /// moment, is not released a second time by the supervisor. Returns the executions released.
+    public func healStaleSlots(
+        client: PostgresClient, repository: ExecutionRepository, suspects: inout Set<String>, logger: Logger
+    ) async throws -> [String] {
         var healed: [String] = []
+        var (found, released): (Set<String>, Set<String>) = ([], [])
         for stream in try await streams(client: client, logger: logger) {
             let slots = try await load(stream)
             for id in slots.running + slots.waiting {
                 let state = ExecutionState(try await repository.events(of: id))
                 guard state.version > 0, state.status.isComplete else { continue }
+                let key = "\(stream) \(id)"
+                found.insert(key)
+                guard suspects.contains(key) else { continue }
                 logger.warning("a finished execution held its pipeline's concurrency slot; released", metadata: [
                     "execution.id": "\(id)", "execution.status": "\(state.status.rawValue)", "gate": "\(stream)"])
                 try await releaseAndStartNext(
                     after: id, pipeline: state.pipeline, repository: repository,
                     metadata: EventMetadata(correlationID: id, actor: "supervisor", source: "supervisor"))
                 healed.append(id)
+                released.insert(key)
             }
         }
+        suspects = found.subtracting(released)
         return healed
     }
 

@@ -47,9 +47,29 @@ struct LaneDispatcher {
                     let item: LaneItem
                     switch intake {
                     case .inProcess(let event):
-                        item = LaneItem(event: event, message: nil)
+                        item = LaneItem(event: event, message: nil, completion: lanes.handingOver(event))
                     case .kafka(let message):
                         offsets.started(message)
+                        // The headers name the event: a copy of one handed over in process (the
+                        // common case) only waits for that copy's work, without being decoded or
+                        // taking a place in its lane.
+                        let named = message.header(CloudEventHeaders.subject).flatMap { stream in
+                            message.header(CloudEventHeaders.streamVersion).flatMap(Int64.init).map { (stream, $0) }
+                        }
+                        if let (stream, version) = named {
+                            guard dedupe.accept(stream: stream, version: version) else {
+                                finished.add(message)
+                                continue
+                            }
+                            if let handedOver = lanes.handedOver(stream: stream, version: version) {
+                                outstanding.add()
+                                group.addTask {
+                                    if await handedOver.wait() { finished.add(message) }
+                                    outstanding.remove()
+                                }
+                                continue
+                            }
+                        }
                         let event: RecordedEvent
                         do {
                             event = try EventEnvelopeCodec.decode(String(decoding: message.value, as: UTF8.self))
@@ -60,11 +80,11 @@ struct LaneDispatcher {
                             finished.add(message)
                             continue
                         }
-                        guard dedupe.accept(stream: event.streamID.description, version: event.streamVersion) else {
+                        if named == nil, !dedupe.accept(stream: event.streamID.description, version: event.streamVersion) {
                             finished.add(message)
                             continue
                         }
-                        item = LaneItem(event: event, message: message)
+                        item = LaneItem(event: event, message: message, completion: nil)
                     }
                     outstanding.add()
                     guard lanes.enqueue(item) else { continue }
@@ -175,10 +195,12 @@ enum LaneIntake: Sendable {
     case kafka(KafkaMessage)
 }
 
-/// One event in its execution's lane, with the Kafka message it came in (none for the in-process copy).
+/// One event in its execution's lane, with the Kafka message it came in (none for the in-process
+/// copy, which carries instead the completion its Kafka copy waits for).
 struct LaneItem: Sendable {
     let event: RecordedEvent
     let message: KafkaMessage?
+    let completion: Completion?
 
     var lane: String { event.streamID.description }
 }
@@ -232,20 +254,27 @@ final class ExecutionLanes: Sendable {
         }
     }
 
-    /// Whether this copy runs the handler. An in-process copy always does, and is remembered
-    /// until its Kafka copy comes; a Kafka copy whose in-process copy was handled waits for it
-    /// instead. (A Kafka copy that overtook its in-process copy is not remembered: that copy then
-    /// runs again, which the handlers' state checks make harmless.)
+    /// Remembers an event handed over in process until its Kafka copy comes; the copy waits for
+    /// the returned completion instead of running the handler again.
+    func handingOver(_ event: RecordedEvent) -> Completion {
+        let completion = Completion()
+        state.withLock { $0.handledInProcess.set(completion, for: Key(stream: event.streamID.description, version: event.streamVersion)) }
+        return completion
+    }
+
+    /// The completion of the in-process copy of this Kafka message's event, if it was handed over
+    /// (and is no longer remembered for another copy).
+    func handedOver(stream: String, version: Int64) -> Completion? {
+        state.withLock { $0.handledInProcess.remove(Key(stream: stream, version: version)) }
+    }
+
+    /// Whether this copy runs the handler. An in-process copy always does; a Kafka copy whose
+    /// in-process copy was handed over waits for it instead. (A Kafka copy that overtook its
+    /// in-process copy is not remembered: that copy then runs again, which the handlers' state
+    /// checks make harmless.)
     func claim(_ item: LaneItem) -> Claim {
-        let key = Key(stream: item.lane, version: item.event.streamVersion)
-        return state.withLock { state in
-            if item.message == nil {
-                let completion = Completion()
-                state.handledInProcess.set(completion, for: key)
-                return .handle(completion)
-            }
-            if let completion = state.handledInProcess.remove(key) { return .waitFor(completion) }
-            return .handle(Completion())
-        }
+        if let completion = item.completion { return .handle(completion) }
+        if let completion = handedOver(stream: item.lane, version: item.event.streamVersion) { return .waitFor(completion) }
+        return .handle(Completion())
     }
 }

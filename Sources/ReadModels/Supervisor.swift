@@ -137,7 +137,7 @@ public final class SupervisorService: Service {
     let supervisor: Supervisor
     let client: PostgresClient
     /// With a repository the supervisor also heals: it releases concurrency slots held by
-    /// finished executions (``ConcurrencyGate/healStaleSlots(client:repository:logger:)``).
+    /// finished executions (``ConcurrencyGate/healStaleSlots(client:repository:suspects:logger:)``).
     let repository: ExecutionRepository?
     let interval: Duration
     let grace: Duration
@@ -145,6 +145,8 @@ public final class SupervisorService: Service {
     let maximumRedrives: Int
     let logger: Logger
     private let reported = Mutex<[String: Date]>([:])
+    /// Slots found held by finished executions at the last look, released if still held at the next.
+    private let staleSlots = Mutex<Set<String>>([])
 
     public init(
         client: PostgresClient, repository: ExecutionRepository? = nil, interval: Duration = .seconds(30), grace: Duration = .seconds(60),
@@ -198,7 +200,10 @@ public final class SupervisorService: Service {
                 }
                 if let repository = self.repository {
                     do {
-                        _ = try await ConcurrencyGate(store: repository.eventStore).healStaleSlots(client: self.client, repository: repository, logger: self.logger)
+                        var suspects = self.staleSlots.withLock { $0 }
+                        _ = try await ConcurrencyGate(store: repository.eventStore)
+                            .healStaleSlots(client: self.client, repository: repository, suspects: &suspects, logger: self.logger)
+                        self.staleSlots.withLock { $0 = suspects }
                     } catch {
                         self.logger.warning("looking for slots held by finished executions failed; retrying", metadata: ["error": "\(error)"])
                     }

@@ -14,12 +14,14 @@ struct LaneDispatcherTests {
             metadata: EventMetadata())
     }
 
-    static func message(_ event: RecordedEvent, offset: Int64, partition: Int32 = 0) -> KafkaMessage {
+    /// The event as the relay publishes it; `named` adds the headers that name its stream and version.
+    static func message(_ event: RecordedEvent, offset: Int64, partition: Int32 = 0, named: Bool = false) -> KafkaMessage {
         var message = KafkaMessage.placeholder
         message.topic = "t"
         message.partition = partition
         message.offset = offset
         message.value = Array(EventEnvelopeCodec.encode(event).utf8)
+        if named { message.headers = CloudEventHeaders.make(for: event, source: "test").map { KafkaHeader($0.0, $0.1) } }
         return message
     }
 
@@ -91,7 +93,8 @@ struct LaneDispatcherTests {
         #expect(stored.value == [0: offset - 1], "every offset is stored once all are handled")
     }
 
-    @Test func theKafkaCopyWaitsForTheInProcessCopyAndItsDetachedWork() async throws {
+    @Test(arguments: [false, true])
+    func theKafkaCopyWaitsForTheInProcessCopyAndItsDetachedWork(named: Bool) async throws {
         let handled = Mutex(0)
         let stored = Stored()
         let release = Completion()
@@ -107,10 +110,10 @@ struct LaneDispatcherTests {
                 }
         }
         intake.yield(.inProcess(event))
-        intake.yield(.kafka(Self.message(event, offset: 0)))
+        intake.yield(.kafka(Self.message(event, offset: 0, named: named)))
         // A later event of the same execution is not held up by the running work.
         let next = try Self.event("e1", 2)
-        intake.yield(.kafka(Self.message(next, offset: 1)))
+        intake.yield(.kafka(Self.message(next, offset: 1, named: named)))
         // Both events handled (not a third time: the Kafka copy of the first only waits), while
         // the first one's work still runs.
         let deadline = ContinuousClock.now + .seconds(20)
@@ -149,6 +152,29 @@ struct LaneDispatcherTests {
         #expect(took < .seconds(20), "the drain took \(took), as if it waited for the work")
         #expect(await sawCancel.wait(), "the slow work was not cancelled")
         // The quick event's offset is stored; the cancelled one stays for whoever reads next.
+        #expect(stored.value == [0: 0])
+    }
+
+    @Test func theNamedKafkaCopyOfAHandedOverEventIsNotDecoded() async throws {
+        let stored = Stored()
+        let release = Completion()
+        let (items, intake) = AsyncStream.makeStream(of: LaneIntake.self)
+        let event = try Self.event("e1", 1)
+        let dispatcher = Task {
+            await LaneDispatcher(concurrency: 2, drainTimeout: .seconds(5), logger: .init(label: "test"))
+                .run(items, store: { stored.store($0) }) { _ in [{ await release.wait() }] }
+        }
+        intake.yield(.inProcess(event))
+        // Its headers name the handed-over event; its value would not decode (and, decoded, would
+        // be skipped with its offset stored at once).
+        var copy = Self.message(event, offset: 0, named: true)
+        copy.value = Array("not read".utf8)
+        intake.yield(.kafka(copy))
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(stored.value.isEmpty, "the copy was decoded, or did not wait for the in-process copy's work")
+        release.complete(true)
+        intake.finish()
+        await dispatcher.value
         #expect(stored.value == [0: 0])
     }
 

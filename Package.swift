@@ -109,12 +109,25 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Trigger intake (Echo's and Igor's jobs): deliveries parsed, triggers matched, receipts
+        // recorded, executions started; trigger secrets sealed and signatures checked.
+        .target(
+            name: "Triggers",
+            dependencies: [
+                "EventLog", "Pipelines", "PipelineEngine", "Access", "PostgresEventStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // The HTTP API (Gate's paths where Spinnaker has them).
         .target(
             name: "API",
             dependencies: [
                 "EventLog", "Pipelines", "Orchestration", "Expressions", "PipelineEngine", "Access", "ReadModels", "StageRunners",
-                "PostgresEventStore",
+                "Triggers", "PostgresEventStore",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -157,7 +170,7 @@ let package = Package(
             name: "TopsailCLI",
             dependencies: [
                 "EventLog", "Kafka", "PostgresEventStore", "Relay", "Pipelines", "Orchestration", "PipelineEngine", "Access", "ReadModels",
-                "StageRunners", "API", "CLISupport", "Benchmarks",
+                "StageRunners", "Triggers", "API", "CLISupport", "Benchmarks",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -183,10 +196,11 @@ let package = Package(
         .testTarget(name: "StageRunnersTests", dependencies: ["StageRunners", "PipelineEngine", "Orchestration", "Pipelines", "EventLog"], swiftSettings: strict),
         .testTarget(name: "PostgresEventStoreTests", dependencies: ["PostgresEventStore"], swiftSettings: strict),
         .testTarget(name: "APIUnitTests", dependencies: ["API"], swiftSettings: strict),
+        .testTarget(name: "TriggersTests", dependencies: ["Triggers", "Pipelines", "EventLog"], swiftSettings: strict),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "EventLog", "Kafka", "PostgresEventStore", "Relay", "PipelineEngine", "Access", "ReadModels", "TopsailCLI",
+                "EventLog", "Kafka", "PostgresEventStore", "Relay", "PipelineEngine", "Access", "ReadModels", "Triggers", "TopsailCLI",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),

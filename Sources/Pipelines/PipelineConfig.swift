@@ -42,12 +42,23 @@ public struct PipelineConfig: Sendable, Hashable {
     }
 
     /// A run's parameters: the declared defaults, overridden by `given`. Fails naming every
-    /// required parameter that ends up missing or empty.
+    /// required parameter that ends up missing or empty, and every value not among its
+    /// parameter's `options` (when it `hasOptions`).
     public func parameters(with given: [String: JSONValue]) throws(MissingParameters) -> [String: JSONValue] {
         var values = parameterDefaults
         values.merge(given) { _, new in new }
         let missing = requiredParameters.filter { values[$0] == nil || values[$0] == "" || values[$0] == .null }
-        guard missing.isEmpty else { throw MissingParameters(names: missing) }
+        var invalid: [String] = []
+        for parameter in json["parameterConfig"]?.arrayValue ?? [] {
+            guard parameter["hasOptions"]?.boolValue == true, let name = parameter["name"]?.stringValue,
+                  let value = values[name], value != .null, value != "" else { continue }
+            let options = (parameter["options"]?.arrayValue ?? []).compactMap { $0["value"] ?? nil }
+            if !options.isEmpty, !options.contains(value) {
+                let listed = options.compactMap { $0.stringValue ?? $0.doubleValue.map { String($0) } }.joined(separator: ", ")
+                invalid.append("\(name) must be one of \(listed)")
+            }
+        }
+        guard missing.isEmpty, invalid.isEmpty else { throw MissingParameters(names: missing, invalid: invalid) }
         return values
     }
 
@@ -57,13 +68,20 @@ public struct PipelineConfig: Sendable, Hashable {
     }
 }
 
-/// Required pipeline parameters a trigger did not give.
+/// Required pipeline parameters a trigger did not give, and values not among a parameter's options.
 public struct MissingParameters: Error, Hashable, CustomStringConvertible {
     public let names: [String]
+    public let invalid: [String]
 
-    public init(names: [String]) {
+    public init(names: [String], invalid: [String] = []) {
         self.names = names
+        self.invalid = invalid
     }
 
-    public var description: String { "missing required parameters: \(names.joined(separator: ", "))" }
+    public var description: String {
+        var parts: [String] = []
+        if !names.isEmpty { parts.append("missing required parameters: \(names.joined(separator: ", "))") }
+        parts += invalid
+        return parts.joined(separator: "; ")
+    }
 }

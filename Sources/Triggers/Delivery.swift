@@ -1,0 +1,131 @@
+import Crypto
+import EventLog
+import Foundation
+
+/// A delivery to the trigger intake, parsed: what arrived, from where, and the key that makes a
+/// sender's retry the same receipt.
+public struct Delivery: Sendable, Hashable {
+    public enum Origin: Sendable, Hashable {
+        /// `POST /webhooks/{type}/{source}`.
+        case webhook(type: String, source: String)
+        /// `POST /webhooks/git/{provider}`: a push (or another repository event).
+        case git(GitEvent)
+        /// `POST /ci/builds/{master}`: a CI build's notification.
+        case build(Build)
+    }
+
+    public let origin: Origin
+    /// The body as JSON (`trigger.payload`).
+    public let payload: JSONValue
+    /// Echo's `eventId`, answered and copied to each execution's `trigger.eventId`.
+    public let eventID: String
+    /// Deliveries with the same key are one receipt: the sender's delivery id, the build's
+    /// (master, job, number), or the client's `Idempotency-Key`; else the event id (every
+    /// delivery is new).
+    public let dedupeKey: String
+
+    public init(origin: Origin, payload: JSONValue, eventID: String, dedupeKey: String) {
+        self.origin = origin
+        self.payload = payload
+        self.eventID = eventID
+        self.dedupeKey = dedupeKey
+    }
+
+    /// The trigger types that listen to this delivery.
+    public var triggerTypes: [String] {
+        switch origin {
+        case .webhook(let type, _): [type]
+        case .git: ["git"]
+        case .build: Build.triggerTypes
+        }
+    }
+
+    /// A short description for logs and answers: `webhook/deploys`, `git/github`, `build/ci-main`.
+    public var summary: String {
+        switch origin {
+        case .webhook(let type, let source): "\(type)/\(source)"
+        case .git(let event): "git/\(event.provider)"
+        case .build(let build): "build/\(build.master)/\(build.job)#\(build.number)"
+        }
+    }
+
+    /// The id of the execution a trigger starts for this delivery: the same for a retried
+    /// delivery, so the execution's stream (appended with "no stream yet") starts once.
+    public func executionID(pipelineID: String, trigger index: Int) -> String {
+        let digest = Array(SHA256.hash(data: Array("\(dedupeKey)\u{1F}\(pipelineID)\u{1F}\(index)".utf8)).prefix(16))
+        var bytes = digest
+        bytes[6] = (bytes[6] & 0x0F) | 0x50  // a name-based UUID (version 5 layout, SHA-256 digest)
+        bytes[8] = (bytes[8] & 0x3F) | 0x80
+        let uuid = UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+                               bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
+        return uuid.uuidString.lowercased()
+    }
+}
+
+/// A repository event from GitHub, GitLab or Bitbucket, reduced to what git triggers match.
+public struct GitEvent: Sendable, Hashable {
+    public var provider: String
+    public var project: String
+    public var slug: String
+    public var branch: String
+    public var hash: String
+    /// The event: `push`, or `pull_request:opened` style for events with an action.
+    public var action: String
+}
+
+/// A CI build's notification, reduced to what CI triggers match and Echo puts in `buildInfo`.
+public struct Build: Sendable, Hashable {
+    public static let triggerTypes = ["jenkins", "travis", "gitlab-ci", "concourse"]
+
+    public var master: String
+    public var job: String
+    public var number: Int
+    public var building: Bool
+    /// SUCCESS, UNSTABLE, BUILDING, ABORTED, FAILURE, NOT_BUILT.
+    public var result: String
+    /// `{name, number, url, result, building, timestamp, duration, artifacts, scm}`.
+    public var info: JSONValue
+    public var properties: [String: JSONValue]
+}
+
+extension Delivery {
+    /// The delivery as its receipt keeps it (everything but the raw body and the proofs).
+    public var json: JSONValue {
+        var origin: [String: JSONValue]
+        switch self.origin {
+        case .webhook(let type, let source):
+            origin = ["kind": "webhook", "type": .string(type), "source": .string(source)]
+        case .git(let event):
+            origin = ["kind": "git", "provider": .string(event.provider), "project": .string(event.project), "slug": .string(event.slug),
+                      "branch": .string(event.branch), "hash": .string(event.hash), "action": .string(event.action)]
+        case .build(let build):
+            origin = ["kind": "build", "master": .string(build.master), "job": .string(build.job), "number": .number(Double(build.number)),
+                      "building": .bool(build.building), "result": .string(build.result), "buildInfo": build.info,
+                      "properties": .object(build.properties)]
+        }
+        return ["origin": .object(origin), "payload": payload, "eventId": .string(eventID), "dedupeKey": .string(dedupeKey)]
+    }
+
+    public init?(json: JSONValue) {
+        guard let origin = json["origin"], let eventID = json["eventId"]?.stringValue, let key = json["dedupeKey"]?.stringValue else { return nil }
+        let parsed: Origin
+        switch origin["kind"]?.stringValue {
+        case "webhook":
+            guard let type = origin["type"]?.stringValue, let source = origin["source"]?.stringValue else { return nil }
+            parsed = .webhook(type: type, source: source)
+        case "git":
+            parsed = .git(GitEvent(
+                provider: origin["provider"]?.stringValue ?? "", project: origin["project"]?.stringValue ?? "", slug: origin["slug"]?.stringValue ?? "",
+                branch: origin["branch"]?.stringValue ?? "", hash: origin["hash"]?.stringValue ?? "", action: origin["action"]?.stringValue ?? ""))
+        case "build":
+            guard let number = origin["number"]?.intValue else { return nil }
+            parsed = .build(Build(
+                master: origin["master"]?.stringValue ?? "", job: origin["job"]?.stringValue ?? "", number: number,
+                building: origin["building"]?.boolValue ?? false, result: origin["result"]?.stringValue ?? "",
+                info: origin["buildInfo"] ?? .null, properties: origin["properties"]?.objectValue ?? [:]))
+        default:
+            return nil
+        }
+        self.init(origin: parsed, payload: json["payload"] ?? .null, eventID: eventID, dedupeKey: key)
+    }
+}

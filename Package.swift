@@ -118,6 +118,7 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -196,7 +197,7 @@ let package = Package(
         .testTarget(name: "StageRunnersTests", dependencies: ["StageRunners", "PipelineEngine", "Orchestration", "Pipelines", "EventLog"], swiftSettings: strict),
         .testTarget(name: "PostgresEventStoreTests", dependencies: ["PostgresEventStore"], swiftSettings: strict),
         .testTarget(name: "APIUnitTests", dependencies: ["API"], swiftSettings: strict),
-        .testTarget(name: "TriggersTests", dependencies: ["Triggers", "Pipelines", "EventLog"], swiftSettings: strict),
+        .testTarget(name: "TriggersTests", dependencies: ["Triggers", "Access", "Pipelines", "EventLog", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: strict),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [

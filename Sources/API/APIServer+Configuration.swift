@@ -4,6 +4,7 @@ import Foundation
 import Hummingbird
 import PipelineEngine
 import Pipelines
+import Triggers
 import ReadModels
 
 /// Configuration routes: saved pipelines and applications (Front50's part of the API).
@@ -84,12 +85,25 @@ extension APIServer {
     func savePipeline(_ request: Request, _ context: APIContext) async throws -> Response {
         var body = try await self.body(request)
         if body["id"]?.stringValue?.isEmpty ?? true { body = .object((body.objectValue ?? [:]).merging(["id": .string(UUID().uuidString.lowercased())]) { $1 }) }
-        let pipeline: PipelineConfig
+        var pipeline: PipelineConfig
         switch PipelineValidation.parse(body, disabledStageTypes: configuration.disabledStageTypes) {
         case .success(let parsed): pipeline = parsed
         case .failure(let problems):
             throw APIError(.badRequest, "invalid_pipeline", "the pipeline is not valid: \(problems.problems.count) problem(s)",
                            problems: problems.problems.map { APIError.Problem(path: $0.path, stage: $0.stage, message: $0.message) })
+        }
+        let triggerProblems = TriggerValidation.problems(of: pipeline)
+        guard triggerProblems.isEmpty else {
+            throw APIError(.badRequest, "invalid_pipeline", "the pipeline's triggers are not valid: \(triggerProblems.count) problem(s)",
+                           problems: triggerProblems.map { APIError.Problem(path: $0.path, stage: nil, message: $0.message) })
+        }
+        if SecretSeal.hasPlainTriggerSecrets(pipeline.json) {
+            // Only sealed secrets reach the log (decision 0015).
+            guard let seal = configuration.secretSeal else {
+                throw APIError(.badRequest, "invalid_pipeline",
+                               "a trigger has a secret and this installation has no secrets key to seal it: start Topsail with TOPSAIL_SECRETS_KEY (or --secrets-key)")
+            }
+            pipeline = PipelineConfig(json: try seal.sealingTriggerSecrets(of: pipeline.json))
         }
         guard pipeline.application?.isEmpty == false, pipeline.name?.isEmpty == false else {
             throw APIError(.badRequest, "invalid_pipeline", "a saved pipeline needs an application and a name",

@@ -31,6 +31,9 @@ public struct APIServer: Sendable {
         public var oidc: OIDCVerifier.Configuration?
         /// A request not answered by then gets 503 (while PostgreSQL is away, for one).
         public var requestDeadline: Duration = .seconds(10)
+        /// Seals the secrets of triggers in saved pipelines and opens them to check deliveries.
+        /// Nil: a pipeline whose trigger has a secret cannot be saved.
+        public var secretSeal: SecretSeal?
 
         public init(
             host: String = "127.0.0.1", port: Int = 8084, maxBodyBytes: Int = 1 << 20, rateLimit: RateLimit? = RateLimit(),
@@ -99,6 +102,7 @@ public struct APIServer: Sendable {
         addConfigurationRoutes(to: routes)
         addAuditRoute(to: routes)
         addIdentityRoutes(to: routes)
+        addTriggerRoutes(to: routes)
         // The router names a path segment once: here the first one after /pipelines is the
         // application, not an execution id.
         routes.on(.post, "/pipelines/:id/:pipeline", .application(.execute)) { request, context in

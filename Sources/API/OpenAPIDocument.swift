@@ -26,8 +26,8 @@ enum OpenAPIDocument {
             ],
             "servers": [["url": "/"]],
             "security": [["bearerAuth": []]],
-            "tags": .array(["executions", "pipelines", "applications", "audit", "identities", "health"].map { ["name": .string($0)] }),
-            "paths": .object(health.merging(executions) { $1 }.merging(configuration) { $1 }.merging(audit) { $1 }.merging(identities) { $1 }),
+            "tags": .array(["executions", "triggers", "pipelines", "applications", "audit", "identities", "health"].map { ["name": .string($0)] }),
+            "paths": .object(health.merging(executions) { $1 }.merging(configuration) { $1 }.merging(audit) { $1 }.merging(identities) { $1 }.merging(triggers) { $1 }),
             "components": [
                 "securitySchemes": [
                     "bearerAuth": [
@@ -104,6 +104,26 @@ enum OpenAPIDocument {
                 "listApplicationExecutions", "An application's executions, newest first, paged.",
                 responses(["200": response("Execution summaries.", ["type": "array", "items": ref("ExecutionSummary")])]),
                 parameters: [application] + listing)],
+        ]
+    }
+
+    static var triggers: [String: JSONValue] {
+        let answered = responses(["200": response(
+            "The delivery's receipt: what started; for applications the caller may READ, which triggers did not fire and why.",
+            ref("TriggerAnswer"))], "404", "413")
+        let delivery = body(["type": "object"], required: false)
+        let note = " No token needed (senders such as GitHub cannot send one); one that is sent must be valid. A trigger with a secret needs X-Hub-Signature-256 (or X-Hub-Signature, X-Gitlab-Token, X-Topsail-Token); without it the answer is 401 and nothing starts."
+        return [
+            "/webhooks/{type}/{source}": ["post": operation(
+                "deliverWebhook", "A webhook for the triggers of this type and source (Echo's /webhooks/webhook/{source}); Idempotency-Key makes a retry the same delivery." + note,
+                answered, parameters: [path("type", "The trigger type, e.g. webhook."), path("source", "The trigger's source.")],
+                body: delivery, tag: "triggers", tokenOptional: true)],
+            "/webhooks/git/{provider}": ["post": operation(
+                "deliverGitEvent", "A repository event from github, gitlab, bitbucket or stash, with the provider's payload and headers; the delivery id makes a retry the same delivery." + note,
+                answered, parameters: [path("provider", "github, gitlab, bitbucket or stash.")], body: delivery, tag: "triggers", tokenOptional: true)],
+            "/ci/builds/{master}": ["post": operation(
+                "deliverBuild", "A CI build's notification (the Jenkins Notification plugin's JSON, or the generic build JSON of docs/triggers.md); a finished build is one delivery however often it is sent." + note,
+                answered, parameters: [path("master", "The CI master the triggers name.")], body: delivery, tag: "triggers", tokenOptional: true)],
         ]
     }
 
@@ -241,6 +261,17 @@ enum OpenAPIDocument {
                 "runAsUser": ["type": "string", "description": "Run as this service account (the caller must hold all its roles)."],
             ]),
             "Triggered": object(["id", "ref"], ["id": string, "ref": string]),
+            "TriggerAnswer": object(["eventProcessed", "eventId"], [
+                "eventProcessed": ["type": "boolean"], "eventId": string, "duplicate": ["type": "boolean"],
+                "executions": ["type": "array", "items": object(["id", "ref"], [
+                    "id": string, "ref": string, "pipelineId": string, "application": string, "pipeline": string, "trigger": integer, "type": string,
+                ])],
+                "notMatched": ["type": "array", "items": object(["pipelineId", "trigger", "type", "reason"], [
+                    "pipelineId": string, "application": string, "pipeline": string, "trigger": integer, "type": string, "reason": string,
+                    "refused": ["type": "boolean"],
+                ])],
+                "notMatchedHidden": integer, "hint": string, "message": string,
+            ]),
             "PipelineConfig": object(["application", "name", "stages"], [
                 "id": string, "application": ["type": "string", "minLength": 1], "name": ["type": "string", "minLength": 1], "disabled": ["type": "boolean"],
                 "limitConcurrent": ["type": "boolean"], "keepWaitingPipelines": ["type": "boolean"],
@@ -288,12 +319,13 @@ enum OpenAPIDocument {
 
     static func operation(
         _ id: String, _ summary: String, _ responses: [String: JSONValue], parameters: [JSONValue] = [], body: JSONValue? = nil,
-        tag: String = "executions", open: Bool = false
+        tag: String = "executions", open: Bool = false, tokenOptional: Bool = false
     ) -> JSONValue {
         var operation: [String: JSONValue] = ["operationId": .string(id), "summary": .string(summary), "responses": .object(responses), "tags": [.string(tag)]]
         if !parameters.isEmpty { operation["parameters"] = .array(parameters) }
         if let body { operation["requestBody"] = body }
         if open { operation["security"] = [] }
+        if tokenOptional { operation["security"] = [[:], ["bearerAuth": []]] }
         return .object(operation)
     }
 

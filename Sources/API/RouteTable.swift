@@ -16,6 +16,12 @@ public enum RouteAccess: Sendable, Hashable {
     case application(Permission)
     /// Only admins (for routes about other users' objects, such as another user's token).
     case admin
+    /// Trigger deliveries (webhooks, git pushes, CI builds): no token needed — senders such as
+    /// GitHub cannot send one — but one that is sent must be valid. What a delivery starts is
+    /// governed by each trigger: its secret (a signature over the body) and its `runAsUser`'s
+    /// EXECUTE permission. Which triggers did not fire, and why, is answered only for
+    /// applications the caller may READ.
+    case trigger
 }
 
 /// One registered route.

@@ -21,6 +21,10 @@ public struct PipelineConfigStore: Sendable {
     @discardableResult
     public func save(_ pipeline: PipelineConfig, basedOn version: Int64? = nil, metadata: EventMetadata) async throws -> Int64 {
         guard let id = pipeline.id, !id.isEmpty else { throw AccessError("a saved pipeline needs an id") }
+        // The last line of defence: a trigger's secret is in the log only sealed (``SecretSeal``).
+        guard !SecretSeal.hasPlainTriggerSecrets(pipeline.json) else {
+            throw AccessError("a trigger's secret must be sealed before the pipeline is saved; configure the secrets key (TOPSAIL_SECRETS_KEY)")
+        }
         return try await documents.save(.object(pipeline.json), id: id, basedOn: version, metadata: metadata)
     }
 

@@ -1,3 +1,4 @@
+import Access
 import API
 import ArgumentParser
 import CLISupport
@@ -172,6 +173,11 @@ struct HTTPOptions: ParsableArguments {
     @Option(help: "A file holding the issuer's JSON Web Key Set, as served at its jwks_uri (default: $TOPSAIL_OIDC_JWKS).")
     var oidcJwks: String?
 
+    @Option(help: ArgumentHelp(
+        "A file holding the 32-byte key (base64) that seals trigger secrets in saved pipelines (default: $TOPSAIL_SECRETS_KEY, the key itself; ops/services makes one). Without a key, pipelines whose triggers have a secret cannot be saved.",
+        valueName: "path"))
+    var secretsKeyFile: String?
+
     @Option(help: "The claim naming the user; 'sub' when it is absent.")
     var oidcUserClaim: String = "preferred_username"
 
@@ -194,6 +200,7 @@ struct HTTPOptions: ParsableArguments {
             rateLimit: rateLimit > 0 ? RateLimit(requestsPerSecond: rateLimit, burst: rateBurst) : nil,
             applicationCreatorRoles: creators, oidc: try oidc())
         configuration.requestDeadline = .seconds(requestDeadline)
+        configuration.secretSeal = try SecretSeal.configured(file: secretsKeyFile)
         return configuration
     }
 
@@ -230,5 +237,27 @@ struct APICommand: AsyncParsableCommand {
 
     func run() async throws {
         try await Roles(options: options, topics: TopicOptions(), disabledStageTypes: policy.disabledStageTypes).run([.http(try http.configuration())])
+    }
+}
+
+extension SecretSeal {
+    /// The installation's seal: the key in `file`, else in $TOPSAIL_SECRETS_KEY; nil when neither is given.
+    static func configured(file: String?) throws -> SecretSeal? {
+        let key: String
+        if let file {
+            guard let contents = FileManager.default.contents(atPath: file) else {
+                throw CLIError("cannot read the secrets key file \(file): it should hold 32 random bytes in base64 (head -c 32 /dev/urandom | base64)")
+            }
+            key = String(decoding: contents, as: UTF8.self)
+        } else if let given = environment("TOPSAIL_SECRETS_KEY"), !given.isEmpty {
+            key = given
+        } else {
+            return nil
+        }
+        do {
+            return try SecretSeal(base64: key)
+        } catch {
+            throw CLIError("\(error) (from \(file ?? "$TOPSAIL_SECRETS_KEY"))")
+        }
     }
 }

@@ -1,4 +1,5 @@
 import Access
+import CLISupport
 import EventLog
 import Foundation
 import PipelineEngine
@@ -46,7 +47,14 @@ struct DatabaseConfigurationBackend: ConfigurationBackend {
     }
 
     func savePipeline(_ pipeline: PipelineConfig, basedOn: Int64) async throws -> Int64 {
-        try await PipelineConfigStore(store: store).save(pipeline, basedOn: basedOn, metadata: metadata)
+        var pipeline = pipeline
+        if SecretSeal.hasPlainTriggerSecrets(pipeline.json) {
+            guard let seal = try SecretSeal.configured(file: nil) else {
+                throw CLIError("pipeline \(pipeline.name ?? pipeline.id ?? "") has a trigger secret and no secrets key is set to seal it: set TOPSAIL_SECRETS_KEY (source .topsail/services.env)")
+            }
+            pipeline = PipelineConfig(json: try seal.sealingTriggerSecrets(of: pipeline.json))
+        }
+        return try await PipelineConfigStore(store: store).save(pipeline, basedOn: basedOn, metadata: metadata)
     }
 
     func pipelines(of application: String) async throws -> [PipelineConfig] {

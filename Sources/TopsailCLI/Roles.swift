@@ -11,6 +11,7 @@ import ReadModels
 import Relay
 import ServiceLifecycle
 import StageRunners
+import Triggers
 
 /// Assembles long-lived roles into one service group with graceful shutdown on SIGTERM/SIGINT.
 struct Roles {
@@ -94,6 +95,8 @@ struct Roles {
             case .http(var configuration):
                 configuration.disabledStageTypes.formUnion(disabledStageTypes)
                 services.append(try await APIServer(client: client, repository: repository, configuration: configuration, logger: logger).application())
+                services.append(OpenReceiptsService(
+                    intake: TriggerIntake(client: client, repository: repository, seal: configuration.secretSeal, logger: logger), logger: logger))
             }
         }
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(

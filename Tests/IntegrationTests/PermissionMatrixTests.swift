@@ -22,9 +22,11 @@ struct PermissionMatrixTests {
     /// Whether `caller` may use a route declaring `access`: nil when it may, else the status it gets.
     static func refusal(_ caller: Caller, _ access: RouteAccess) -> Int? {
         if access == .open { return nil }
+        // Deliveries need no token, but one that is sent must be valid.
+        if access == .trigger { return caller == .revoked ? 401 : nil }
         if caller == .noToken || caller == .revoked { return 401 }
         switch access {
-        case .open, .authenticated: return nil
+        case .open, .authenticated, .trigger: return nil
         case .admin: return caller == .admin ? nil : 403
         case .application(let permission):
             switch caller {
@@ -86,6 +88,9 @@ struct PermissionMatrixTests {
                 case "/pipelines/:id/:pipeline": path = "/pipelines/web/ship"
                 case "/pipelineConfigs/:id/history": path = "/pipelineConfigs/w1/history"
                 case "/tokens/:id": path = "/tokens/\(ci.id)"
+                case "/webhooks/:type/:source": path = "/webhooks/webhook/matrix"
+                case "/webhooks/git/:provider": path = "/webhooks/git/github"
+                case "/ci/builds/:master": path = "/ci/builds/matrix"
                 default: if executionRoute { path = path.replacingOccurrences(of: ":id", with: execution) }
                 }
                 guard !path.contains(":") else { throw SetupError("the matrix has no example for a parameter of \(route): add one") }
@@ -98,6 +103,8 @@ struct PermissionMatrixTests {
                 case ("POST", "/tokens"): return (path, "{}")
                 case ("POST", "/serviceAccounts"): return (path, #"{"name": "svc", "roles": ["owners"]}"#)
                 case ("POST", "/pipelines/:id/:pipeline"): return (path, "{}")
+                case ("POST", "/webhooks/git/:provider"): return (path, #"{"ref": "refs/heads/main", "repository": {"name": "r", "owner": {"login": "o"}}}"#)
+                case ("POST", "/ci/builds/:master"): return (path, #"{"job": "j", "number": 1, "result": "SUCCESS"}"#)
                 case ("PATCH", _): return (path, #"{"judgmentStatus": "continue"}"#)
                 default: return (path, route.method == "GET" || route.method == "DELETE" ? nil : "{}")
                 }

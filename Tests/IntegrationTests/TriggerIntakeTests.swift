@@ -1,0 +1,259 @@
+import Access
+import Crypto
+import EventLog
+import Foundation
+import Orchestration
+import PipelineEngine
+import PostgresNIO
+import Testing
+import Triggers
+
+/// Deliveries from real HTTP requests to a real `topsail all` (API, projector, engine) over the
+/// real PostgreSQL and broker: webhooks, git pushes and CI builds start executions that succeed,
+/// retries start nothing new, signatures and permissions are enforced, and receipts are events.
+@Suite("Triggers: webhooks, git pushes and CI builds through the API", .serialized, .timeLimit(.minutes(5)))
+struct TriggerIntakeTests {
+    typealias Engine = EngineTests.Engine
+
+    static let key = Data((0..<32).map { UInt8(($0 * 7 + 3) % 256) }).base64EncodedString()
+
+    /// An engine with a secrets key, an admin token, and a service account `deployer` with EXECUTE on `shop`.
+    static func setUp(_ db: TestDatabase) async throws -> (Engine, admin: String) {
+        let engine = try Engine(db, environment: ["TOPSAIL_SECRETS_KEY": key])
+        let admin = try await APIContractTests.admin(db)
+        try await APIContractTests.answering(engine)
+        let permissions = #"{"READ": ["devs"], "WRITE": ["devs"], "EXECUTE": ["deployers"]}"#
+        #expect(try await APIContractTests.call("POST", engine.api + "/applications", #"{"name": "shop", "permissions": \#(permissions)}"#, admin).status == 200)
+        #expect(try await APIContractTests.call("POST", engine.api + "/serviceAccounts", #"{"name": "deployer", "roles": ["deployers"]}"#, admin).status == 200)
+        #expect(try await APIContractTests.call("POST", engine.api + "/serviceAccounts", #"{"name": "bystander", "roles": ["devs"]}"#, admin).status == 200)
+        return (engine, admin)
+    }
+
+    /// Saves a pipeline through the API and waits until the projection indexes its triggers.
+    static func save(_ engine: Engine, _ admin: String, id: String, triggers: String, extra: String = "") async throws {
+        let pipeline = #"""
+            {"id": "\#(id)", "application": "shop", "name": "\#(id)", "limitConcurrent": false, "triggers": \#(triggers),
+             "stages": [{"refId": "1", "type": "wait", "waitTime": 0}]\#(extra)}
+            """#
+        let saved = try await APIContractTests.call("POST", engine.api + "/pipelines", pipeline, admin)
+        #expect(saved.status == 200, "\(saved.json)")
+        let version = saved.json["version"]?.intValue ?? 0
+        try await engine.until("pipeline \(id) v\(version) to be projected") {
+            var found = false
+            for try await _ in try await engine.db.client.query(
+                "SELECT 1 FROM pipeline_configs WHERE pipeline_id = \(id) AND version >= \(version)", logger: TestEnvironment.logger) { found = true }
+            return found
+        }
+    }
+
+    static func executions(of pipelineID: String, _ db: TestDatabase) async throws -> [String] {
+        var ids: [String] = []
+        for try await id in try await db.client.query("""
+            SELECT stream_id FROM events WHERE event_type = 'execution.triggered' AND payload->'pipeline'->>'id' = \(pipelineID) ORDER BY position
+            """, logger: TestEnvironment.logger).decode(String.self) { ids.append(id) }
+        return ids
+    }
+
+    static func sign(_ body: String, _ secret: String) -> String {
+        "sha256=" + HMAC<SHA256>.authenticationCode(for: Array(body.utf8), using: SymmetricKey(data: Array(secret.utf8))).map { String(format: "%02x", $0) }.joined()
+    }
+
+    @Test("a webhook starts the pipelines whose constraints match, as their runAsUser; a retry with the same Idempotency-Key starts nothing new; the answer says which triggers did not fire and why")
+    func webhooks() async throws {
+        try await TestDatabase.with { db in
+            let (engine, admin) = try await Self.setUp(db)
+            defer { engine.process.terminate() }
+            try await Self.save(engine, admin, id: "hook-deploy", triggers: #"""
+                [{"type": "webhook", "source": "releases", "enabled": true, "runAsUser": "deployer",
+                  "payloadConstraints": {"env": "^prod", "$.artifact.tags[*]": "^release-\\d+$"}}]
+                """#, extra: #", "parameterConfig": [{"name": "version", "required": true}, {"name": "region", "default": "eu"}]"#)
+            try await Self.save(engine, admin, id: "hook-staging", triggers: #"""
+                [{"type": "webhook", "source": "releases", "enabled": true, "runAsUser": "deployer", "payloadConstraints": {"env": "^staging"}}]
+                """#)
+            try await Self.save(engine, admin, id: "hook-unpermitted", triggers: #"""
+                [{"type": "webhook", "source": "releases", "enabled": true, "runAsUser": "bystander"}]
+                """#)
+            let body = #"{"env": "production", "artifact": {"tags": ["latest", "release-42"]}, "parameters": {"version": "1.4.2"}}"#
+            let first = try await APIContractTests.call("POST", engine.api + "/webhooks/webhook/releases", body, admin, headers: ["Idempotency-Key": "deploy-1.4.2"])
+            #expect(first.status == 200 && first.json["eventProcessed"] == true, "\(first.json)")
+            let started = first.json["executions"]?.arrayValue ?? []
+            #expect(started.count == 1 && started.first?["pipelineId"] == "hook-deploy", "\(first.json)")
+            let notMatched = first.json["notMatched"]?.arrayValue ?? []
+            let reasons = Dictionary(uniqueKeysWithValues: notMatched.compactMap { entry in entry["pipelineId"]?.stringValue.map { ($0, entry) } })
+            #expect(reasons["hook-staging"]?["reason"]?.stringValue?.contains("^staging") == true, "\(notMatched)")
+            #expect(reasons["hook-unpermitted"]?["reason"]?.stringValue?.contains("may not EXECUTE application shop") == true, "\(notMatched)")
+            #expect(reasons["hook-unpermitted"]?["refused"] == true)
+
+            let id = try #require(started.first?["id"]?.stringValue)
+            let state = try await engine.finished(id)
+            #expect(state.status == .succeeded)
+            let trigger = state.trigger
+            #expect(trigger["type"] == "webhook" && trigger["source"] == "releases" && trigger["user"] == "deployer")
+            #expect(trigger["eventId"] == first.json["eventId"] && trigger["payload"]?["env"] == "production", "\(trigger)")
+            #expect(state.parameters["version"] == "1.4.2" && state.parameters["region"] == "eu", "\(state.parameters)")
+
+            // The sender retries: the same receipt, no second execution.
+            let retry = try await APIContractTests.call("POST", engine.api + "/webhooks/webhook/releases", body, nil, headers: ["Idempotency-Key": "deploy-1.4.2"])
+            #expect(retry.status == 200 && retry.json["duplicate"] == true && retry.json["executions"]?.arrayValue?.first?["id"]?.stringValue == id, "\(retry.json)")
+            // Without a token the answer names no pipelines it did not start.
+            #expect(retry.json["notMatched"]?.arrayValue?.isEmpty == true && retry.json["notMatchedHidden"] == 2, "\(retry.json)")
+            #expect(try await Self.executions(of: "hook-deploy", db).count == 1)
+
+            // A required parameter missing: not started, and said so.
+            let missing = try await APIContractTests.call("POST", engine.api + "/webhooks/webhook/releases",
+                                                          #"{"env": "prod", "artifact": {"tags": ["release-1"]}}"#, admin)
+            let why = missing.json["notMatched"]?.arrayValue?.first { $0["pipelineId"] == "hook-deploy" }?["reason"]?.stringValue
+            #expect(missing.json["executions"]?.arrayValue?.isEmpty == true && why?.contains("missing required parameters: version") == true, "\(missing.json)")
+
+            // Every receipt is an event, with what it decided.
+            var receipts = 0
+            for try await _ in try await db.client.query("SELECT 1 FROM events WHERE event_type = 'trigger.received'", logger: TestEnvironment.logger) { receipts += 1 }
+            #expect(receipts == 2, "two deliveries, one retried")
+
+            // Bad input: 400 naming the problem; over the limit: 413.
+            let malformed = try await APIContractTests.call("POST", engine.api + "/webhooks/webhook/releases", "[1, 2]", nil)
+            #expect(malformed.status == 400 && malformed.json["message"]?.stringValue?.contains("JSON object") == true, "\(malformed.json)")
+            let badParameters = try await APIContractTests.call("POST", engine.api + "/webhooks/webhook/releases", #"{"parameters": [1]}"#, nil)
+            #expect(badParameters.status == 400, "\(badParameters.json)")
+            let huge = #"{"blob": "\#(String(repeating: "x", count: 1_100_000))"}"#
+            #expect(try await APIContractTests.call("POST", engine.api + "/webhooks/webhook/releases", huge, nil).status == 413)
+        }
+    }
+
+    @Test("git pushes: a valid X-Hub-Signature-256 starts the pipeline; a bad or missing one answers 401, starts nothing and is recorded; the secret is stored only sealed; GitLab's token and GitHub's ping")
+    func gitPushes() async throws {
+        try await TestDatabase.with { db in
+            let (engine, admin) = try await Self.setUp(db)
+            defer { engine.process.terminate() }
+            let secret = "correct-horse-battery-staple"
+            try await Self.save(engine, admin, id: "git-api", triggers: #"""
+                [{"type": "git", "source": "github", "project": "acme", "slug": "api", "branch": "main|release/.*", "enabled": true,
+                  "runAsUser": "deployer", "secret": "\#(secret)"}]
+                """#)
+            try await Self.save(engine, admin, id: "git-lab", triggers: #"""
+                [{"type": "git", "source": "gitlab", "project": "grp", "slug": "web", "enabled": true, "runAsUser": "deployer", "secret": "\#(secret)"}]
+                """#)
+            // The secret is in no event and in no answer: sealed on save.
+            var plain = 0
+            for try await _ in try await db.client.query("SELECT 1 FROM events WHERE payload::text LIKE \("%" + secret + "%")", logger: TestEnvironment.logger) { plain += 1 }
+            #expect(plain == 0, "a trigger secret was stored in the clear")
+            let config = try await APIContractTests.call("GET", engine.api + "/applications/shop/pipelineConfigs/git-api", nil, admin)
+            #expect(config.json["triggers"]?.arrayValue?.first?["secret"]?.stringValue?.hasPrefix(SecretSeal.prefix) == true, "\(config.json)")
+
+            let push = #"{"ref": "refs/heads/release/2.0", "after": "9f8e7d", "repository": {"name": "api", "owner": {"login": "acme"}}}"#
+            let github = ["X-GitHub-Event": "push", "Content-Type": "application/json"]
+            let unsigned = try await APIContractTests.call("POST", engine.api + "/webhooks/git/github", push, nil, headers: github.merging(["X-GitHub-Delivery": "d-1"]) { $1 })
+            #expect(unsigned.status == 401 && unsigned.json["executions"]?.arrayValue?.isEmpty == true, "\(unsigned.json)")
+            let forged = try await APIContractTests.call("POST", engine.api + "/webhooks/git/github", push, nil, headers: github.merging([
+                "X-GitHub-Delivery": "d-2", "X-Hub-Signature-256": Self.sign(push, "guess"),
+            ]) { $1 })
+            #expect(forged.status == 401, "\(forged.json)")
+            #expect(try await Self.executions(of: "git-api", db).isEmpty, "a delivery without the secret started something")
+            // The refusals are recorded, with the reason.
+            var refusals: [String] = []
+            for try await text in try await db.client.query(
+                "SELECT payload->'decisions'->0->>'reason' FROM events WHERE event_type = 'trigger.received' ORDER BY position", logger: TestEnvironment.logger
+            ).decode(String?.self) { refusals.append(text ?? "") }
+            #expect(refusals.count == 2 && refusals.allSatisfy { $0.hasPrefix("signature: ") }, "\(refusals)")
+
+            let signed = try await APIContractTests.call("POST", engine.api + "/webhooks/git/github", push, nil, headers: github.merging([
+                "X-GitHub-Delivery": "d-3", "X-Hub-Signature-256": Self.sign(push, secret),
+            ]) { $1 })
+            #expect(signed.status == 200 && signed.json["executions"]?.arrayValue?.count == 1, "\(signed.json)")
+            let id = try #require(signed.json["executions"]?.arrayValue?.first?["id"]?.stringValue)
+            let state = try await engine.finished(id)
+            #expect(state.status == .succeeded)
+            #expect(state.trigger["hash"] == "9f8e7d" && state.trigger["branch"] == "release/2.0" && state.trigger["secret"] == nil, "\(state.trigger)")
+            // GitHub redelivers the same delivery id: nothing new.
+            let redelivered = try await APIContractTests.call("POST", engine.api + "/webhooks/git/github", push, nil, headers: github.merging([
+                "X-GitHub-Delivery": "d-3", "X-Hub-Signature-256": Self.sign(push, secret),
+            ]) { $1 })
+            let afterRedelivery = try await Self.executions(of: "git-api", db)
+            #expect(redelivered.json["duplicate"] == true && afterRedelivery.count == 1, "\(redelivered.json)")
+            // A branch the trigger does not want (the whole name must match).
+            let feature = push.replacingOccurrences(of: "release/2.0", with: "feature/main")
+            let other = try await APIContractTests.call("POST", engine.api + "/webhooks/git/github", feature, admin, headers: github.merging([
+                "X-GitHub-Delivery": "d-4", "X-Hub-Signature-256": Self.sign(feature, secret),
+            ]) { $1 })
+            #expect(other.status == 200 && other.json["notMatched"]?.arrayValue?.first?["reason"]?.stringValue?.contains("does not match") == true, "\(other.json)")
+
+            let ping = try await APIContractTests.call("POST", engine.api + "/webhooks/git/github", #"{"zen": "Keep it logically awesome."}"#, nil,
+                                                       headers: ["X-GitHub-Event": "ping"])
+            #expect(ping.status == 200 && ping.json["eventProcessed"] == false, "\(ping.json)")
+
+            let labPush = #"{"object_kind": "push", "ref": "refs/heads/main", "checkout_sha": "abc", "project": {"namespace": "grp", "path": "web"}}"#
+            let wrongToken = try await APIContractTests.call("POST", engine.api + "/webhooks/git/gitlab", labPush, nil, headers: [
+                "X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "nope", "X-Gitlab-Event-UUID": "g-1"])
+            #expect(wrongToken.status == 401, "\(wrongToken.json)")
+            let rightToken = try await APIContractTests.call("POST", engine.api + "/webhooks/git/gitlab", labPush, nil, headers: [
+                "X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": secret, "X-Gitlab-Event-UUID": "g-2"])
+            #expect(rightToken.status == 200 && rightToken.json["executions"]?.arrayValue?.count == 1, "\(rightToken.json)")
+            #expect(!engine.process.text.contains(secret), "the secret reached the engine's log")
+        }
+    }
+
+    @Test("CI builds: Jenkins' COMPLETED and FINALIZED notifications of one build start one execution with buildInfo; the generic build JSON works; a failed build starts nothing")
+    func ciBuilds() async throws {
+        try await TestDatabase.with { db in
+            let (engine, admin) = try await Self.setUp(db)
+            defer { engine.process.terminate() }
+            try await Self.save(engine, admin, id: "after-build", triggers: #"""
+                [{"type": "jenkins", "master": "ci-main", "job": "api-build", "enabled": true, "runAsUser": "deployer"},
+                 {"type": "gitlab-ci", "master": "ci-main", "job": "web", "enabled": true, "runAsUser": "deployer"}]
+                """#, extra: #", "parameterConfig": [{"name": "IMAGE"}]"#)
+            func jenkins(_ phase: String, status: String = "SUCCESS") -> String {
+                #"{"name": "api-build", "url": "job/api-build/", "build": {"full_url": "http://ci/job/api-build/17/", "number": 17, "phase": "\#(phase)", "status": "\#(status)", "scm": {"commit": "c0ffee", "branch": "origin/main"}}}"#
+            }
+            let startedBuild = try await APIContractTests.call("POST", engine.api + "/ci/builds/ci-main", #"{"name": "api-build", "build": {"number": 17, "phase": "STARTED"}}"#, admin)
+            #expect(startedBuild.status == 200 && startedBuild.json["executions"]?.arrayValue?.isEmpty == true, "\(startedBuild.json)")
+            let completed = try await APIContractTests.call("POST", engine.api + "/ci/builds/ci-main", jenkins("COMPLETED"), nil)
+            let finalized = try await APIContractTests.call("POST", engine.api + "/ci/builds/ci-main", jenkins("FINALIZED"), nil)
+            #expect(completed.json["executions"]?.arrayValue?.count == 1 && finalized.json["duplicate"] == true, "\(completed.json) \(finalized.json)")
+            let id = try #require(completed.json["executions"]?.arrayValue?.first?["id"]?.stringValue)
+            let state = try await engine.finished(id)
+            #expect(state.status == .succeeded)
+            #expect(state.trigger["buildNumber"] == 17 && state.trigger["buildInfo"]?["url"] == "http://ci/job/api-build/17/", "\(state.trigger)")
+            #expect(state.trigger["buildInfo"]?["scm"]?.arrayValue?.first?["sha1"] == "c0ffee")
+
+            let generic = #"{"job": "web", "number": 5, "result": "SUCCESS", "url": "https://gitlab/ci/5", "properties": {"IMAGE": "web:5"}}"#
+            let built = try await APIContractTests.call("POST", engine.api + "/ci/builds/ci-main", generic, nil)
+            let webID = try #require(built.json["executions"]?.arrayValue?.first?["id"]?.stringValue, "\(built.json)")
+            let web = try await engine.finished(webID)
+            #expect(web.status == .succeeded && web.parameters["IMAGE"] == "web:5" && web.trigger["type"] == "gitlab-ci", "\(web.parameters)")
+            let failed = try await APIContractTests.call("POST", engine.api + "/ci/builds/ci-main", #"{"job": "web", "number": 6, "result": "FAILURE"}"#, admin)
+            #expect(failed.json["executions"]?.arrayValue?.isEmpty == true
+                    && failed.json["notMatched"]?.arrayValue?.first { $0["type"] == "gitlab-ci" }?["reason"]?.stringValue?.contains("FAILURE") == true,
+                    "\(failed.json)")
+            #expect(try await Self.executions(of: "after-build", db).count == 2)
+        }
+    }
+
+    @Test("a receipt a crash left open (received, its execution not started) is finished by the API's intake: the execution starts once")
+    func openReceiptsAreFinished() async throws {
+        try await TestDatabase.with { db in
+            let (engine, admin) = try await Self.setUp(db)
+            defer { engine.process.terminate() }
+            try await Self.save(engine, admin, id: "late", triggers: #"[{"type": "webhook", "source": "late", "enabled": true, "runAsUser": "deployer"}]"#)
+            // What a process killed right after recording the receipt leaves behind.
+            let delivery = try DeliveryParser.webhook(type: "webhook", source: "late", body: Array("{}".utf8), headers: ["idempotency-key": "k"], eventID: "e-late")
+            let executionID = delivery.executionID(pipelineID: "late", trigger: 0)
+            var fields = delivery.json.objectValue ?? [:]
+            fields["decisions"] = [TriggerDecision(pipelineID: "late", application: "shop", pipelineName: "late", triggerIndex: 0, triggerType: "webhook",
+                                                   outcome: .start(executionID: executionID)).json]
+            _ = try await db.store.append(to: try TriggerIntake.stream(of: delivery.dedupeKey), expected: .noStream, events: [
+                NewEvent(type: TriggerIntake.receivedType, payload: try JSONText(encoding: JSONValue.object(fields)), metadata: EventMetadata(source: "test")),
+            ])
+            let state = try await engine.finished(executionID, timeout: .seconds(60))
+            #expect(state.status == .succeeded && state.trigger["eventId"] == "e-late")
+            try await engine.until("the receipt to be closed") {
+                var closed = false
+                for try await _ in try await db.client.query("SELECT 1 FROM events WHERE event_type = 'trigger.processed'", logger: TestEnvironment.logger) { closed = true }
+                return closed
+            }
+            // The sender retries now: the same execution, nothing new.
+            let retry = try await APIContractTests.call("POST", engine.api + "/webhooks/webhook/late", "{}", nil, headers: ["Idempotency-Key": "k"])
+            #expect(retry.json["executions"]?.arrayValue?.first?["id"]?.stringValue == executionID, "\(retry.json)")
+            #expect(try await Self.executions(of: "late", db) == ["execution-\(executionID)"])
+        }
+    }
+}

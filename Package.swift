@@ -123,6 +123,18 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The `notifier` role: reactions to execution events outside the engine (pipeline
+        // triggers of other pipelines, notifications, CDEvents).
+        .target(
+            name: "Notifications",
+            dependencies: [
+                "EventLog", "Orchestration", "PipelineEngine", "ReadModels", "Triggers", "Kafka",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // The HTTP API (Gate's paths where Spinnaker has them).
         .target(
             name: "API",
@@ -171,7 +183,7 @@ let package = Package(
             name: "TopsailCLI",
             dependencies: [
                 "EventLog", "Kafka", "PostgresEventStore", "Relay", "Pipelines", "Orchestration", "PipelineEngine", "Access", "ReadModels",
-                "StageRunners", "Triggers", "API", "CLISupport", "Benchmarks",
+                "StageRunners", "Triggers", "Notifications", "API", "CLISupport", "Benchmarks",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

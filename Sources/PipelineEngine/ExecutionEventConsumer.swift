@@ -6,10 +6,10 @@ import ServiceLifecycle
 
 /// Work a handler started that outlasts it, such as a stage's script: the execution's lane moves
 /// on to its next event while this runs, and the message's offset waits for it.
-typealias DetachedWork = @Sendable () async -> Void
+public typealias DetachedWork = @Sendable () async -> Void
 
 /// How a role reacts to one execution event; what it returns runs beyond the lane.
-typealias LaneHandler = @Sendable (RecordedEvent) async throws -> [DetachedWork]
+public typealias LaneHandler = @Sendable (RecordedEvent) async throws -> [DetachedWork]
 
 /// Consumes one role's view of the execution events, one lane per execution: the events of an
 /// execution are handled in order and one at a time, different executions concurrently (up to

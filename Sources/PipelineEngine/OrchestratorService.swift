@@ -100,10 +100,10 @@ public final class OrchestratorService: Service {
 }
 
 /// The Kafka topic of execution events, consumed by each role in a group of its own.
-enum ExecutionTopic {
+public enum ExecutionTopic {
     /// Consumes the execution events as `<prefix><role>` until graceful shutdown, together with
     /// the events this process appends to partitions the role owns (``LocalHandoff``).
-    static func consume(
+    public static func consume(
         kafka: KafkaConfiguration, topicPrefix: String, partitions: Int, role: String, concurrency: Int, handoff: LocalHandoff,
         leaseClient: PostgresClient?, drainTimeout: Duration, logger: Logger, _ handle: @escaping LaneHandler
     ) async throws {

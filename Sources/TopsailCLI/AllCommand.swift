@@ -7,7 +7,7 @@ import Foundation
 struct AllCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "all",
-        abstract: "Run every role in one process: relay, orchestrator, worker, scheduler, projector, supervisor and the HTTP API.",
+        abstract: "Run every role in one process: relay, orchestrator, worker, scheduler, projector, notifier, supervisor and the HTTP API.",
         discussion: "SIGTERM or Ctrl-C shuts every role down gracefully: no new work is taken, running work may finish for --drain-timeout seconds, and what is cancelled then runs again after a restart."
     )
 
@@ -28,9 +28,25 @@ struct AllCommand: AsyncParsableCommand {
         try await Roles(
             options: options, topics: topics, disabledStageTypes: policy.disabledStageTypes, scriptSandbox: try sandbox.sandbox(), drainTimeout: drain.duration
         ).run([
-            .relay(relay.configuration(topics: topics)), .orchestrator, .worker, .scheduler, .projector,
+            .relay(relay.configuration(topics: topics)), .orchestrator, .worker, .scheduler, .projector, .notifier,
             supervision.role, .http(try http.configuration()),
         ])
+    }
+}
+
+struct NotifierCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "notifier",
+        abstract: "React to executions outside the engine: fire the pipeline triggers of pipelines that follow a completed one (group <prefix>notifier).",
+        discussion: "Any number may run; they share the partitions by leases in PostgreSQL. A completion delivered twice starts nothing new (its receipt is keyed by the execution). SIGTERM or Ctrl-C stops it gracefully."
+    )
+
+    @OptionGroup var options: CommonOptions
+    @OptionGroup var topics: TopicOptions
+    @OptionGroup var drain: DrainOptions
+
+    func run() async throws {
+        try await Roles(options: options, topics: topics, drainTimeout: drain.duration).run([.notifier])
     }
 }
 

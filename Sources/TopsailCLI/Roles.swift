@@ -11,7 +11,9 @@ import ReadModels
 import Relay
 import ServiceLifecycle
 import StageRunners
+import Notifications
 import Triggers
+import Access
 
 /// Assembles long-lived roles into one service group with graceful shutdown on SIGTERM/SIGINT.
 struct Roles {
@@ -21,6 +23,7 @@ struct Roles {
         case worker
         case scheduler
         case projector
+        case notifier
         case supervisor(interval: Duration, grace: Duration)
         case http(APIServer.Configuration)
     }
@@ -90,6 +93,11 @@ struct Roles {
                 services.append(SchedulerService(timers: timers, repository: repository, logger: logger))
             case .projector:
                 services.append(ExecutionProjector(client: client, logger: logger))
+            case .notifier:
+                services.append(NotifierService(
+                    repository: repository, intake: TriggerIntake(client: client, repository: repository, seal: try SecretSeal.configured(file: nil), logger: logger),
+                    kafka: kafka, topicPrefix: topics.topicPrefix, partitions: topics.partitions, leaseClient: client,
+                    drainTimeout: drainTimeout, logger: logger))
             case let .supervisor(interval, grace):
                 services.append(SupervisorService(client: client, repository: repository, interval: interval, grace: grace, logger: logger))
             case .http(var configuration):

@@ -12,6 +12,8 @@ public struct Delivery: Sendable, Hashable {
         case git(GitEvent)
         /// `POST /ci/builds/{master}`: a CI build's notification.
         case build(Build)
+        /// Another pipeline's execution completed (the notifier hands these over).
+        case pipeline(PipelineCompletion)
     }
 
     public let origin: Origin
@@ -37,6 +39,7 @@ public struct Delivery: Sendable, Hashable {
         case .webhook(let type, _): [type]
         case .git: ["git"]
         case .build: Build.triggerTypes
+        case .pipeline: ["pipeline"]
         }
     }
 
@@ -46,6 +49,7 @@ public struct Delivery: Sendable, Hashable {
         case .webhook(let type, let source): "\(type)/\(source)"
         case .git(let event): "git/\(event.provider)"
         case .build(let build): "build/\(build.master)/\(build.job)#\(build.number)"
+        case .pipeline(let completion): "pipeline/\(completion.pipelineID) \(completion.status)"
         }
     }
 
@@ -71,6 +75,43 @@ public struct GitEvent: Sendable, Hashable {
     public var hash: String
     /// The event: `push`, or `pull_request:opened` style for events with an action.
     public var action: String
+}
+
+/// An execution that completed, as pipeline triggers see it.
+public struct PipelineCompletion: Sendable, Hashable {
+    /// How many pipeline triggers led to this execution (0 for one started otherwise): a chain
+    /// longer than ``maximumChain`` stops, so pipelines that trigger each other do not run forever.
+    public static let maximumChain = 10
+
+    public var executionID: String
+    /// The completed execution's pipeline config id, which pipeline triggers name.
+    public var pipelineID: String
+    public var application: String?
+    /// The execution's status, e.g. SUCCEEDED or TERMINAL.
+    public var status: String
+    public var chain: Int
+    /// The execution as the child's `trigger.parentExecution` shows it.
+    public var execution: JSONValue
+
+    public init(executionID: String, pipelineID: String, application: String?, status: String, chain: Int, execution: JSONValue) {
+        self.executionID = executionID
+        self.pipelineID = pipelineID
+        self.application = application
+        self.status = status
+        self.chain = chain
+        self.execution = execution
+    }
+
+    /// The status as pipeline triggers' `status[]` names it (Echo's mapping): successful,
+    /// failed, canceled or suspended.
+    public var triggerStatus: String {
+        switch status {
+        case "SUCCEEDED": "successful"
+        case "CANCELED": "canceled"
+        case "SUSPENDED": "suspended"
+        default: "failed"
+        }
+    }
 }
 
 /// A CI build's notification, reduced to what CI triggers match and Echo puts in `buildInfo`.
@@ -102,6 +143,10 @@ extension Delivery {
             origin = ["kind": "build", "master": .string(build.master), "job": .string(build.job), "number": .number(Double(build.number)),
                       "building": .bool(build.building), "result": .string(build.result), "buildInfo": build.info,
                       "properties": .object(build.properties)]
+        case .pipeline(let completion):
+            origin = ["kind": "pipeline", "executionId": .string(completion.executionID), "pipelineId": .string(completion.pipelineID),
+                      "application": completion.application.map(JSONValue.string) ?? .null, "status": .string(completion.status),
+                      "chain": .number(Double(completion.chain)), "execution": completion.execution]
         }
         return ["origin": .object(origin), "payload": payload, "eventId": .string(eventID), "dedupeKey": .string(dedupeKey)]
     }
@@ -123,6 +168,11 @@ extension Delivery {
                 master: origin["master"]?.stringValue ?? "", job: origin["job"]?.stringValue ?? "", number: number,
                 building: origin["building"]?.boolValue ?? false, result: origin["result"]?.stringValue ?? "",
                 info: origin["buildInfo"] ?? .null, properties: origin["properties"]?.objectValue ?? [:]))
+        case "pipeline":
+            guard let execution = origin["executionId"]?.stringValue, let pipeline = origin["pipelineId"]?.stringValue else { return nil }
+            parsed = .pipeline(PipelineCompletion(
+                executionID: execution, pipelineID: pipeline, application: origin["application"]?.stringValue,
+                status: origin["status"]?.stringValue ?? "", chain: origin["chain"]?.intValue ?? 0, execution: origin["execution"] ?? .null))
         default:
             return nil
         }

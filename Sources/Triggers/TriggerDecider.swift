@@ -104,6 +104,8 @@ public enum TriggerDecider {
             return type == "git" && (source == event.provider || (event.provider == "bitbucket" && source == "stash"))
         case .build(let build):
             return Build.triggerTypes.contains(type) && trigger["master"]?.stringValue == build.master
+        case .pipeline(let completion):
+            return type == "pipeline" && trigger["pipeline"]?.stringValue == completion.pipelineID
         }
     }
 
@@ -135,6 +137,16 @@ public enum TriggerDecider {
             if trigger["job"]?.stringValue != build.job { return "job is \(build.job), the trigger wants \(trigger["job"]?.stringValue ?? "none")" }
             if build.building { return "build \(build.job) #\(build.number) has not finished" }
             if build.result != "SUCCESS" { return "build \(build.job) #\(build.number) ended \(build.result), not SUCCESS" }
+        case .pipeline(let completion):
+            // Echo's default when none are listed: successful runs only.
+            let wanted = trigger["status"]?.arrayValue?.compactMap { $0.stringValue?.lowercased() } ?? []
+            let statuses = wanted.isEmpty ? ["successful"] : wanted
+            if !statuses.contains(completion.triggerStatus) {
+                return "execution \(completion.executionID) ended \(completion.status) (\(completion.triggerStatus)); the trigger wants \(statuses.joined(separator: ", "))"
+            }
+            if completion.chain >= PipelineCompletion.maximumChain {
+                return "execution \(completion.executionID) ends a chain of \(completion.chain) pipeline triggers; at most \(PipelineCompletion.maximumChain) follow each other"
+            }
         }
         if let constraints = trigger["payloadConstraints"]?.objectValue, !constraints.isEmpty {
             let subject: JSONValue
@@ -169,6 +181,13 @@ public enum TriggerDecider {
             fields["buildInfo"] = build.info
             fields["properties"] = .object(build.properties)
             fields["job"] = .string(build.job)
+        case .pipeline(let completion):
+            fields["parentExecution"] = completion.execution
+            fields["parentPipelineId"] = .string(completion.pipelineID)
+            fields["parentPipelineApplication"] = completion.application.map(JSONValue.string) ?? .null
+            fields["parentStatus"] = .string(completion.status)
+            fields["chain"] = .number(Double(completion.chain + 1))
+            fields.removeValue(forKey: "payload")
         }
         return .object(fields)
     }
@@ -178,7 +197,7 @@ public enum TriggerDecider {
     public static func givenParameters(_ delivery: Delivery, pipeline: PipelineConfig) -> [String: JSONValue] {
         switch delivery.origin {
         case .webhook: return delivery.payload["parameters"]?.objectValue ?? [:]
-        case .git: return [:]
+        case .git, .pipeline: return [:]
         case .build(let build):
             let declared = Set((pipeline.json["parameterConfig"]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue })
             return build.properties.filter { declared.contains($0.key) }

@@ -214,6 +214,7 @@ public struct TriggerIntake: Sendable {
         case .webhook(let type, let source): probes = [[["type": .string(type), "source": .string(source)]]]
         case .git: probes = [[["type": "git"]]]
         case .build(let build): probes = Build.triggerTypes.map { [["type": .string($0), "master": .string(build.master)]] }
+        case .pipeline(let completion): probes = [[["type": "pipeline", "pipeline": .string(completion.pipelineID)]]]
         }
         var pipelines: [PipelineConfig] = []
         do {
@@ -299,6 +300,7 @@ public struct TriggerIntake: Sendable {
         case .webhook: "webhook"
         case .git: "git"
         case .build: "build"
+        case .pipeline: "pipeline"
         }
     }
 }

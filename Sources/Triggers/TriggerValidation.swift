@@ -45,6 +45,12 @@ public enum TriggerValidation {
                 if let branch = trigger["branch"]?.stringValue, !branch.isEmpty, (try? Regex(branch)) == nil {
                     problems.append(Problem(path: "\(path).branch", message: "is not a valid regular expression: \(branch)"))
                 }
+            case "pipeline":
+                required("pipeline")
+                let statuses = ["successful", "failed", "canceled", "suspended"]
+                for status in trigger["status"]?.arrayValue ?? [] where !statuses.contains(status.stringValue ?? "") {
+                    problems.append(Problem(path: "\(path).status", message: "\(status) is not one of \(statuses.joined(separator: ", "))"))
+                }
             case _ where Build.triggerTypes.contains(type):
                 required("master")
                 required("job")

@@ -228,6 +228,53 @@ struct TriggerIntakeTests {
         }
     }
 
+    @Test("pipeline triggers: a completed execution starts the pipelines that follow it with its status, once, with trigger.parentExecution; a pipeline that triggers itself stops after 10 in a chain")
+    func pipelineChains() async throws {
+        try await TestDatabase.with { db in
+            let (engine, admin) = try await Self.setUp(db)
+            defer { engine.process.terminate() }
+            try await Self.save(engine, admin, id: "build", triggers: "[]")
+            try await Self.save(engine, admin, id: "on-success", triggers: #"""
+                [{"type": "pipeline", "application": "shop", "pipeline": "build", "status": ["successful"], "enabled": true, "runAsUser": "deployer"}]
+                """#)
+            try await Self.save(engine, admin, id: "on-failure", triggers: #"""
+                [{"type": "pipeline", "application": "shop", "pipeline": "build", "status": ["failed"], "enabled": true, "runAsUser": "deployer"}]
+                """#)
+            let triggered = try await APIContractTests.call("POST", engine.api + "/pipelines/shop/build", "{}", admin)
+            let parent = try #require(triggered.json["id"]?.stringValue, "\(triggered.json)")
+            #expect(try await engine.finished(parent).status == .succeeded)
+            var children: [String] = []
+            try await engine.until("the following pipeline to start") {
+                children = try await Self.executions(of: "on-success", db)
+                return !children.isEmpty
+            }
+            let child = String(try #require(children.first).dropFirst("execution-".count))
+            let state = try await engine.finished(child)
+            #expect(state.status == .succeeded)
+            #expect(state.trigger["type"] == "pipeline" && state.trigger["parentExecution"]?["id"]?.stringValue == parent
+                    && state.trigger["parentStatus"] == "SUCCEEDED" && state.trigger["user"] == "deployer", "\(state.trigger)")
+            // The completion's receipt records why the other did not start.
+            var reasons: [String] = []
+            for try await text in try await db.client.query("""
+                SELECT d->>'reason' FROM events, jsonb_array_elements(payload->'decisions') d
+                 WHERE event_type = 'trigger.received' AND d->>'pipelineId' = 'on-failure'
+                """, logger: TestEnvironment.logger).decode(String?.self) { reasons.append(text ?? "") }
+            #expect(reasons.count == 1 && reasons.first?.contains("the trigger wants failed") == true, "\(reasons)")
+            #expect(try await Self.executions(of: "on-failure", db).isEmpty)
+            #expect(try await Self.executions(of: "on-success", db).count == 1, "a completion fired twice")
+
+            try await Self.save(engine, admin, id: "loop", triggers: #"""
+                [{"type": "pipeline", "pipeline": "loop", "status": ["successful"], "enabled": true, "runAsUser": "deployer"}]
+                """#)
+            #expect(try await APIContractTests.call("POST", engine.api + "/pipelines/shop/loop", "{}", admin).status == 202)
+            try await engine.until(timeout: .seconds(90), "the loop to run 11 times (chain 0 to 10)") {
+                try await Self.executions(of: "loop", db).count >= 11
+            }
+            try await Task.sleep(for: .seconds(2))
+            #expect(try await Self.executions(of: "loop", db).count == 11, "the chain did not stop at 10")
+        }
+    }
+
     @Test("a receipt a crash left open (received, its execution not started) is finished by the API's intake: the execution starts once")
     func openReceiptsAreFinished() async throws {
         try await TestDatabase.with { db in

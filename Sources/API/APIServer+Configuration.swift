@@ -131,7 +131,10 @@ extension APIServer {
         let id = pipeline.id ?? ""
         do {
             let version = try await store.save(pipeline, basedOn: basedOn, metadata: Self.metadata(context))
-            return try Self.json(["id": .string(id), "version": .number(Double(version))] as JSONValue)
+            var answer: [String: JSONValue] = ["id": .string(id), "version": .number(Double(version))]
+            let cron = CronPreview.next(5, of: pipeline, after: Date(), defaultZone: configuration.cronTimeZone)
+            if !cron.isEmpty { answer["cron"] = .array(cron) }
+            return try Self.json(JSONValue.object(answer))
         } catch EventStoreError.versionConflict(_, _, let actual) {
             throw APIError.conflict("pipeline \(id) is at version \(actual), not \(basedOn ?? 0): reload it and save again (or force=true)")
         }

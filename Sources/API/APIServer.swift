@@ -34,6 +34,8 @@ public struct APIServer: Sendable {
         /// Seals the secrets of triggers in saved pipelines and opens them to check deliveries.
         /// Nil: a pipeline whose trigger has a secret cannot be saved.
         public var secretSeal: SecretSeal?
+        /// The zone of cron triggers that name none, for the fire times a save answers with.
+        public var cronTimeZone = TimeZone(identifier: "UTC")!
 
         public init(
             host: String = "127.0.0.1", port: Int = 8084, maxBodyBytes: Int = 1 << 20, rateLimit: RateLimit? = RateLimit(),

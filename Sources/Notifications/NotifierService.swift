@@ -61,7 +61,7 @@ public final class NotifierService: Service {
             executionID: executionID, pipelineID: pipelineID, application: view.application, status: view.status, chain: chain, execution: execution)
         let delivery = Delivery(origin: .pipeline(completion), payload: .object([:]), eventID: UUID().uuidString.lowercased(),
                                 dedupeKey: "pipeline/\(executionID)")
-        let receipt = try await intake.receive(delivery, body: [], proof: Signatures.Proof(), headers: [:], sender: "notifier")
+        let receipt = try await intake.receive(delivery, body: [], proof: Signatures.Proof(), headers: [:], sender: "notifier", recordUnheard: false)
         if !receipt.duplicate, !receipt.started.isEmpty {
             logger.info("pipeline triggers fired", metadata: [
                 "execution.id": "\(executionID)", "executions": "\(receipt.started.compactMap(\.executionID))"])

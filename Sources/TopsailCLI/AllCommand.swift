@@ -20,6 +20,8 @@ struct AllCommand: AsyncParsableCommand {
 
     @OptionGroup var supervision: SupervisionOptions
 
+    @OptionGroup var cron: CronOptions
+
     @OptionGroup var policy: StagePolicyOptions
 
     @OptionGroup(title: "Script sandbox") var sandbox: ScriptSandboxOptions
@@ -28,8 +30,8 @@ struct AllCommand: AsyncParsableCommand {
         try await Roles(
             options: options, topics: topics, disabledStageTypes: policy.disabledStageTypes, scriptSandbox: try sandbox.sandbox(), drainTimeout: drain.duration
         ).run([
-            .relay(relay.configuration(topics: topics)), .orchestrator, .worker, .scheduler, .projector, .notifier,
-            supervision.role, .http(try http.configuration()),
+            .relay(relay.configuration(topics: topics)), .orchestrator, .worker, .scheduler(try cron.configuration()), .projector, .notifier,
+            supervision.role, .http(try http.configuration(cronTimeZone: try cron.configuration().zone)),
         ])
     }
 }
@@ -90,15 +92,32 @@ struct WorkerCommand: AsyncParsableCommand {
 struct SchedulerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "scheduler",
-        abstract: "Fire due durable timers (waits, stage timeouts, polling back-offs) into events.",
-        discussion: "Any number may run; each timer is locked by one. SIGTERM or Ctrl-C stops it gracefully."
+        abstract: "Fire due durable timers (waits, stage timeouts, polling back-offs) into events, and cron triggers into executions.",
+        discussion: "Any number may run; each timer is locked by one, and each cron fire time is one receipt whichever scheduler fires it. SIGTERM or Ctrl-C stops it gracefully."
     )
 
     @OptionGroup var options: CommonOptions
     @OptionGroup var topics: TopicOptions
+    @OptionGroup var cron: CronOptions
 
     func run() async throws {
-        try await Roles(options: options, topics: topics).run([.scheduler])
+        try await Roles(options: options, topics: topics).run([.scheduler(try cron.configuration())])
+    }
+}
+
+struct CronOptions: ParsableArguments {
+    @Option(help: "The time zone of cron triggers that name none (an IANA name such as Europe/Berlin).")
+    var cronTimeZone: String = "UTC"
+
+    @Option(help: "Seconds a cron fire time may pass unfired before it is a misfire (skipped, or fired once late with misfire: fireOnce).")
+    var cronMisfireThreshold: Int = 60
+
+    func configuration() throws -> Roles.Cron {
+        guard let zone = TimeZone(identifier: cronTimeZone) else {
+            throw CLIError("--cron-time-zone \(cronTimeZone) is not a time zone: use an IANA name such as UTC or America/New_York")
+        }
+        guard cronMisfireThreshold >= 1 else { throw CLIError("--cron-misfire-threshold must be at least 1 second") }
+        return Roles.Cron(zone: zone, zoneName: cronTimeZone, misfireThreshold: .seconds(cronMisfireThreshold))
     }
 }
 
@@ -208,7 +227,7 @@ struct HTTPOptions: ParsableArguments {
         guard (1...3600).contains(requestDeadline) else { throw ValidationError("--request-deadline must be 1…3600 seconds") }
     }
 
-    func configuration() throws -> APIServer.Configuration {
+    func configuration(cronTimeZone: TimeZone? = nil) throws -> APIServer.Configuration {
         let creators = Set(applicationCreatorRoles + (environment("TOPSAIL_APPLICATION_CREATOR_ROLES") ?? "").split(separator: ",")
             .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
         var configuration = APIServer.Configuration(
@@ -217,6 +236,7 @@ struct HTTPOptions: ParsableArguments {
             applicationCreatorRoles: creators, oidc: try oidc())
         configuration.requestDeadline = .seconds(requestDeadline)
         configuration.secretSeal = try SecretSeal.configured(file: secretsKeyFile)
+        if let cronTimeZone { configuration.cronTimeZone = cronTimeZone }
         return configuration
     }
 

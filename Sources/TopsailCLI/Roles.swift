@@ -17,11 +17,18 @@ import Access
 
 /// Assembles long-lived roles into one service group with graceful shutdown on SIGTERM/SIGINT.
 struct Roles {
+    /// How the scheduler's cron clock reads cron triggers.
+    struct Cron {
+        var zone: TimeZone
+        var zoneName: String
+        var misfireThreshold: Duration
+    }
+
     enum Role {
         case relay(RelayConfiguration)
         case orchestrator
         case worker
-        case scheduler
+        case scheduler(Cron)
         case projector
         case notifier
         case supervisor(interval: Duration, grace: Duration)
@@ -89,8 +96,11 @@ struct Roles {
                     runners: StageRunners.standard(repository: repository, timers: timers, scriptSandbox: scriptSandbox, disabled: disabledStageTypes),
                     disabledStageTypes: disabledStageTypes, redactor: redactor, leaseClient: client,
                     drainTimeout: drainTimeout, logger: logger))
-            case .scheduler:
+            case .scheduler(let cron):
                 services.append(SchedulerService(timers: timers, repository: repository, logger: logger))
+                services.append(CronClock(
+                    intake: TriggerIntake(client: client, repository: repository, seal: nil, logger: logger), client: client,
+                    defaultZone: cron.zoneName, misfireThreshold: cron.misfireThreshold, logger: logger))
             case .projector:
                 services.append(ExecutionProjector(client: client, logger: logger))
             case .notifier:

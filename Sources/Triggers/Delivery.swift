@@ -14,6 +14,8 @@ public struct Delivery: Sendable, Hashable {
         case build(Build)
         /// Another pipeline's execution completed (the notifier hands these over).
         case pipeline(PipelineCompletion)
+        /// A cron trigger's fire time came (the scheduler's cron clock hands these over).
+        case cron(CronFiring)
     }
 
     public let origin: Origin
@@ -40,6 +42,7 @@ public struct Delivery: Sendable, Hashable {
         case .git: ["git"]
         case .build: Build.triggerTypes
         case .pipeline: ["pipeline"]
+        case .cron: ["cron"]
         }
     }
 
@@ -50,6 +53,7 @@ public struct Delivery: Sendable, Hashable {
         case .git(let event): "git/\(event.provider)"
         case .build(let build): "build/\(build.master)/\(build.job)#\(build.number)"
         case .pipeline(let completion): "pipeline/\(completion.pipelineID) \(completion.status)"
+        case .cron(let firing): "cron/\(firing.pipelineID)#\(firing.triggerIndex) at \(firing.scheduledText)"
         }
     }
 
@@ -75,6 +79,34 @@ public struct GitEvent: Sendable, Hashable {
     public var hash: String
     /// The event: `push`, or `pull_request:opened` style for events with an action.
     public var action: String
+}
+
+/// One fire time of one cron trigger.
+public struct CronFiring: Sendable, Hashable {
+    public var pipelineID: String
+    public var triggerIndex: Int
+    /// The trigger's `id` when it has one, else its index: what its firings are keyed by.
+    public var triggerKey: String
+    public var expression: String
+    public var timeZone: String
+    public var scheduledAt: Date
+    /// True when the fire time passed while nobody fired it (a `misfire: fireOnce` catch-up).
+    public var late: Bool
+
+    public init(pipelineID: String, triggerIndex: Int, triggerKey: String, expression: String, timeZone: String, scheduledAt: Date, late: Bool) {
+        self.pipelineID = pipelineID
+        self.triggerIndex = triggerIndex
+        self.triggerKey = triggerKey
+        self.expression = expression
+        self.timeZone = timeZone
+        self.scheduledAt = scheduledAt
+        self.late = late
+    }
+
+    public var scheduledText: String { scheduledAt.formatted(Date.ISO8601FormatStyle()) }
+
+    /// Each fire time of a trigger is one receipt, whichever process fires it.
+    public var dedupeKey: String { "cron/\(pipelineID)/\(triggerKey)/\(Int64(scheduledAt.timeIntervalSince1970))" }
 }
 
 /// An execution that completed, as pipeline triggers see it.
@@ -143,6 +175,11 @@ extension Delivery {
             origin = ["kind": "build", "master": .string(build.master), "job": .string(build.job), "number": .number(Double(build.number)),
                       "building": .bool(build.building), "result": .string(build.result), "buildInfo": build.info,
                       "properties": .object(build.properties)]
+        case .cron(let firing):
+            origin = ["kind": "cron", "pipelineId": .string(firing.pipelineID), "trigger": .number(Double(firing.triggerIndex)),
+                      "triggerKey": .string(firing.triggerKey), "cronExpression": .string(firing.expression), "timeZone": .string(firing.timeZone),
+                      "scheduledAt": .string(firing.scheduledText), "scheduledEpoch": .number(firing.scheduledAt.timeIntervalSince1970),
+                      "late": .bool(firing.late)]
         case .pipeline(let completion):
             origin = ["kind": "pipeline", "executionId": .string(completion.executionID), "pipelineId": .string(completion.pipelineID),
                       "application": completion.application.map(JSONValue.string) ?? .null, "status": .string(completion.status),
@@ -168,6 +205,13 @@ extension Delivery {
                 master: origin["master"]?.stringValue ?? "", job: origin["job"]?.stringValue ?? "", number: number,
                 building: origin["building"]?.boolValue ?? false, result: origin["result"]?.stringValue ?? "",
                 info: origin["buildInfo"] ?? .null, properties: origin["properties"]?.objectValue ?? [:]))
+        case "cron":
+            guard let pipeline = origin["pipelineId"]?.stringValue, let index = origin["trigger"]?.intValue,
+                  let epoch = origin["scheduledEpoch"]?.doubleValue else { return nil }
+            parsed = .cron(CronFiring(
+                pipelineID: pipeline, triggerIndex: index, triggerKey: origin["triggerKey"]?.stringValue ?? String(index),
+                expression: origin["cronExpression"]?.stringValue ?? "", timeZone: origin["timeZone"]?.stringValue ?? "UTC",
+                scheduledAt: Date(timeIntervalSince1970: epoch), late: origin["late"]?.boolValue ?? false))
         case "pipeline":
             guard let execution = origin["executionId"]?.stringValue, let pipeline = origin["pipelineId"]?.stringValue else { return nil }
             parsed = .pipeline(PipelineCompletion(

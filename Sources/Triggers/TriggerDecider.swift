@@ -82,6 +82,7 @@ public enum TriggerDecider {
             guard let pipelineID = pipeline.id else { continue }
             for (index, value) in (pipeline.json["triggers"]?.arrayValue ?? []).enumerated() {
                 guard let trigger = value.objectValue, let type = trigger["type"]?.stringValue, listens(trigger, type: type, to: delivery) else { continue }
+                if case .cron(let firing) = delivery.origin, firing.pipelineID != pipelineID || firing.triggerIndex != index { continue }
                 let reason = mismatch(trigger, pipeline: pipeline, delivery: delivery)
                 let outcome: TriggerDecision.Outcome = reason.map { .notMatched(reason: $0, refused: false) }
                     ?? .start(executionID: delivery.executionID(pipelineID: pipelineID, trigger: index))
@@ -106,6 +107,8 @@ public enum TriggerDecider {
             return Build.triggerTypes.contains(type) && trigger["master"]?.stringValue == build.master
         case .pipeline(let completion):
             return type == "pipeline" && trigger["pipeline"]?.stringValue == completion.pipelineID
+        case .cron:
+            return type == "cron"
         }
     }
 
@@ -137,6 +140,9 @@ public enum TriggerDecider {
             if trigger["job"]?.stringValue != build.job { return "job is \(build.job), the trigger wants \(trigger["job"]?.stringValue ?? "none")" }
             if build.building { return "build \(build.job) #\(build.number) has not finished" }
             if build.result != "SUCCESS" { return "build \(build.job) #\(build.number) ended \(build.result), not SUCCESS" }
+        case .cron(let firing):
+            // The trigger may have changed since the clock read it.
+            if trigger["cronExpression"]?.stringValue != firing.expression { return "the trigger's cronExpression changed to \(trigger["cronExpression"]?.stringValue ?? "none")" }
         case .pipeline(let completion):
             // Echo's default when none are listed: successful runs only.
             let wanted = trigger["status"]?.arrayValue?.compactMap { $0.stringValue?.lowercased() } ?? []
@@ -181,6 +187,11 @@ public enum TriggerDecider {
             fields["buildInfo"] = build.info
             fields["properties"] = .object(build.properties)
             fields["job"] = .string(build.job)
+        case .cron(let firing):
+            fields["scheduledTime"] = .string(firing.scheduledText)
+            fields["timeZone"] = .string(firing.timeZone)
+            if firing.late { fields["late"] = true }
+            fields.removeValue(forKey: "payload")
         case .pipeline(let completion):
             fields["parentExecution"] = completion.execution
             fields["parentPipelineId"] = .string(completion.pipelineID)
@@ -197,7 +208,7 @@ public enum TriggerDecider {
     public static func givenParameters(_ delivery: Delivery, pipeline: PipelineConfig) -> [String: JSONValue] {
         switch delivery.origin {
         case .webhook: return delivery.payload["parameters"]?.objectValue ?? [:]
-        case .git, .pipeline: return [:]
+        case .git, .pipeline, .cron: return [:]
         case .build(let build):
             let declared = Set((pipeline.json["parameterConfig"]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue })
             return build.properties.filter { declared.contains($0.key) }

@@ -67,7 +67,11 @@ public struct TriggerIntake: Sendable {
     /// Takes a delivery: records its receipt, starts what it fires, and answers. `body` and
     /// `proof` are the raw body and the headers that may prove the sender holds a trigger's
     /// secret; neither is kept.
-    public func receive(_ delivery: Delivery, body: [UInt8], proof: Signatures.Proof, headers: [String: String], sender: String?) async throws -> Receipt {
+    /// With `recordUnheard` false, a delivery no trigger listens to leaves no receipt (for the
+    /// engine's own deliveries: every completed execution is offered to pipeline triggers).
+    public func receive(
+        _ delivery: Delivery, body: [UInt8], proof: Signatures.Proof, headers: [String: String], sender: String?, recordUnheard: Bool = true
+    ) async throws -> Receipt {
         let stream = try Self.stream(of: delivery.dedupeKey)
         if let existing = try await receipt(stream) { return try await finish(existing, stream: stream, duplicate: true) }
         let pipelines = try await listeningPipelines(delivery)
@@ -82,6 +86,7 @@ public struct TriggerIntake: Sendable {
             }
             decisions.append(consideration.decision)
         }
+        if decisions.isEmpty, !recordUnheard { return Receipt(delivery: delivery, duplicate: false, decisions: []) }
         var fields = delivery.json.objectValue ?? [:]
         fields["decisions"] = .array(decisions.map(\.json))
         fields["headers"] = .object(Dictionary(uniqueKeysWithValues: headers.filter { Self.keptHeaders.contains($0.key) }.map { ($0.key, JSONValue.string($0.value)) }))
@@ -215,13 +220,17 @@ public struct TriggerIntake: Sendable {
         case .git: probes = [[["type": "git"]]]
         case .build(let build): probes = Build.triggerTypes.map { [["type": .string($0), "master": .string(build.master)]] }
         case .pipeline(let completion): probes = [[["type": "pipeline", "pipeline": .string(completion.pipelineID)]]]
+        case .cron: probes = [[["type": "cron"]]]
         }
         var pipelines: [PipelineConfig] = []
         do {
             let texts = try probes.map { try JSONText(encoding: $0).text }
+            // A cron firing is for one pipeline's trigger; the rest listen by type and source.
+            var only: String?
+            if case .cron(let firing) = delivery.origin { only = firing.pipelineID }
             let rows = try await client.query("""
                 SELECT config::text FROM pipeline_configs
-                 WHERE NOT deleted AND config->'triggers' @> ANY(\(texts)::jsonb[])
+                 WHERE NOT deleted AND config->'triggers' @> ANY(\(texts)::jsonb[]) AND (\(only)::text IS NULL OR pipeline_id = \(only))
                  ORDER BY application, name, pipeline_id
                 """, logger: logger)
             for try await text in rows.decode(String.self) {
@@ -301,6 +310,7 @@ public struct TriggerIntake: Sendable {
         case .git: "git"
         case .build: "build"
         case .pipeline: "pipeline"
+        case .cron: "cron"
         }
     }
 }

@@ -1,4 +1,5 @@
 import EventLog
+import Foundation
 import Pipelines
 
 /// What is wrong with a pipeline's `triggers` as saved, each with its path: caught on save, not
@@ -45,6 +46,21 @@ public enum TriggerValidation {
                 if let branch = trigger["branch"]?.stringValue, !branch.isEmpty, (try? Regex(branch)) == nil {
                     problems.append(Problem(path: "\(path).branch", message: "is not a valid regular expression: \(branch)"))
                 }
+            case "cron":
+                required("cronExpression")
+                if let text = trigger["cronExpression"]?.stringValue, !text.isEmpty {
+                    do {
+                        _ = try CronExpression(text)
+                    } catch {
+                        problems.append(Problem(path: "\(path).cronExpression", message: error.description))
+                    }
+                }
+                if let zone = trigger["timeZone"], zone.stringValue.flatMap({ TimeZone(identifier: $0) }) == nil {
+                    problems.append(Problem(path: "\(path).timeZone", message: "\(zone) is not a time zone: use an IANA name such as Europe/Berlin"))
+                }
+                if let misfire = trigger["misfire"], !["skip", "fireOnce"].contains(misfire.stringValue ?? "") {
+                    problems.append(Problem(path: "\(path).misfire", message: "must be skip or fireOnce"))
+                }
             case "pipeline":
                 required("pipeline")
                 let statuses = ["successful", "failed", "canceled", "suspended"]
@@ -59,5 +75,24 @@ public enum TriggerValidation {
             }
         }
         return problems
+    }
+}
+
+/// The next fire times of a pipeline's cron triggers, for the answer to a save.
+public enum CronPreview {
+    public static func next(_ count: Int, of pipeline: PipelineConfig, after now: Date, defaultZone: TimeZone) -> [JSONValue] {
+        guard let id = pipeline.id else { return [] }
+        var previews: [JSONValue] = []
+        for (index, trigger) in (pipeline.json["triggers"]?.arrayValue ?? []).enumerated() {
+            guard trigger["type"] == "cron", let text = trigger["cronExpression"]?.stringValue else { continue }
+            let key = trigger["id"]?.stringValue ?? String(index)
+            guard let expression = try? CronExpression(text, hashKey: "\(id)/\(key)") else { continue }
+            let zone = trigger["timeZone"]?.stringValue.flatMap { TimeZone(identifier: $0) } ?? defaultZone
+            let times = expression.next(count, after: now, in: zone).map { JSONValue.string($0.formatted(Date.ISO8601FormatStyle())) }
+            let zoneName = trigger["timeZone"]?.stringValue ?? (zone.identifier == "GMT" ? "UTC" : zone.identifier)
+            previews.append(["trigger": .number(Double(index)), "cronExpression": .string(text), "timeZone": .string(zoneName),
+                             "enabled": .bool(trigger["enabled"]?.boolValue == true), "nextFireTimes": .array(times)])
+        }
+        return previews
     }
 }

@@ -19,7 +19,7 @@ struct TriggerIntakeTests {
 
     /// An engine with a secrets key, an admin token, and a service account `deployer` with EXECUTE on `shop`.
     static func setUp(_ db: TestDatabase) async throws -> (Engine, admin: String) {
-        let engine = try Engine(db, environment: ["TOPSAIL_SECRETS_KEY": key])
+        let engine = try Engine(db, arguments: ["--cron-misfire-threshold", "2"], environment: ["TOPSAIL_SECRETS_KEY": key])
         let admin = try await APIContractTests.admin(db)
         try await APIContractTests.answering(engine)
         let permissions = #"{"READ": ["devs"], "WRITE": ["devs"], "EXECUTE": ["deployers"]}"#
@@ -273,6 +273,102 @@ struct TriggerIntakeTests {
             try await Task.sleep(for: .seconds(2))
             #expect(try await Self.executions(of: "loop", db).count == 11, "the chain did not stop at 10")
         }
+    }
+
+    /// Each run of pipeline `pipeline`: which trigger (its cron expression and zone) and its fire time.
+    struct CronRun: Sendable, CustomStringConvertible {
+        let expression: String
+        let zone: String
+        let scheduled: String
+        let late: Bool
+
+        var time: Date? { try? Date(scheduled, strategy: .iso8601) }
+        var description: String { "\(expression) (\(zone)) at \(scheduled)\(late ? ", late" : "")" }
+    }
+
+    static func cronRuns(_ db: TestDatabase, pipeline: String) async throws -> [CronRun] {
+        var runs: [CronRun] = []
+        for try await (expression, zone, scheduled, late) in try await db.client.query("""
+            SELECT payload->'trigger'->>'cronExpression', payload->'trigger'->>'timeZone', payload->'trigger'->>'scheduledTime',
+                   coalesce((payload->'trigger'->>'late')::boolean, false)
+              FROM events WHERE event_type = 'execution.triggered' AND payload->'pipeline'->>'id' = \(pipeline) ORDER BY position
+            """, logger: TestEnvironment.logger).decode((String, String, String, Bool).self) {
+            runs.append(CronRun(expression: expression, zone: zone, scheduled: scheduled, late: late))
+        }
+        return runs
+    }
+
+    /// The hours it is now, and in a minute and a half, in `zone` ("13" or "13,14").
+    static func hours(in zone: String) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: zone)!
+        return Set([Date(), Date().addingTimeInterval(90)].map { calendar.component(.hour, from: $0) }).sorted().map(String.init).joined(separator: ",")
+    }
+
+    @Test("cron: triggers fire in their own time zones, each fire time once with two engines running; after both are killed, missed fire times are skipped, or fire once late with misfire: fireOnce")
+    func cronTriggers() async throws {
+        try await TestDatabase.with { db in try await Self.cronScenario(db) }
+    }
+
+    static func cronScenario(_ db: TestDatabase) async throws {
+        let (first, admin) = try await Self.setUp(db)
+        defer { first.process.terminate() }
+        // Checked on save, with the next five fire times in the answer.
+        let invalid = try await APIContractTests.call("POST", first.api + "/pipelines", #"""
+            {"id": "bad-cron", "application": "shop", "name": "bad-cron", "stages": [{"refId": "1", "type": "wait", "waitTime": 0}],
+             "triggers": [{"type": "cron", "cronExpression": "0 0 25 * * ?", "enabled": true}, {"type": "cron", "cronExpression": "0 0 1 * * ?", "timeZone": "Mars/Olympus"}]}
+            """#, admin)
+        let paths = invalid.json["problems"]?.arrayValue?.compactMap { $0["path"]?.stringValue } ?? []
+        #expect(invalid.status == 400 && paths == ["triggers[0].cronExpression", "triggers[1].timeZone"], "\(invalid.json)")
+        let nightly = try await APIContractTests.call("POST", first.api + "/pipelines", #"""
+            {"id": "nightly", "application": "shop", "name": "nightly", "stages": [{"refId": "1", "type": "wait", "waitTime": 0}],
+             "triggers": [{"type": "cron", "cronExpression": "0 30 2 * * ?", "timeZone": "America/New_York", "enabled": true}]}
+            """#, admin)
+        let times = nightly.json["cron"]?.arrayValue?.first?["nextFireTimes"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        #expect(nightly.status == 200 && times.count == 5 && times.allSatisfy { $0.hasSuffix(":30:00Z") }, "\(nightly.json)")
+
+        let engineArguments = ["--cron-misfire-threshold", "2"], environment = ["TOPSAIL_SECRETS_KEY": Self.key]
+        let second = try Engine(db, prefix: first.prefix, arguments: engineArguments, environment: environment)
+        defer { second.process.terminate() }
+        // The trigger fires only if the clock reads its hours in its own zone.
+        let kolkata = "0/2 * \(Self.hours(in: "Asia/Kolkata")) * * ?", utc = "1/2 * \(Self.hours(in: "UTC")) * * ?"
+        // UTC's hours read in Kolkata (5:30 ahead): never now.
+        let wrongZone = "0/2 * \(Self.hours(in: "UTC")) * * ?"
+        try await Self.save(first, admin, id: "tick", triggers: #"""
+            [{"type": "cron", "cronExpression": "\#(kolkata)", "timeZone": "Asia/Kolkata", "enabled": true, "runAsUser": "deployer"},
+             {"type": "cron", "cronExpression": "\#(utc)", "enabled": true, "runAsUser": "deployer", "misfire": "fireOnce"},
+             {"type": "cron", "id": "wrong-zone", "cronExpression": "\#(wrongZone)", "timeZone": "Asia/Kolkata", "enabled": true, "runAsUser": "deployer"}]
+            """#)
+        try await first.until(timeout: .seconds(30), "each zone's trigger to fire three times") {
+            let runs = try await Self.cronRuns(db, pipeline: "tick")
+            return runs.filter { $0.zone == "Asia/Kolkata" }.count >= 3 && runs.filter { $0.zone == "UTC" }.count >= 3
+        }
+        var runs = try await Self.cronRuns(db, pipeline: "tick")
+        #expect(!runs.contains { $0.expression == wrongZone }, "a trigger fired in the wrong time zone")
+        let fireTimes = runs.map { "\($0.expression) \($0.scheduled)" }
+        #expect(Set(fireTimes).count == fireTimes.count, "a fire time ran twice with two engines: \(fireTimes)")
+
+        // Both engines killed for longer than the misfire threshold, then started again.
+        first.process.killHard()
+        second.process.killHard()
+        let killedAt = Date()
+        try await Task.sleep(for: .seconds(7))
+        let restartedAt = Date()
+        let restarted = try Engine(db, prefix: first.prefix, arguments: engineArguments, environment: environment)
+        defer { restarted.process.terminate() }
+        let secondAgain = try Engine(db, prefix: first.prefix, arguments: engineArguments, environment: environment)
+        defer { secondAgain.process.terminate() }
+        try await restarted.until(timeout: .seconds(30), "the triggers to fire again after the restart") {
+            let now = try await Self.cronRuns(db, pipeline: "tick")
+            return now.filter { ($0.time ?? .distantPast) > restartedAt }.count >= 2
+        }
+        runs = try await Self.cronRuns(db, pipeline: "tick")
+        let (from, to) = (killedAt.addingTimeInterval(1), restartedAt.addingTimeInterval(-3))
+        let during = runs.filter { ($0.time ?? .distantPast) > from && ($0.time ?? .distantFuture) < to }
+        #expect(during.allSatisfy { $0.zone == "UTC" && $0.late }, "a missed fire time of the skip trigger ran: \(during)")
+        #expect(runs.filter { $0.late }.count == 1, "fireOnce should fire exactly one late run: \(runs.filter { $0.late })")
+        let all = runs.map { "\($0.expression) \($0.scheduled)" }
+        #expect(Set(all).count == all.count, "a fire time ran twice: \(all)")
     }
 
     @Test("a receipt a crash left open (received, its execution not started) is finished by the API's intake: the execution starts once")

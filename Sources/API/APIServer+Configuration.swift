@@ -92,6 +92,11 @@ extension APIServer {
             throw APIError(.badRequest, "invalid_pipeline", "the pipeline is not valid: \(problems.problems.count) problem(s)",
                            problems: problems.problems.map { APIError.Problem(path: $0.path, stage: $0.stage, message: $0.message) })
         }
+        let notificationProblems = NotificationValidation.problems(of: pipeline)
+        guard notificationProblems.isEmpty else {
+            throw APIError(.badRequest, "invalid_pipeline", "the pipeline's notifications are not valid: \(notificationProblems.count) problem(s)",
+                           problems: notificationProblems.map { APIError.Problem(path: $0.path, stage: nil, message: $0.message) })
+        }
         let triggerProblems = TriggerValidation.problems(of: pipeline)
         guard triggerProblems.isEmpty else {
             throw APIError(.badRequest, "invalid_pipeline", "the pipeline's triggers are not valid: \(triggerProblems.count) problem(s)",
@@ -153,6 +158,11 @@ extension APIServer {
         if let email = body["email"], email != .null, !(email.stringValue?.contains("@") ?? false) {
             throw APIError(.badRequest, "invalid_application", "email must be an email address",
                            problems: [.init(path: "email", stage: nil, message: "not an email address")])
+        }
+        let notificationProblems = NotificationValidation.problems(body["notifications"], path: "notifications")
+        guard notificationProblems.isEmpty else {
+            throw APIError(.badRequest, "invalid_application", "the application's notifications are not valid: \(notificationProblems.count) problem(s)",
+                           problems: notificationProblems.map { APIError.Problem(path: $0.path, stage: nil, message: $0.message) })
         }
         for field in ["attributes", "permissions"] where body[field] != nil && body[field] != .null && body[field]?.objectValue == nil {
             throw APIError(.badRequest, "invalid_application", "\(field) must be an object", problems: [.init(path: field, stage: nil, message: "not an object")])

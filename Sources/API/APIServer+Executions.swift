@@ -13,8 +13,9 @@ extension APIServer {
     func addExecutionRoutes(to routes: Routes) {
         routes.on(.get, "/pipelines/:id", .application(.read)) { _, context in
             let id = try context.parameters.require("id")
-            guard let view = try await repository.view(id) else { throw APIError.notFound("no execution \(id)") }
+            guard var view = try await repository.view(id) else { throw APIError.notFound("no execution \(id)") }
             try await authorize(context, .read, application: view.application)
+            view.notifications = try await NotificationOutcomes(client: client, logger: logger).of(id)
             return try Self.json(view)
         }
         routes.on(.get, "/pipelines/:id/events", .application(.read)) { request, context in

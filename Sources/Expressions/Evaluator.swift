@@ -163,7 +163,7 @@ extension JSONValue {
     }
 
     /// The value as text inside a larger string.
-    var rendered: String {
+    public var rendered: String {
         switch self {
         case .null: "null"
         case .bool(let value): value ? "true" : "false"

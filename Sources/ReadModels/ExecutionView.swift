@@ -5,6 +5,9 @@ import Foundation
 import Orchestration
 import PipelineEngine
 import Pipelines
+import Logging
+import PostgresEventStore
+import PostgresNIO
 
 /// An execution as JSON for people and programs (the CLI's `--json`, the API): status, trigger,
 /// times, and each stage's status and outputs. Field names follow Spinnaker's where it has them.
@@ -31,6 +34,9 @@ public struct ExecutionView: Encodable, Sendable {
     public let startTime: Date?
     public let endTime: Date?
     public let stages: [Stage]
+    /// The outcome of every notification the execution called for (`notification.sent` or
+    /// `notification.failed`), when asked for.
+    public var notifications: [JSONValue]?
 
     /// The view of a folded execution; times come with a fold of the recorded events.
     public init(id: String, state: ExecutionState, summary: ExecutionSummary? = nil) {
@@ -98,5 +104,35 @@ extension ExecutionRepository {
         guard state.version > 0 else { return nil }
         let evaluator = ExpressionEvaluator(context: ExpressionScope.context(executionID: executionID, state: state))
         return try Template.evaluate(expression, with: evaluator)
+    }
+}
+
+/// The recorded outcomes of an execution's notifications, oldest first.
+public struct NotificationOutcomes: Sendable {
+    let client: PostgresClient
+    let logger: Logger
+
+    public init(client: PostgresClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+    }
+
+    public func of(_ executionID: String) async throws -> [JSONValue] {
+        var outcomes: [JSONValue] = []
+        do {
+            for try await (type, payload, time) in try await client.query("""
+                SELECT event_type, payload::text, recorded_at FROM events
+                 WHERE event_type IN ('notification.sent', 'notification.failed') AND metadata->>'correlationId' = \(executionID)
+                 ORDER BY transaction_id, position LIMIT 1000
+                """, logger: logger).decode((String, String, Date).self) {
+                var fields = try JSONText(payload).decode(JSONValue.self).objectValue ?? [:]
+                fields["outcome"] = .string(type == "notification.sent" ? "sent" : "failed")
+                fields["time"] = .string(time.formatted(Date.ISO8601FormatStyle()))
+                outcomes.append(.object(fields))
+            }
+        } catch {
+            throw DatabaseError.wrapping(error, doing: "read an execution's notifications")
+        }
+        return outcomes
     }
 }

@@ -3,6 +3,7 @@ import API
 import ArgumentParser
 import CLISupport
 import Foundation
+import Notifications
 
 struct AllCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -22,6 +23,8 @@ struct AllCommand: AsyncParsableCommand {
 
     @OptionGroup var cron: CronOptions
 
+    @OptionGroup(title: "Notifications") var notifications: NotifierOptions
+
     @OptionGroup var policy: StagePolicyOptions
 
     @OptionGroup(title: "Script sandbox") var sandbox: ScriptSandboxOptions
@@ -30,25 +33,82 @@ struct AllCommand: AsyncParsableCommand {
         try await Roles(
             options: options, topics: topics, disabledStageTypes: policy.disabledStageTypes, scriptSandbox: try sandbox.sandbox(), drainTimeout: drain.duration
         ).run([
-            .relay(relay.configuration(topics: topics)), .orchestrator, .worker, .scheduler(try cron.configuration()), .projector, .notifier,
+            .relay(relay.configuration(topics: topics)), .orchestrator, .worker, .scheduler(try cron.configuration()), .projector, .notifier(try notifications.configuration()),
             supervision.role, .http(try http.configuration(cronTimeZone: try cron.configuration().zone)),
         ])
+    }
+}
+
+struct NotifierOptions: ParsableArguments {
+    @Option(help: ArgumentHelp(
+        "The mail server for email notifications: smtp://user:password@host:port, STARTTLS required unless ?requireTLS=false (default: $TOPSAIL_SMTP_URL).",
+        valueName: "url"))
+    var smtpUrl: String?
+
+    @Option(help: "The sender of notification mail.")
+    var smtpFrom: String = "topsail@localhost"
+
+    @Option(help: ArgumentHelp("PEM certificates the mail server's TLS certificate may chain to, besides the system's.", valueName: "path"))
+    var smtpCaFile: String?
+
+    @Option(help: "GitHub's API for githubStatus notifications (GitHub Enterprise: https://host/api/v3).")
+    var githubApiUrl: String = "https://api.github.com"
+
+    @Option(help: ArgumentHelp("A file holding the GitHub token for commit statuses (default: $TOPSAIL_GITHUB_TOKEN).", valueName: "path"))
+    var githubTokenFile: String?
+
+    @Option(help: "Where executions can be seen, for links in notifications (e.g. https://topsail.example.com).")
+    var publicUrl: String?
+
+    @Option(help: "Attempts per notification before it is recorded as failed.")
+    var notificationAttempts: Int = 5
+
+    @Option(help: "Seconds before the first retry of a notification; each next one waits twice as long (at most 60 s).")
+    var notificationBackoff: Double = 1
+
+    func configuration() throws -> Roles.Notifier {
+        guard notificationAttempts >= 1 else { throw CLIError("--notification-attempts must be at least 1") }
+        guard notificationBackoff > 0, notificationBackoff <= 60 else { throw CLIError("--notification-backoff must be more than 0 and at most 60 seconds") }
+        var channels = NotificationChannels.Configuration()
+        channels.githubAPI = githubApiUrl.hasSuffix("/") ? String(githubApiUrl.dropLast()) : githubApiUrl
+        channels.publicURL = publicUrl
+        if let file = githubTokenFile {
+            guard let token = FileManager.default.contents(atPath: file) else { throw CLIError("cannot read the GitHub token file \(file)") }
+            channels.githubToken = String(decoding: token, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        } else {
+            channels.githubToken = environment("TOPSAIL_GITHUB_TOKEN").flatMap { $0.isEmpty ? nil : $0 }
+        }
+        if let url = smtpUrl ?? environment("TOPSAIL_SMTP_URL"), !url.isEmpty {
+            var trusted: String?
+            if let file = smtpCaFile {
+                guard let pem = FileManager.default.contents(atPath: file) else { throw CLIError("cannot read --smtp-ca-file \(file)") }
+                trusted = String(decoding: pem, as: UTF8.self)
+            }
+            do {
+                channels.smtp = try SMTPConfiguration(url: url, from: smtpFrom, trustedCertificates: trusted)
+            } catch {
+                throw CLIError("\(error)")
+            }
+        }
+        let retry = NotifierService.Retry(attempts: notificationAttempts, initialDelay: .milliseconds(Int64(notificationBackoff * 1000)))
+        return Roles.Notifier(channels: channels, retry: retry)
     }
 }
 
 struct NotifierCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "notifier",
-        abstract: "React to executions outside the engine: fire the pipeline triggers of pipelines that follow a completed one (group <prefix>notifier).",
+        abstract: "React to executions outside the engine: send notifications (email, slack, microsoftteams, googlechat, githubStatus, webhook, cdevents), publish CDEvents to <prefix>cdevents, and fire the pipeline triggers of pipelines that follow a completed one (group <prefix>notifier).",
         discussion: "Any number may run; they share the partitions by leases in PostgreSQL. A completion delivered twice starts nothing new (its receipt is keyed by the execution). SIGTERM or Ctrl-C stops it gracefully."
     )
 
     @OptionGroup var options: CommonOptions
     @OptionGroup var topics: TopicOptions
     @OptionGroup var drain: DrainOptions
+    @OptionGroup(title: "Notifications") var notifications: NotifierOptions
 
     func run() async throws {
-        try await Roles(options: options, topics: topics, drainTimeout: drain.duration).run([.notifier])
+        try await Roles(options: options, topics: topics, drainTimeout: drain.duration).run([.notifier(try notifications.configuration())])
     }
 }
 

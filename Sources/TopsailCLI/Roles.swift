@@ -17,6 +17,12 @@ import Access
 
 /// Assembles long-lived roles into one service group with graceful shutdown on SIGTERM/SIGINT.
 struct Roles {
+    /// Where the notifier sends, and how often it tries.
+    struct Notifier {
+        var channels: NotificationChannels.Configuration
+        var retry: NotifierService.Retry
+    }
+
     /// How the scheduler's cron clock reads cron triggers.
     struct Cron {
         var zone: TimeZone
@@ -30,7 +36,7 @@ struct Roles {
         case worker
         case scheduler(Cron)
         case projector
-        case notifier
+        case notifier(Notifier)
         case supervisor(interval: Duration, grace: Duration)
         case http(APIServer.Configuration)
     }
@@ -103,11 +109,11 @@ struct Roles {
                     defaultZone: cron.zoneName, misfireThreshold: cron.misfireThreshold, logger: logger))
             case .projector:
                 services.append(ExecutionProjector(client: client, logger: logger))
-            case .notifier:
+            case .notifier(let notifier):
                 services.append(NotifierService(
                     repository: repository, intake: TriggerIntake(client: client, repository: repository, seal: try SecretSeal.configured(file: nil), logger: logger),
                     kafka: kafka, topicPrefix: topics.topicPrefix, partitions: topics.partitions, leaseClient: client,
-                    drainTimeout: drainTimeout, logger: logger))
+                    channels: notifier.channels, retry: notifier.retry, drainTimeout: drainTimeout, logger: logger))
             case let .supervisor(interval, grace):
                 services.append(SupervisorService(client: client, repository: repository, interval: interval, grace: grace, logger: logger))
             case .http(var configuration):

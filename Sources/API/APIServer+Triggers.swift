@@ -17,6 +17,12 @@ extension APIServer {
                 try DeliveryParser.git(provider: provider, body: body, headers: headers, eventID: eventID)
             }
         }
+        routes.on(.post, "/webhooks/cdevents/:source", .trigger) { request, context in
+            let source = try context.parameters.require("source")
+            return try await deliver(request, context) { body, headers, eventID in
+                try DeliveryParser.cdevent(path: source, body: body, headers: headers, eventID: eventID)
+            }
+        }
         routes.on(.post, "/webhooks/:type/:source", .trigger) { request, context in
             let (type, source) = (try context.parameters.require("type"), try context.parameters.require("source"))
             return try await deliver(request, context) { body, headers, eventID in

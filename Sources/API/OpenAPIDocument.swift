@@ -121,6 +121,9 @@ enum OpenAPIDocument {
             "/webhooks/git/{provider}": ["post": operation(
                 "deliverGitEvent", "A repository event from github, gitlab, bitbucket or stash, with the provider's payload and headers; the delivery id makes a retry the same delivery." + note,
                 answered, parameters: [path("provider", "github, gitlab, bitbucket or stash.")], body: delivery, tag: "triggers", tokenOptional: true)],
+            "/webhooks/cdevents/{source}": ["post": operation(
+                "deliverCDEvent", "A CDEvent as a CloudEvent (HTTP binary mode, or structured with application/cloudevents+json) for the cdevents triggers of this source; its source and id make a retry the same delivery." + note,
+                answered, parameters: [path("source", "The trigger's source.")], body: delivery, tag: "triggers", tokenOptional: true)],
             "/ci/builds/{master}": ["post": operation(
                 "deliverBuild", "A CI build's notification (the Jenkins Notification plugin's JSON, or the generic build JSON of docs/triggers.md); a finished build is one delivery however often it is sent." + note,
                 answered, parameters: [path("master", "The CI master the triggers name.")], body: delivery, tag: "triggers", tokenOptional: true)],

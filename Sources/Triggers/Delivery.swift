@@ -16,6 +16,8 @@ public struct Delivery: Sendable, Hashable {
         case pipeline(PipelineCompletion)
         /// A cron trigger's fire time came (the scheduler's cron clock hands these over).
         case cron(CronFiring)
+        /// `POST /webhooks/cdevents/{source}`: a CDEvent as a CloudEvent.
+        case cdevent(CloudEventAttributes)
     }
 
     public let origin: Origin
@@ -43,6 +45,7 @@ public struct Delivery: Sendable, Hashable {
         case .build: Build.triggerTypes
         case .pipeline: ["pipeline"]
         case .cron: ["cron"]
+        case .cdevent: ["cdevents"]
         }
     }
 
@@ -54,6 +57,7 @@ public struct Delivery: Sendable, Hashable {
         case .build(let build): "build/\(build.master)/\(build.job)#\(build.number)"
         case .pipeline(let completion): "pipeline/\(completion.pipelineID) \(completion.status)"
         case .cron(let firing): "cron/\(firing.pipelineID)#\(firing.triggerIndex) at \(firing.scheduledText)"
+        case .cdevent(let event): "cdevents/\(event.path) \(event.type)"
         }
     }
 
@@ -79,6 +83,20 @@ public struct GitEvent: Sendable, Hashable {
     public var hash: String
     /// The event: `push`, or `pull_request:opened` style for events with an action.
     public var action: String
+}
+
+/// A CloudEvent's attributes (the CDEvent itself is the delivery's payload).
+public struct CloudEventAttributes: Sendable, Hashable {
+    /// The `{source}` of the path it was posted to, which triggers name.
+    public var path: String
+    public var id: String
+    public var type: String
+    public var source: String
+    public var subject: String?
+
+    public var json: JSONValue {
+        ["id": .string(id), "type": .string(type), "source": .string(source), "subject": subject.map(JSONValue.string) ?? .null]
+    }
 }
 
 /// One fire time of one cron trigger.
@@ -180,6 +198,9 @@ extension Delivery {
                       "triggerKey": .string(firing.triggerKey), "cronExpression": .string(firing.expression), "timeZone": .string(firing.timeZone),
                       "scheduledAt": .string(firing.scheduledText), "scheduledEpoch": .number(firing.scheduledAt.timeIntervalSince1970),
                       "late": .bool(firing.late)]
+        case .cdevent(let event):
+            origin = ["kind": "cdevents", "path": .string(event.path), "id": .string(event.id), "type": .string(event.type),
+                      "source": .string(event.source), "subject": event.subject.map(JSONValue.string) ?? .null]
         case .pipeline(let completion):
             origin = ["kind": "pipeline", "executionId": .string(completion.executionID), "pipelineId": .string(completion.pipelineID),
                       "application": completion.application.map(JSONValue.string) ?? .null, "status": .string(completion.status),
@@ -205,6 +226,10 @@ extension Delivery {
                 master: origin["master"]?.stringValue ?? "", job: origin["job"]?.stringValue ?? "", number: number,
                 building: origin["building"]?.boolValue ?? false, result: origin["result"]?.stringValue ?? "",
                 info: origin["buildInfo"] ?? .null, properties: origin["properties"]?.objectValue ?? [:]))
+        case "cdevents":
+            guard let path = origin["path"]?.stringValue, let id = origin["id"]?.stringValue, let type = origin["type"]?.stringValue,
+                  let source = origin["source"]?.stringValue else { return nil }
+            parsed = .cdevent(CloudEventAttributes(path: path, id: id, type: type, source: source, subject: origin["subject"]?.stringValue))
         case "cron":
             guard let pipeline = origin["pipelineId"]?.stringValue, let index = origin["trigger"]?.intValue,
                   let epoch = origin["scheduledEpoch"]?.doubleValue else { return nil }

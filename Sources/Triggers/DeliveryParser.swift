@@ -105,6 +105,36 @@ public enum DeliveryParser {
         return ref
     }
 
+    /// `POST /webhooks/cdevents/{source}`: a CDEvent in CloudEvents' HTTP binary mode (`ce-id`,
+    /// `ce-type`, `ce-source` headers; the event as the body) or structured mode (content type
+    /// `application/cloudevents+json`; the attributes and `data` in the body). The CloudEvent's
+    /// source and id make it one delivery however often it is sent.
+    public static func cdevent(path: String, body: [UInt8], headers: [String: String], eventID: String) throws(DeliveryError) -> Delivery {
+        try checkName(path, "the source")
+        let json = try json(body)
+        let attributes: CloudEventAttributes
+        let data: JSONValue
+        if headers["content-type"]?.lowercased().hasPrefix("application/cloudevents+json") == true {
+            guard json.objectValue != nil else { throw DeliveryError("a structured CloudEvent must be a JSON object") }
+            guard let id = json["id"]?.stringValue, let type = json["type"]?.stringValue, let source = json["source"]?.stringValue,
+                  !id.isEmpty, !type.isEmpty, !source.isEmpty else {
+                throw DeliveryError("a structured CloudEvent needs id, type and source")
+            }
+            attributes = CloudEventAttributes(path: path, id: id, type: type, source: source, subject: json["subject"]?.stringValue)
+            data = json["data"] ?? .object([:])
+        } else {
+            guard let id = headers["ce-id"], let type = headers["ce-type"], let source = headers["ce-source"], !id.isEmpty, !type.isEmpty, !source.isEmpty else {
+                throw DeliveryError("a CloudEvent in binary mode needs the headers ce-id, ce-type and ce-source (or send application/cloudevents+json)")
+            }
+            attributes = CloudEventAttributes(path: path, id: id, type: type, source: source, subject: headers["ce-subject"])
+            data = json
+        }
+        guard data.objectValue != nil else { throw DeliveryError("the CDEvent must be a JSON object, not \(data.typeName)") }
+        guard attributes.id.count <= 500, attributes.source.count <= 1000 else { throw DeliveryError("ce-id or ce-source is too long (500 and 1,000 characters at most)") }
+        return Delivery(origin: .cdevent(attributes), payload: data, eventID: eventID,
+                        dedupeKey: "cdevents/\(path)/\(attributes.source)/\(attributes.id)")
+    }
+
     /// `POST /ci/builds/{master}`: the Jenkins Notification plugin's JSON (`{name, url, build:
     /// {number, phase, status, full_url, scm, parameters, artifacts}}`) or the generic build JSON
     /// (`{job, number, result, building, url, timestamp, duration, artifacts, scm, properties}`).

@@ -109,6 +109,8 @@ public enum TriggerDecider {
             return type == "pipeline" && trigger["pipeline"]?.stringValue == completion.pipelineID
         case .cron:
             return type == "cron"
+        case .cdevent(let event):
+            return type == "cdevents" && trigger["source"]?.stringValue == event.path
         }
     }
 
@@ -140,6 +142,11 @@ public enum TriggerDecider {
             if trigger["job"]?.stringValue != build.job { return "job is \(build.job), the trigger wants \(trigger["job"]?.stringValue ?? "none")" }
             if build.building { return "build \(build.job) #\(build.number) has not finished" }
             if build.result != "SUCCESS" { return "build \(build.job) #\(build.number) ended \(build.result), not SUCCESS" }
+        case .cdevent(let event):
+            if let constraints = trigger["attributeConstraints"]?.objectValue, !constraints.isEmpty,
+               let reason = PayloadConstraints.mismatch(constraints, payload: event.json) {
+                return "CloudEvent attribute: \(reason)"
+            }
         case .cron(let firing):
             // The trigger may have changed since the clock read it.
             if trigger["cronExpression"]?.stringValue != firing.expression { return "the trigger's cronExpression changed to \(trigger["cronExpression"]?.stringValue ?? "none")" }
@@ -187,6 +194,8 @@ public enum TriggerDecider {
             fields["buildInfo"] = build.info
             fields["properties"] = .object(build.properties)
             fields["job"] = .string(build.job)
+        case .cdevent(let event):
+            fields["cloudEvent"] = event.json
         case .cron(let firing):
             fields["scheduledTime"] = .string(firing.scheduledText)
             fields["timeZone"] = .string(firing.timeZone)
@@ -209,6 +218,7 @@ public enum TriggerDecider {
         switch delivery.origin {
         case .webhook: return delivery.payload["parameters"]?.objectValue ?? [:]
         case .git, .pipeline, .cron: return [:]
+        case .cdevent: return delivery.payload["parameters"]?.objectValue ?? [:]
         case .build(let build):
             let declared = Set((pipeline.json["parameterConfig"]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue })
             return build.properties.filter { declared.contains($0.key) }

@@ -221,6 +221,7 @@ public struct TriggerIntake: Sendable {
         case .build(let build): probes = Build.triggerTypes.map { [["type": .string($0), "master": .string(build.master)]] }
         case .pipeline(let completion): probes = [[["type": "pipeline", "pipeline": .string(completion.pipelineID)]]]
         case .cron: probes = [[["type": "cron"]]]
+        case .cdevent(let event): probes = [[["type": "cdevents", "source": .string(event.path)]]]
         }
         var pipelines: [PipelineConfig] = []
         do {
@@ -311,6 +312,7 @@ public struct TriggerIntake: Sendable {
         case .build: "build"
         case .pipeline: "pipeline"
         case .cron: "cron"
+        case .cdevent: "cdevents"
         }
     }
 }

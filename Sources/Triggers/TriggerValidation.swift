@@ -38,6 +38,11 @@ public enum TriggerValidation {
             switch type {
             case "webhook":
                 required("source")
+            case "cdevents":
+                required("source")
+                for problem in PayloadConstraints.problems(trigger["attributeConstraints"]) {
+                    problems.append(Problem(path: "\(path).attributeConstraints", message: problem.replacingOccurrences(of: "payloadConstraints", with: "attributeConstraints")))
+                }
             case "git":
                 required("source")
                 if let source = trigger["source"]?.stringValue, !["github", "gitlab", "bitbucket", "stash"].contains(source) {

@@ -90,6 +90,7 @@ struct PermissionMatrixTests {
                 case "/tokens/:id": path = "/tokens/\(ci.id)"
                 case "/webhooks/:type/:source": path = "/webhooks/webhook/matrix"
                 case "/webhooks/git/:provider": path = "/webhooks/git/github"
+                case "/webhooks/cdevents/:source": path = "/webhooks/cdevents/matrix"
                 case "/ci/builds/:master": path = "/ci/builds/matrix"
                 default: if executionRoute { path = path.replacingOccurrences(of: ":id", with: execution) }
                 }
@@ -104,6 +105,8 @@ struct PermissionMatrixTests {
                 case ("POST", "/serviceAccounts"): return (path, #"{"name": "svc", "roles": ["owners"]}"#)
                 case ("POST", "/pipelines/:id/:pipeline"): return (path, "{}")
                 case ("POST", "/webhooks/git/:provider"): return (path, #"{"ref": "refs/heads/main", "repository": {"name": "r", "owner": {"login": "o"}}}"#)
+                case ("POST", "/webhooks/cdevents/:source"):
+                    return (path, #"{"specversion": "1.0", "id": "m-1", "type": "dev.cdevents.artifact.packaged.0.2.0", "source": "/ci", "data": {}}"#)
                 case ("POST", "/ci/builds/:master"): return (path, #"{"job": "j", "number": 1, "result": "SUCCESS"}"#)
                 case ("PATCH", _): return (path, #"{"judgmentStatus": "continue"}"#)
                 default: return (path, route.method == "GET" || route.method == "DELETE" ? nil : "{}")

@@ -371,6 +371,36 @@ struct TriggerIntakeTests {
         #expect(Set(all).count == all.count, "a fire time ran twice: \(all)")
     }
 
+    @Test("CDEvents: a CloudEvent in binary or structured mode starts the pipelines whose type and payload constraints match; the same source and id again starts nothing")
+    func cdeventTriggers() async throws {
+        try await TestDatabase.with { db in
+            let (engine, admin) = try await Self.setUp(db)
+            defer { engine.process.terminate() }
+            try await Self.save(engine, admin, id: "on-artifact", triggers: #"""
+                [{"type": "cdevents", "source": "ci", "enabled": true, "runAsUser": "deployer",
+                  "attributeConstraints": {"type": "^dev\\.cdevents\\.artifact\\.packaged\\."}, "payloadConstraints": {"$.subject.id": "^pkg:oci/api"}}]
+                """#)
+            let event = #"{"context": {"version": "0.4.1", "id": "a-1", "source": "/ci", "type": "dev.cdevents.artifact.packaged.0.2.0", "timestamp": "2026-11-30T12:00:00Z"}, "subject": {"id": "pkg:oci/api@sha256:1", "content": {}}}"#
+            let binary = ["ce-specversion": "1.0", "ce-id": "a-1", "ce-source": "/ci", "ce-type": "dev.cdevents.artifact.packaged.0.2.0"]
+            let first = try await APIContractTests.call("POST", engine.api + "/webhooks/cdevents/ci", event, admin, headers: binary)
+            let id = try #require(first.json["executions"]?.arrayValue?.first?["id"]?.stringValue, "\(first.json)")
+            let state = try await engine.finished(id)
+            #expect(state.status == .succeeded && state.trigger["cloudEvent"]?["type"] == "dev.cdevents.artifact.packaged.0.2.0"
+                    && state.trigger["payload"]?["subject"]?["id"] == "pkg:oci/api@sha256:1", "\(state.trigger)")
+            let again = try await APIContractTests.call("POST", engine.api + "/webhooks/cdevents/ci", event, nil, headers: binary)
+            #expect(again.json["duplicate"] == true && again.json["executions"]?.arrayValue?.first?["id"]?.stringValue == id, "\(again.json)")
+
+            let other = #"{"specversion": "1.0", "id": "b-2", "source": "/ci", "type": "dev.cdevents.build.finished.0.2.0", "data": {"subject": {"id": "pkg:oci/api"}}}"#
+            let structured = try await APIContractTests.call("POST", engine.api + "/webhooks/cdevents/ci", other, admin,
+                                                             headers: ["Content-Type": "application/cloudevents+json"])
+            #expect(structured.status == 200 && structured.json["executions"]?.arrayValue?.isEmpty == true
+                    && structured.json["notMatched"]?.arrayValue?.first?["reason"]?.stringValue?.contains("CloudEvent attribute") == true, "\(structured.json)")
+            let missing = try await APIContractTests.call("POST", engine.api + "/webhooks/cdevents/ci", event, nil)
+            #expect(missing.status == 400 && missing.json["message"]?.stringValue?.contains("ce-id") == true, "\(missing.json)")
+            #expect(try await Self.executions(of: "on-artifact", db).count == 1)
+        }
+    }
+
     @Test("a receipt a crash left open (received, its execution not started) is finished by the API's intake: the execution starts once")
     func openReceiptsAreFinished() async throws {
         try await TestDatabase.with { db in

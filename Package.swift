@@ -115,7 +115,7 @@ let package = Package(
         .target(
             name: "Triggers",
             dependencies: [
-                "EventLog", "Pipelines", "PipelineEngine", "Access", "PostgresEventStore",
+                "EventLog", "Pipelines", "PipelineEngine", "Access", "PostgresEventStore", "Kafka",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Metrics", package: "swift-metrics"),

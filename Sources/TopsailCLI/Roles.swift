@@ -114,6 +114,9 @@ struct Roles {
                     repository: repository, intake: TriggerIntake(client: client, repository: repository, seal: try SecretSeal.configured(file: nil), logger: logger),
                     kafka: kafka, topicPrefix: topics.topicPrefix, partitions: topics.partitions, leaseClient: client,
                     channels: notifier.channels, retry: notifier.retry, drainTimeout: drainTimeout, logger: logger))
+                services.append(PubsubListener(
+                    intake: TriggerIntake(client: client, repository: repository, seal: nil, logger: logger), client: client, kafka: kafka,
+                    groupID: topics.topicPrefix + "pubsub", logger: logger))
             case let .supervisor(interval, grace):
                 services.append(SupervisorService(client: client, repository: repository, interval: interval, grace: grace, logger: logger))
             case .http(var configuration):

@@ -18,6 +18,8 @@ public struct Delivery: Sendable, Hashable {
         case cron(CronFiring)
         /// `POST /webhooks/cdevents/{source}`: a CDEvent as a CloudEvent.
         case cdevent(CloudEventAttributes)
+        /// A message on a Kafka topic a pubsub trigger subscribes to.
+        case pubsub(PubsubMessage)
     }
 
     public let origin: Origin
@@ -46,6 +48,7 @@ public struct Delivery: Sendable, Hashable {
         case .pipeline: ["pipeline"]
         case .cron: ["cron"]
         case .cdevent: ["cdevents"]
+        case .pubsub: ["pubsub"]
         }
     }
 
@@ -58,6 +61,7 @@ public struct Delivery: Sendable, Hashable {
         case .pipeline(let completion): "pipeline/\(completion.pipelineID) \(completion.status)"
         case .cron(let firing): "cron/\(firing.pipelineID)#\(firing.triggerIndex) at \(firing.scheduledText)"
         case .cdevent(let event): "cdevents/\(event.path) \(event.type)"
+        case .pubsub(let message): "pubsub/kafka/\(message.topic)[\(message.partition)]@\(message.offset)"
         }
     }
 
@@ -97,6 +101,14 @@ public struct CloudEventAttributes: Sendable, Hashable {
     public var json: JSONValue {
         ["id": .string(id), "type": .string(type), "source": .string(source), "subject": subject.map(JSONValue.string) ?? .null]
     }
+}
+
+/// Where a pubsub message came from.
+public struct PubsubMessage: Sendable, Hashable {
+    public var topic: String
+    public var partition: Int32
+    public var offset: Int64
+    public var key: String?
 }
 
 /// One fire time of one cron trigger.
@@ -198,6 +210,9 @@ extension Delivery {
                       "triggerKey": .string(firing.triggerKey), "cronExpression": .string(firing.expression), "timeZone": .string(firing.timeZone),
                       "scheduledAt": .string(firing.scheduledText), "scheduledEpoch": .number(firing.scheduledAt.timeIntervalSince1970),
                       "late": .bool(firing.late)]
+        case .pubsub(let message):
+            origin = ["kind": "pubsub", "system": "kafka", "topic": .string(message.topic), "partition": .number(Double(message.partition)),
+                      "offset": .number(Double(message.offset)), "key": message.key.map(JSONValue.string) ?? .null]
         case .cdevent(let event):
             origin = ["kind": "cdevents", "path": .string(event.path), "id": .string(event.id), "type": .string(event.type),
                       "source": .string(event.source), "subject": event.subject.map(JSONValue.string) ?? .null]
@@ -226,6 +241,9 @@ extension Delivery {
                 master: origin["master"]?.stringValue ?? "", job: origin["job"]?.stringValue ?? "", number: number,
                 building: origin["building"]?.boolValue ?? false, result: origin["result"]?.stringValue ?? "",
                 info: origin["buildInfo"] ?? .null, properties: origin["properties"]?.objectValue ?? [:]))
+        case "pubsub":
+            guard let topic = origin["topic"]?.stringValue, let partition = origin["partition"]?.intValue, let offset = origin["offset"]?.doubleValue else { return nil }
+            parsed = .pubsub(PubsubMessage(topic: topic, partition: Int32(partition), offset: Int64(offset), key: origin["key"]?.stringValue))
         case "cdevents":
             guard let path = origin["path"]?.stringValue, let id = origin["id"]?.stringValue, let type = origin["type"]?.stringValue,
                   let source = origin["source"]?.stringValue else { return nil }

@@ -111,6 +111,8 @@ public enum TriggerDecider {
             return type == "cron"
         case .cdevent(let event):
             return type == "cdevents" && trigger["source"]?.stringValue == event.path
+        case .pubsub(let message):
+            return type == "pubsub" && (trigger["pubsubSystem"]?.stringValue ?? "kafka") == "kafka" && trigger["subscriptionName"]?.stringValue == message.topic
         }
     }
 
@@ -142,6 +144,8 @@ public enum TriggerDecider {
             if trigger["job"]?.stringValue != build.job { return "job is \(build.job), the trigger wants \(trigger["job"]?.stringValue ?? "none")" }
             if build.building { return "build \(build.job) #\(build.number) has not finished" }
             if build.result != "SUCCESS" { return "build \(build.job) #\(build.number) ended \(build.result), not SUCCESS" }
+        case .pubsub:
+            break
         case .cdevent(let event):
             if let constraints = trigger["attributeConstraints"]?.objectValue, !constraints.isEmpty,
                let reason = PayloadConstraints.mismatch(constraints, payload: event.json) {
@@ -194,6 +198,9 @@ public enum TriggerDecider {
             fields["buildInfo"] = build.info
             fields["properties"] = .object(build.properties)
             fields["job"] = .string(build.job)
+        case .pubsub(let message):
+            fields["message"] = ["topic": .string(message.topic), "partition": .number(Double(message.partition)),
+                                 "offset": .number(Double(message.offset)), "key": message.key.map(JSONValue.string) ?? .null]
         case .cdevent(let event):
             fields["cloudEvent"] = event.json
         case .cron(let firing):
@@ -218,7 +225,7 @@ public enum TriggerDecider {
         switch delivery.origin {
         case .webhook: return delivery.payload["parameters"]?.objectValue ?? [:]
         case .git, .pipeline, .cron: return [:]
-        case .cdevent: return delivery.payload["parameters"]?.objectValue ?? [:]
+        case .cdevent, .pubsub: return delivery.payload["parameters"]?.objectValue ?? [:]
         case .build(let build):
             let declared = Set((pipeline.json["parameterConfig"]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue })
             return build.properties.filter { declared.contains($0.key) }

@@ -222,6 +222,7 @@ public struct TriggerIntake: Sendable {
         case .pipeline(let completion): probes = [[["type": "pipeline", "pipeline": .string(completion.pipelineID)]]]
         case .cron: probes = [[["type": "cron"]]]
         case .cdevent(let event): probes = [[["type": "cdevents", "source": .string(event.path)]]]
+        case .pubsub(let message): probes = [[["type": "pubsub", "subscriptionName": .string(message.topic)]]]
         }
         var pipelines: [PipelineConfig] = []
         do {
@@ -313,6 +314,7 @@ public struct TriggerIntake: Sendable {
         case .pipeline: "pipeline"
         case .cron: "cron"
         case .cdevent: "cdevents"
+        case .pubsub: "pubsub"
         }
     }
 }

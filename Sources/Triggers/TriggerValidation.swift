@@ -38,6 +38,11 @@ public enum TriggerValidation {
             switch type {
             case "webhook":
                 required("source")
+            case "pubsub":
+                required("subscriptionName")
+                if let system = trigger["pubsubSystem"]?.stringValue, system != "kafka" {
+                    problems.append(Problem(path: "\(path).pubsubSystem", message: "only kafka is offered (Topsail subscribes to Kafka topics)"))
+                }
             case "cdevents":
                 required("source")
                 for problem in PayloadConstraints.problems(trigger["attributeConstraints"]) {

@@ -2,6 +2,7 @@ import Access
 import Crypto
 import EventLog
 import Foundation
+import Kafka
 import Orchestration
 import PipelineEngine
 import PostgresNIO
@@ -398,6 +399,43 @@ struct TriggerIntakeTests {
             let missing = try await APIContractTests.call("POST", engine.api + "/webhooks/cdevents/ci", event, nil)
             #expect(missing.status == 400 && missing.json["message"]?.stringValue?.contains("ce-id") == true, "\(missing.json)")
             #expect(try await Self.executions(of: "on-artifact", db).count == 1)
+        }
+    }
+
+    @Test("pubsub: messages on a Kafka topic that a pubsub trigger subscribes to start the pipeline when they match its constraints, once each")
+    func pubsubTriggers() async throws {
+        try await TestDatabase.with { db in
+            let (engine, admin) = try await Self.setUp(db)
+            defer { engine.process.terminate() }
+            let topic = engine.prefix + "build-feed"
+            try await createTopic(topic, partitions: 1)
+            try await Self.save(engine, admin, id: "on-message", triggers: #"""
+                [{"type": "pubsub", "pubsubSystem": "kafka", "subscriptionName": "\#(topic)", "enabled": true, "runAsUser": "deployer",
+                  "payloadConstraints": {"status": "^green$"}}]
+                """#, extra: #", "parameterConfig": [{"name": "version"}]"#)
+            try await engine.until(timeout: .seconds(60), "the listener to hold the topic's partition") {
+                engine.process.text.contains("pubsub: listening")
+            }
+            let producer = try KafkaProducer(configuration: TestEnvironment.kafka(brokers: nil), logger: TestEnvironment.logger)
+            try await producer.send([
+                KafkaOutgoingMessage(topic: topic, key: Array("a".utf8), value: Array(#"{"status": "red"}"#.utf8)),
+                KafkaOutgoingMessage(topic: topic, key: Array("a".utf8), value: Array(#"{"status": "green", "parameters": {"version": "9"}}"#.utf8)),
+            ])
+            await producer.shutdown()
+            var started: [String] = []
+            try await engine.until("the matching message to start the pipeline") {
+                started = try await Self.executions(of: "on-message", db)
+                return !started.isEmpty
+            }
+            let state = try await engine.finished(String(try #require(started.first).dropFirst("execution-".count)))
+            #expect(state.status == .succeeded && state.parameters["version"] == "9" && state.trigger["message"]?["topic"]?.stringValue == topic, "\(state.trigger)")
+            try await engine.until("both messages to be recorded") {
+                var receipts = 0
+                for try await _ in try await db.client.query(
+                    "SELECT 1 FROM events WHERE event_type = 'trigger.received' AND payload->'origin'->>'kind' = 'pubsub'", logger: TestEnvironment.logger) { receipts += 1 }
+                return receipts == 2
+            }
+            #expect(try await Self.executions(of: "on-message", db).count == 1)
         }
     }
 

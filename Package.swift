@@ -175,7 +175,7 @@ let package = Package(
             name: "Benchmarks",
             dependencies: [
                 "EventLog", "Kafka", "PostgresEventStore", "Relay", "Pipelines", "Orchestration", "PipelineEngine", "Access", "ReadModels",
-                "StageRunners", "API", "CLISupport",
+                "StageRunners", "Triggers", "API", "CLISupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -37,10 +37,6 @@ extension APIServer {
         }
     }
 
-    var intake: TriggerIntake {
-        TriggerIntake(client: client, repository: repository, seal: configuration.secretSeal, logger: logger)
-    }
-
     /// Reads the raw body (the signatures are over its bytes), parses it, and hands the delivery
     /// to the intake. `parse` answers nil for a delivery that is not an event (GitHub's ping).
     private func deliver(

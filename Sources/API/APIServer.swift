@@ -8,6 +8,7 @@ import PipelineEngine
 import Pipelines
 import PostgresEventStore
 import PostgresNIO
+import Triggers
 
 /// The `api` role: Topsail's HTTP API, on Gate's paths where Spinnaker has them.
 ///
@@ -55,6 +56,8 @@ public struct APIServer: Sendable {
     let repository: ExecutionRepository
     let configuration: Configuration
     let oidc: OIDCVerifier?
+    /// One intake for every delivery (it caches which pipelines listen).
+    let intake: TriggerIntake
     let logger: Logger
 
     /// Fails when the OIDC keys cannot be read.
@@ -63,6 +66,7 @@ public struct APIServer: Sendable {
         self.repository = repository
         self.configuration = configuration
         if let oidc = configuration.oidc { self.oidc = try await OIDCVerifier(oidc) } else { self.oidc = nil }
+        intake = TriggerIntake(client: client, repository: repository, seal: configuration.secretSeal, logger: logger)
         self.logger = logger
     }
 

@@ -132,7 +132,8 @@ struct BenchAPICommand: AsyncParsableCommand {
 
     /// `clients` loops sending the request back to back until `seconds` pass.
     static func measure(
-        _ name: String, http: HTTPClient, method: HTTPMethod, url: String, token: String, clients: Int, seconds: Int
+        _ name: String, http: HTTPClient, method: HTTPMethod, url: String, token: String?, clients: Int, seconds: Int,
+        body: @escaping @Sendable () -> String = { "{}" }
     ) async throws -> Scenario {
         let began = ContinuousClock.now
         let end = began + .seconds(seconds)
@@ -146,10 +147,10 @@ struct BenchAPICommand: AsyncParsableCommand {
                     while ContinuousClock.now < end {
                         var request = HTTPClientRequest(url: url)
                         request.method = method
-                        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+                        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
                         if method == .POST {
                             request.headers.add(name: "Content-Type", value: "application/json")
-                            request.body = .bytes(ByteBuffer(string: "{}"))
+                            request.body = .bytes(ByteBuffer(string: body()))
                         }
                         let sent = ContinuousClock.now
                         do {

@@ -50,6 +50,13 @@ public struct TriggerIntake: Sendable {
     let repository: ExecutionRepository
     let seal: SecretSeal?
     let logger: Logger
+    /// The listening pipelines per probe, with the state of the projection they were read at.
+    let listeners = BoundedCache<String, ListenerSnapshot>(capacity: 1_000)
+
+    struct ListenerSnapshot: Sendable {
+        let marker: String
+        let pipelines: [PipelineConfig]
+    }
 
     public init(client: PostgresClient, repository: ExecutionRepository, seal: SecretSeal?, logger: Logger) {
         self.client = client
@@ -73,7 +80,11 @@ public struct TriggerIntake: Sendable {
         _ delivery: Delivery, body: [UInt8], proof: Signatures.Proof, headers: [String: String], sender: String?, recordUnheard: Bool = true
     ) async throws -> Receipt {
         let stream = try Self.stream(of: delivery.dedupeKey)
-        if let existing = try await receipt(stream) { return try await finish(existing, stream: stream, duplicate: true) }
+        // A delivery with a key of its own (its event id) cannot have been received before; the
+        // others are looked up first, so that a retry weighs nothing again.
+        if delivery.dedupeKey != "event/\(delivery.eventID)", let existing = try await receipt(stream) {
+            return try await finish(existing, stream: stream, duplicate: true)
+        }
         let pipelines = try await listeningPipelines(delivery)
         var prepared: [String: Prepared] = [:]
         var decisions: [TriggerDecision] = []
@@ -227,9 +238,17 @@ public struct TriggerIntake: Sendable {
         var pipelines: [PipelineConfig] = []
         do {
             let texts = try probes.map { try JSONText(encoding: $0).text }
-            // A cron firing is for one pipeline's trigger; the rest listen by type and source.
+            // Every saved pipeline changes the marker (a version grows, a row appears), so a
+            // cached answer is used only while the projection is as it was read.
+            var marker = ""
+            for try await (count, versions) in try await client.query(
+                "SELECT count(*)::bigint, coalesce(sum(version), 0)::bigint FROM pipeline_configs", logger: logger
+            ).decode((Int64, Int64).self) { marker = "\(count)/\(versions)" }
             var only: String?
             if case .cron(let firing) = delivery.origin { only = firing.pipelineID }
+            let cacheKey = texts.joined(separator: "|") + "|" + (only ?? "")
+            if let cached = listeners[cacheKey], cached.marker == marker { return cached.pipelines }
+            // A cron firing is for one pipeline's trigger; the rest listen by type and source.
             let rows = try await client.query("""
                 SELECT config::text FROM pipeline_configs
                  WHERE NOT deleted AND config->'triggers' @> ANY(\(texts)::jsonb[]) AND (\(only)::text IS NULL OR pipeline_id = \(only))
@@ -238,6 +257,7 @@ public struct TriggerIntake: Sendable {
             for try await text in rows.decode(String.self) {
                 if let json = try JSONText(text).decode(JSONValue.self).objectValue { pipelines.append(PipelineConfig(json: json)) }
             }
+            listeners.set(ListenerSnapshot(marker: marker, pipelines: pipelines), for: cacheKey)
         } catch {
             throw DatabaseError.wrapping(error, doing: "find the pipelines whose triggers listen to \(delivery.summary)")
         }

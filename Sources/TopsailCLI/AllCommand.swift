@@ -41,7 +41,7 @@ struct AllCommand: AsyncParsableCommand {
 
 struct NotifierOptions: ParsableArguments {
     @Option(help: ArgumentHelp(
-        "The mail server for email notifications: smtp://user:password@host:port, STARTTLS required unless ?requireTLS=false (default: $TOPSAIL_SMTP_URL).",
+        "The mail server for email notifications: smtp://user:password@host:port, STARTTLS required unless ?requireTLS=false (default: $TOPSAIL_SMTP_URL, which is better: a command line shows in ps to every local user).",
         valueName: "url"))
     var smtpUrl: String?
 

@@ -111,7 +111,7 @@ public struct CronExpression: Sendable, Hashable {
                 }
                 if parts.count == 2 {
                     // H/n: every n from a hashed start within the first n.
-                    let start = span.lowerBound + hashed(0...(min(step, span.count) - 1)) % max(1, min(step, span.count))
+                    let start = span.lowerBound + hashed(0...(min(step, span.count) - 1))
                     result.formUnion(stride(from: start, through: span.upperBound, by: step))
                 } else {
                     result.insert(hashed(span))

@@ -19,9 +19,14 @@ public struct OpenReceiptsService: Service {
 
     public func run() async throws {
         await cancelWhenGracefulShutdown {
+            // The first look covers the whole log (receipts left open while no API ran); later
+            // ones the last hour, which any receipt a running process leaves open falls in.
+            var looked = false
             while !Task.isCancelled {
                 do {
-                    try await intake.finishOpenReceipts(olderThan: grace)
+                    let finished = try await intake.finishOpenReceipts(olderThan: grace, within: looked ? .seconds(3600) : nil)
+                    // A look takes 100 at most: the whole log is looked at until fewer are left.
+                    looked = looked || finished < 100
                 } catch is CancellationError {
                     return
                 } catch {

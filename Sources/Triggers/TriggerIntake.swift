@@ -119,14 +119,17 @@ public struct TriggerIntake: Sendable {
     /// Finishes receipts a crash left open (received, not processed) for longer than `grace`:
     /// their executions start (those started already are found so), and they are closed.
     /// Returns how many were finished.
+    /// `within` bounds how far back it looks (nil: the whole log, as a process's first look does).
     @discardableResult
-    public func finishOpenReceipts(olderThan grace: Duration) async throws -> Int {
+    public func finishOpenReceipts(olderThan grace: Duration, within: Duration? = nil) async throws -> Int {
         let seconds = Double(grace.components.seconds) + Double(grace.components.attoseconds) / 1e18
+        let window = within.map { Double($0.components.seconds) } ?? 0
         var streams: [String] = []
         do {
             let rows = try await client.query("""
                 SELECT r.stream_id FROM events r
                  WHERE r.event_type = \(Self.receivedType) AND r.recorded_at < now() - make_interval(secs => \(seconds))
+                   AND (\(window) = 0 OR r.recorded_at > now() - make_interval(secs => \(window)))
                    AND NOT EXISTS (SELECT 1 FROM events p WHERE p.stream_id = r.stream_id AND p.event_type = \(Self.processedType))
                  ORDER BY r.position LIMIT 100
                 """, logger: logger)

@@ -92,8 +92,9 @@ let package = Package(
         .target(
             name: "StageRunners",
             dependencies: [
-                "EventLog", "Pipelines", "Orchestration", "PipelineEngine", "Access",
+                "EventLog", "Pipelines", "Orchestration", "PipelineEngine", "Access", "Clouds",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
@@ -159,11 +160,23 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Child processes with every signal unblocked (pgbench, podman).
+        .target(name: "Processes", swiftSettings: strict),
+        // Clusters (Clouddriver's job): the provider port, accounts, Frigga names, and the podman provider.
+        .target(
+            name: "Clouds",
+            dependencies: [
+                "EventLog", "Access", "Processes",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // What every command shares: the database and Kafka options, errors, the database helpers.
         .target(
             name: "CLISupport",
             dependencies: [
-                "Kafka", "PostgresEventStore",
+                "Kafka", "PostgresEventStore", "Processes",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -175,7 +188,7 @@ let package = Package(
             name: "Benchmarks",
             dependencies: [
                 "EventLog", "Kafka", "PostgresEventStore", "Relay", "Pipelines", "Orchestration", "PipelineEngine", "Access", "ReadModels",
-                "StageRunners", "Triggers", "API", "CLISupport",
+                "StageRunners", "Triggers", "API", "CLISupport", "Processes",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -190,7 +203,7 @@ let package = Package(
             name: "TopsailCLI",
             dependencies: [
                 "EventLog", "Kafka", "PostgresEventStore", "Relay", "Pipelines", "Orchestration", "PipelineEngine", "Access", "ReadModels",
-                "StageRunners", "Triggers", "Notifications", "API", "CLISupport", "Benchmarks",
+                "StageRunners", "Triggers", "Notifications", "Clouds", "API", "CLISupport", "Benchmarks",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -216,11 +229,12 @@ let package = Package(
         .testTarget(name: "StageRunnersTests", dependencies: ["StageRunners", "PipelineEngine", "Orchestration", "Pipelines", "EventLog"], swiftSettings: strict),
         .testTarget(name: "PostgresEventStoreTests", dependencies: ["PostgresEventStore"], swiftSettings: strict),
         .testTarget(name: "APIUnitTests", dependencies: ["API"], swiftSettings: strict),
+        .testTarget(name: "CloudsTests", dependencies: ["Clouds", "EventLog"], swiftSettings: strict),
         .testTarget(name: "TriggersTests", dependencies: ["Triggers", "Access", "Pipelines", "EventLog", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: strict),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "EventLog", "Kafka", "PostgresEventStore", "Relay", "PipelineEngine", "Access", "ReadModels", "Triggers", "TopsailCLI",
+                "EventLog", "Kafka", "PostgresEventStore", "Relay", "PipelineEngine", "Access", "ReadModels", "Triggers", "Clouds", "TopsailCLI",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CLISupport
+import Processes
 import EventLog
 import Foundation
 import Logging

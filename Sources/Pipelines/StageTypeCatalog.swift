@@ -21,6 +21,9 @@ public enum StageTypeCatalog {
         StageType(name: "evaluateVariables", required: [("variables", .array)]),
         StageType(name: "webhook", required: [("url", .string)]),
         StageType(name: "noop", required: []),
+        StageType(name: "createServerGroup", required: []),
+        StageType(name: "resizeServerGroup", required: [("serverGroupName", .string), ("capacity", .object)]),
+        StageType(name: "destroyServerGroup", required: [("serverGroupName", .string)]),
     ].map { ($0.name, $0) })
 
     public static var supportedNames: [String] { types.keys.sorted() }

@@ -1,5 +1,7 @@
 import Access
+import Clouds
 import EventLog
+import Logging
 import PipelineEngine
 
 /// The stage types Topsail runs, by type name: what a worker is given to run.
@@ -8,11 +10,19 @@ public enum StageRunners {
     public static func standard(
         repository: ExecutionRepository, timers: any StageTimers, scriptSandbox: ScriptSandbox = ScriptSandbox(), disabled: Set<String> = []
     ) -> [String: any StageRunner] {
+        // Cloud operations go to each account's provider: podman accounts run containers here.
+        let logger = Logger(label: "topsail.clouds")
+        let operations = CloudOperations(store: repository.eventStore, logger: logger) { account in
+            account.type == "podman" ? PodmanProvider(account: account.name, logger: logger) : nil
+        }
         let runners: [String: any StageRunner] = [
             "noop": NoopStageRunner(), "script": ScriptStageRunner(sandbox: scriptSandbox), "manualJudgment": ManualJudgmentStageRunner(),
             "wait": WaitStageRunner(timers: timers), "evaluateVariables": EvaluateVariablesStageRunner(),
             "checkPreconditions": CheckPreconditionsStageRunner(), "webhook": WebhookStageRunner(),
             "pipeline": PipelineStageRunner(repository: repository, configs: PipelineConfigStore(store: repository.eventStore)),
+            "createServerGroup": ServerGroupStageRunner(kind: .create, operations: operations, store: repository.eventStore),
+            "resizeServerGroup": ServerGroupStageRunner(kind: .resize, operations: operations, store: repository.eventStore),
+            "destroyServerGroup": ServerGroupStageRunner(kind: .destroy, operations: operations, store: repository.eventStore),
         ]
         return runners.filter { !disabled.contains($0.key) }
     }

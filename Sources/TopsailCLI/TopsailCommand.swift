@@ -15,7 +15,7 @@ public struct TopsailCommand: AsyncParsableCommand {
             .topsail/services.env.
             """,
         subcommands: [
-            MigrateCommand.self, EventsCommand.self, PipelineCommand.self, ExecutionsCommand.self, RelayCommand.self, OrchestratorCommand.self, NotifierCommand.self,
+            MigrateCommand.self, EventsCommand.self, PipelineCommand.self, ExecutionsCommand.self, RelayCommand.self, OrchestratorCommand.self, NotifierCommand.self, AccountsCommand.self,
             WorkerCommand.self, SchedulerCommand.self, ProjectorCommand.self, SupervisorCommand.self, APICommand.self, AuditCommand.self, ApplyCommand.self, ExportCommand.self, TokensCommand.self, ServiceAccountsCommand.self, ProjectionsCommand.self, AllCommand.self, BenchCommand.self,
         ]
     )

@@ -8,6 +8,10 @@ import Glibc
 /// and Swift's threads block most signals: a child that relies on one (pgbench's `-T` ends on
 /// SIGALRM) would never see it.
 public enum UnmaskedProcess {
+    public struct SpawnError: Error, CustomStringConvertible, Sendable {
+        public let description: String
+    }
+
     public struct Finished: Sendable {
         public var status: Int32
         public var output: String
@@ -54,7 +58,7 @@ public enum UnmaskedProcess {
         }
         var pid = pid_t()
         let spawned = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
-        guard spawned == 0 else { throw CLIError("cannot start \(executable): \(String(cString: strerror(spawned)))") }
+        guard spawned == 0 else { throw SpawnError(description: "cannot start \(executable): \(String(cString: strerror(spawned)))") }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         let exited = (status & 0x7f) == 0

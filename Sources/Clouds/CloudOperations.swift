@@ -1,0 +1,183 @@
+import Access
+import Crypto
+import EventLog
+import Foundation
+import Logging
+
+/// Cloud operations as events (decision 0017). An operation is requested on the stream of its
+/// idempotency key (`operation-<hash>`, written only if new), carried out by the account's
+/// provider, and recorded as succeeded (with the server group as it then is) or failed; the
+/// server group's own stream (`servergroup-<account>.<region>.<name>`) records what it became.
+/// The same key again returns the recorded outcome, or carries an interrupted operation on (the
+/// provider converges, so nothing is launched twice).
+public struct CloudOperations: Sendable {
+    public static let requestedType = "cloud.operation.requested"
+    public static let succeededType = "cloud.operation.succeeded"
+    public static let failedType = "cloud.operation.failed"
+    public static let upsertedType = "servergroup.upserted"
+    public static let destroyedType = "servergroup.destroyed"
+
+    public enum Operation: Sendable, Hashable {
+        case createServerGroup(ServerGroupSpec)
+        case resizeServerGroup(ServerGroupName, region: String, capacity: Capacity)
+        case destroyServerGroup(ServerGroupName, region: String)
+
+        var name: String {
+            switch self {
+            case .createServerGroup: "createServerGroup"
+            case .resizeServerGroup: "resizeServerGroup"
+            case .destroyServerGroup: "destroyServerGroup"
+            }
+        }
+
+        var serverGroup: (ServerGroupName, String) {
+            switch self {
+            case .createServerGroup(let spec): (spec.name, spec.region)
+            case .resizeServerGroup(let name, let region, _), .destroyServerGroup(let name, let region): (name, region)
+            }
+        }
+
+        var json: JSONValue {
+            var fields: [String: JSONValue] = ["operation": .string(name), "serverGroup": .string(serverGroup.0.description), "region": .string(serverGroup.1)]
+            switch self {
+            case .createServerGroup(let spec):
+                fields["image"] = .string(spec.image)
+                fields["capacity"] = Self.json(spec.capacity)
+                fields["port"] = .number(Double(spec.port))
+            case .resizeServerGroup(_, _, let capacity):
+                fields["capacity"] = Self.json(capacity)
+            case .destroyServerGroup:
+                break
+            }
+            return .object(fields)
+        }
+
+        static func json(_ capacity: Capacity) -> JSONValue {
+            ["min": .number(Double(capacity.min)), "max": .number(Double(capacity.max)), "desired": .number(Double(capacity.desired))]
+        }
+    }
+
+    /// What an operation came to.
+    public enum Outcome: Sendable {
+        case succeeded(ServerGroupState?)
+        case failed(String)
+    }
+
+    let store: any EventStore
+    let provider: @Sendable (CloudAccounts.Account) -> (any CloudProvider)?
+    let logger: Logger
+
+    /// `provider` gives the provider of an account (nil: none for its type here).
+    public init(store: any EventStore, logger: Logger, provider: @escaping @Sendable (CloudAccounts.Account) -> (any CloudProvider)?) {
+        self.store = store
+        self.provider = provider
+        self.logger = logger
+    }
+
+    public static func operationStream(_ key: String) throws -> StreamID {
+        try StreamID(category: "operation", id: SHA256.hash(data: Array(key.utf8)).prefix(20).map { String(format: "%02x", $0) }.joined())
+    }
+
+    public static func serverGroupStream(account: String, region: String, name: ServerGroupName) throws -> StreamID {
+        try StreamID(category: "servergroup", id: "\(account).\(region).\(name)")
+    }
+
+    /// Carries out `operation` in `accountName` for `caller` (who needs WRITE on the account),
+    /// once per `key`.
+    public func perform(_ operation: Operation, account accountName: String, caller: Caller, key: String, metadata: EventMetadata) async throws -> Outcome {
+        guard let account = try await CloudAccounts(store: store).account(accountName) else {
+            return .failed("there is no account \(accountName): topsail accounts save \(accountName) --type podman")
+        }
+        if let refusal = CloudAccounts.refusal(caller, .write, account: account) { return .failed(refusal) }
+        let (name, region) = operation.serverGroup
+        guard account.regions.contains(region) else {
+            return .failed("account \(accountName) has no region \(region) (it has \(account.regions.joined(separator: ", ")))")
+        }
+        guard let provider = provider(account) else { return .failed("no \(account.type) provider runs here for account \(accountName)") }
+        let stream = try Self.operationStream(key)
+        let history = try await store.readStream(stream, from: 1, direction: .forward, limit: 10)
+        if let done = history.first(where: { $0.type == Self.succeededType || $0.type == Self.failedType }) {
+            let payload = try done.payload.decode(JSONValue.self)
+            return done.type == Self.failedType ? .failed(payload["error"]?.stringValue ?? "failed") : .succeeded(nil)
+        }
+        var request = operation.json.objectValue ?? [:]
+        request["account"] = .string(accountName)
+        request["key"] = .string(key)
+        request["user"] = .string(caller.user)
+        var version = history.last?.streamVersion ?? 0
+        if history.isEmpty {
+            do {
+                version = try await append([(Self.requestedType, .object(request))], to: stream, expected: .noStream, metadata: metadata)
+            } catch EventStoreError.versionConflict {
+                // Requested at the same moment by another delivery of the same work: carry on; the
+                // provider converges and only one outcome is recorded.
+                version = try await store.readStream(stream, from: 1, direction: .forward, limit: 10).last?.streamVersion ?? 1
+            }
+        }
+        let result: Outcome
+        let groupStream = try Self.serverGroupStream(account: accountName, region: region, name: name)
+        do {
+            switch operation {
+            case .createServerGroup(let spec):
+                let state = try await provider.createServerGroup(spec, key: key)
+                try await record(state, account: accountName, stream: groupStream, metadata: metadata)
+                result = .succeeded(state)
+            case .resizeServerGroup(let name, let region, let capacity):
+                let state = try await provider.resizeServerGroup(name, region: region, capacity: capacity, key: key)
+                try await record(state, account: accountName, stream: groupStream, metadata: metadata)
+                result = .succeeded(state)
+            case .destroyServerGroup(let name, let region):
+                try await provider.destroyServerGroup(name, region: region, key: key)
+                _ = try await append([(Self.destroyedType, ["account": .string(accountName), "region": .string(region), "serverGroup": .string(name.description)])],
+                                     to: groupStream, expected: .any, metadata: metadata)
+                result = .succeeded(nil)
+            }
+        } catch let error as CloudError {
+            if error.retriable { throw error }
+            result = .failed(error.description)
+        }
+        let (type, payload): (String, JSONValue)
+        switch result {
+        case .succeeded(let state): (type, payload) = (Self.succeededType, ["instances": .number(Double(state?.instances.count ?? 0))])
+        case .failed(let error): (type, payload) = (Self.failedType, ["error": .string(error)])
+        }
+        do {
+            _ = try await append([(type, payload)], to: stream, expected: .exact(version), metadata: metadata)
+        } catch EventStoreError.versionConflict {
+            // Recorded by the other delivery.
+        }
+        return result
+    }
+
+    /// The server group an operation with `key` asked for, if one was requested.
+    public func requestedServerGroup(key: String) async throws -> String? {
+        let first = try await store.readStream(try Self.operationStream(key), from: 1, direction: .forward, limit: 1).first
+        return try first.flatMap { try $0.payload.decode(JSONValue.self)["serverGroup"]?.stringValue }
+    }
+
+    /// The application's server groups in the account, as its provider sees them now.
+    public func serverGroups(account accountName: String, application: String) async throws -> [ServerGroupName] {
+        guard let account = try await CloudAccounts(store: store).account(accountName), let provider = provider(account) else { return [] }
+        return try await provider.serverGroups(of: application).map(\.name)
+    }
+
+    /// The server group as it is now, on its stream.
+    func record(_ state: ServerGroupState, account: String, stream: StreamID, metadata: EventMetadata) async throws {
+        let instances: [JSONValue] = state.instances.map { instance in
+            ["id": .string(instance.id), "slot": .number(Double(instance.slot)), "health": .string(instance.health.rawValue),
+             "address": instance.address.map(JSONValue.string) ?? .null]
+        }
+        _ = try await append([(Self.upsertedType, [
+            "account": .string(account), "region": .string(state.region), "serverGroup": .string(state.name.description),
+            "application": .string(state.name.application), "cluster": .string(state.name.cluster), "image": .string(state.image),
+            "capacity": Operation.json(state.capacity), "instances": .array(instances),
+        ])], to: stream, expected: .any, metadata: metadata)
+    }
+
+    private func append(_ events: [(String, JSONValue)], to stream: StreamID, expected: ExpectedVersion, metadata: EventMetadata) async throws -> Int64 {
+        let result = try await store.append(to: stream, expected: expected, events: try events.map { type, payload in
+            NewEvent(type: type, payload: try JSONText(encoding: payload), metadata: metadata)
+        })
+        return result.streamVersion
+    }
+}

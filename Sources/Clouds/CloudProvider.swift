@@ -1,0 +1,102 @@
+import EventLog
+import Foundation
+
+/// How many instances a server group should run (an auto-scaling group's bounds and target).
+public struct Capacity: Sendable, Hashable, Codable {
+    public var min: Int
+    public var max: Int
+    public var desired: Int
+
+    public init(min: Int, max: Int, desired: Int) {
+        self.min = min
+        self.max = max
+        self.desired = desired
+    }
+
+    /// What is wrong with it, if anything.
+    public var problem: String? {
+        guard min >= 0, max >= 0, desired >= 0 else { return "capacity may not be negative" }
+        guard min <= desired, desired <= max else { return "capacity must hold min ≤ desired ≤ max (min \(min), desired \(desired), max \(max))" }
+        guard max <= 100 else { return "at most 100 instances in one server group" }
+        return nil
+    }
+}
+
+/// What to launch: the server group's name, its image and its instances' shape.
+public struct ServerGroupSpec: Sendable, Hashable {
+    public var name: ServerGroupName
+    public var region: String
+    public var image: String
+    public var capacity: Capacity
+    /// The port the image's service listens on inside an instance.
+    public var port: Int
+    public var environment: [String: String]
+
+    public init(name: ServerGroupName, region: String, image: String, capacity: Capacity, port: Int = 8080, environment: [String: String] = [:]) {
+        self.name = name
+        self.region = region
+        self.image = image
+        self.capacity = capacity
+        self.port = port
+        self.environment = environment
+    }
+}
+
+/// An instance's health as Spinnaker shows it.
+public enum InstanceHealth: String, Sendable, Codable {
+    case up = "Up", down = "Down", starting = "Starting", outOfService = "OutOfService", unknown = "Unknown"
+}
+
+public struct InstanceState: Sendable, Hashable {
+    public var id: String
+    /// Its place in the server group (0 ..< desired): what makes a launch idempotent.
+    public var slot: Int
+    public var health: InstanceHealth
+    /// Where it serves, `host:port`, when it does.
+    public var address: String?
+}
+
+public struct ServerGroupState: Sendable, Hashable {
+    public var name: ServerGroupName
+    public var region: String
+    public var image: String
+    public var capacity: Capacity
+    public var instances: [InstanceState]
+}
+
+/// A cloud operation failed, in words; `retriable` when trying again may help.
+public struct CloudError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public let retriable: Bool
+
+    public init(_ description: String, retriable: Bool = false) {
+        self.description = description
+        self.retriable = retriable
+    }
+}
+
+/// The provider port: what Topsail asks of a cloud (decision 0017). Every operation that changes
+/// something takes an idempotency key and converges to what it asks — run again with the same
+/// request, it launches and removes nothing more — so a redelivered operation is harmless.
+/// Load balancers and security groups, enable and disable come with the HAProxy side.
+public protocol CloudProvider: Sendable {
+    /// `podman`, `kubernetes`, `aws` …
+    var type: String { get }
+
+    /// Creates the server group with `capacity.desired` instances; an existing one of that name
+    /// is converged to the request instead.
+    func createServerGroup(_ spec: ServerGroupSpec, key: String) async throws(CloudError) -> ServerGroupState
+
+    /// Converges the server group's instances to `capacity.desired`.
+    func resizeServerGroup(_ name: ServerGroupName, region: String, capacity: Capacity, key: String) async throws(CloudError) -> ServerGroupState
+
+    /// Removes every instance of the server group; nothing left is not an error.
+    func destroyServerGroup(_ name: ServerGroupName, region: String, key: String) async throws(CloudError)
+
+    /// Terminates instances; a server group with instances missing gets them back at its next
+    /// convergence (as an auto-scaling group replaces them).
+    func terminateInstances(_ ids: [String], key: String) async throws(CloudError)
+
+    /// What runs now, for the application.
+    func serverGroups(of application: String) async throws(CloudError) -> [ServerGroupState]
+}

@@ -1,0 +1,140 @@
+import Access
+import Clouds
+import EventLog
+import Pipelines
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Logging
+import Testing
+
+/// The podman provider against real containers (runc, loopback ports): server groups created,
+/// converged, resized, their instances answering HTTP, and destroyed.
+@Suite("Clouds: the podman provider on real containers", .serialized, .timeLimit(.minutes(5)))
+struct PodmanProviderTests {
+    /// A tiny HTTP service image (busybox httpd answering `version`), built locally: no registry is reachable.
+    static func image(version: String) async throws -> String {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("image"))
+        try FileManager.default.createDirectory(at: directory.appendingPathComponent("www"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try FileManager.default.copyItem(atPath: "/usr/bin/busybox", toPath: directory.appendingPathComponent("busybox").path)
+        try version.write(to: directory.appendingPathComponent("www/index.html"), atomically: true, encoding: .utf8)
+        try """
+            FROM scratch
+            COPY busybox /bin/busybox
+            COPY www /www
+            EXPOSE 8080
+            ENTRYPOINT ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]
+            """.write(to: directory.appendingPathComponent("Containerfile"), atomically: true, encoding: .utf8)
+        let tag = "localhost/topsail-test-service:\(version)"
+        let built = try await CLITests.run(["build", "--quiet", "--tag", tag, directory.path], executable: URL(fileURLWithPath: "/usr/bin/podman"))
+        guard built.status == 0 else { throw SetupError("podman build: \(built.stderr)") }
+        return tag
+    }
+
+    static func get(_ address: String) async -> String? {
+        guard let (data, response) = try? await URLSession.shared.data(from: URL(string: "http://\(address)/")!),
+              (response as? HTTPURLResponse)?.statusCode == 200 else { return nil }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    @Test("a server group is created with its instances answering, created again launches nothing, resizes up and down, replaces a terminated instance, and is destroyed")
+    func serverGroupLifecycle() async throws {
+        let account = TestEnvironment.uniqueName("acct")
+        let provider = PodmanProvider(account: account, logger: TestEnvironment.logger)
+        let image = try await Self.image(version: "v1")
+        let name = ServerGroupName(application: "shop", stack: "test", sequence: 0)
+        defer { Task { try? await provider.destroyServerGroup(name, region: "local", key: "cleanup") } }
+        let spec = ServerGroupSpec(name: name, region: "local", image: image, capacity: Capacity(min: 1, max: 4, desired: 2))
+        let created = try await provider.createServerGroup(spec, key: "op-1")
+        #expect(created.instances.count == 2 && created.instances.map(\.slot) == [0, 1], "\(created)")
+        for instance in created.instances {
+            let address = try #require(instance.address)
+            try await eventually(timeout: .seconds(20), "instance \(instance.id) to answer") { await Self.get(address) == "v1" }
+        }
+        // The same operation delivered again: the same two containers, nothing launched.
+        let again = try await provider.createServerGroup(spec, key: "op-1")
+        #expect(Set(again.instances.map(\.id)) == Set(created.instances.map(\.id)), "\(again.instances) vs \(created.instances)")
+
+        let bigger = try await provider.resizeServerGroup(name, region: "local", capacity: Capacity(min: 1, max: 4, desired: 3), key: "op-2")
+        #expect(bigger.instances.count == 3 && Set(created.instances.map(\.id)).isSubset(of: Set(bigger.instances.map(\.id))))
+        // An instance terminated: the next convergence puts its slot back.
+        try await provider.terminateInstances([bigger.instances[1].id], key: "op-3")
+        let healed = try await provider.resizeServerGroup(name, region: "local", capacity: Capacity(min: 1, max: 4, desired: 3), key: "op-4")
+        #expect(healed.instances.map(\.slot) == [0, 1, 2] && !healed.instances.map(\.id).contains(bigger.instances[1].id), "\(healed.instances)")
+        let smaller = try await provider.resizeServerGroup(name, region: "local", capacity: Capacity(min: 1, max: 4, desired: 1), key: "op-5")
+        #expect(smaller.instances.map(\.slot) == [0])
+        let listed = try await provider.serverGroups(of: "shop")
+        #expect(listed.count == 1 && listed.first?.name == name && listed.first?.instances.count == 1, "\(listed)")
+
+        // Another account's provider sees nothing of this one and cannot terminate its instances.
+        let other = PodmanProvider(account: account + "-other", logger: TestEnvironment.logger)
+        #expect(try await other.serverGroups(of: "shop").isEmpty)
+        try await other.terminateInstances(smaller.instances.map(\.id), key: "op-6")
+        #expect(try await provider.serverGroups(of: "shop").first?.instances.count == 1)
+
+        await #expect(throws: CloudError.self) {
+            try await provider.resizeServerGroup(name, region: "local", capacity: Capacity(min: 2, max: 4, desired: 1), key: "op-7")
+        }
+        try await provider.destroyServerGroup(name, region: "local", key: "op-8")
+        #expect(try await provider.serverGroups(of: "shop").isEmpty)
+        try await provider.destroyServerGroup(name, region: "local", key: "op-8")
+    }
+}
+
+/// Cloud stages in pipelines run by a real `topsail all`: operations as events, account permissions.
+@Suite("Clouds: server group stages through the engine", .serialized, .timeLimit(.minutes(5)))
+struct ServerGroupStageTests {
+    typealias Engine = EngineTests.Engine
+
+    @Test("createServerGroup, resizeServerGroup and destroyServerGroup run as the trigger's identity: each operation requested and recorded as events, the server group's stream follows it; a caller without WRITE on the account is refused")
+    func stagesRunOperations() async throws {
+        try await TestDatabase.with { db in
+            let engine = try Engine(db)
+            defer { engine.process.terminate() }
+            let account = TestEnvironment.uniqueName("acct").lowercased().replacingOccurrences(of: "_", with: "-")
+            _ = try await CloudAccounts(store: db.store).save([
+                "name": .string(account), "type": "podman", "regions": ["local"],
+                "permissions": ["READ": ["deployers", "devs"], "WRITE": ["deployers"]],
+            ], metadata: EventMetadata(source: "test"))
+            let image = try await PodmanProviderTests.image(version: "stage")
+            defer { Task { try? await PodmanProvider(account: account, logger: TestEnvironment.logger).destroyServerGroup(ServerGroupName(application: "shop", stack: "e2e", sequence: 0), region: "local", key: "cleanup") } }
+            let pipeline: JSONValue = [
+                "application": "shop", "name": "servergroups", "limitConcurrent": false,
+                "stages": [
+                    ["refId": "create", "type": "createServerGroup",
+                     "clusters": [["account": .string(account), "region": "local", "stack": "e2e", "imageId": .string(image), "capacity": ["min": 1, "max": 4, "desired": 2]]]],
+                    ["refId": "resize", "type": "resizeServerGroup", "requisiteStageRefIds": ["create"], "credentials": .string(account),
+                     "serverGroupName": "shop-e2e-v000", "region": "local", "capacity": ["min": 1, "max": 4, "desired": 3]],
+                    ["refId": "destroy", "type": "destroyServerGroup", "requisiteStageRefIds": ["resize"], "credentials": .string(account),
+                     "serverGroupName": "shop-e2e-v000", "region": "local"],
+                ],
+            ]
+            guard case .success(let config) = PipelineValidation.parse(pipeline) else { throw SetupError("invalid pipeline") }
+            func trigger(as caller: Caller) async throws -> String {
+                try await engine.repository.trigger(config, trigger: TriggerIdentity.recording(caller, in: ["type": "manual", "user": .string(caller.user)]),
+                                                    parameters: [:], metadata: EventMetadata(source: "test"))
+            }
+            let id = try await trigger(as: Caller(user: "dee", roles: ["deployers"]))
+            let state = try await engine.finished(id, timeout: .seconds(120))
+            #expect(state.status == .succeeded, "\(state.stage("create").outputs) \(state.stage("resize").outputs) \(state.stage("destroy").outputs)")
+            #expect(state.stage("create").outputs["deploy.server.groups"]?["local"]?.arrayValue == ["shop-e2e-v000"], "\(state.stage("create").outputs)")
+            #expect(state.stage("create").outputs["instances"]?.arrayValue?.count == 2)
+            #expect(state.stage("resize").outputs["instances"] == 3)
+            var types: [String] = []
+            for try await type in try await db.client.query(
+                "SELECT event_type FROM events WHERE stream_id LIKE 'operation-%' OR stream_id LIKE 'servergroup-%' ORDER BY position", logger: TestEnvironment.logger
+            ).decode(String.self) { types.append(type) }
+            #expect(types.filter { $0 == CloudOperations.requestedType }.count == 3 && types.filter { $0 == CloudOperations.succeededType }.count == 3, "\(types)")
+            #expect(types.filter { $0 == CloudOperations.upsertedType }.count == 2 && types.filter { $0 == CloudOperations.destroyedType }.count == 1, "\(types)")
+            #expect(try await PodmanProvider(account: account, logger: TestEnvironment.logger).serverGroups(of: "shop").isEmpty)
+
+            let refused = try await trigger(as: Caller(user: "dev", roles: ["devs"]))
+            let denied = try await engine.finished(refused, timeout: .seconds(60))
+            #expect(denied.status == .terminal && denied.stage("create").outputs["error"]?.stringValue?.contains("may not WRITE account \(account)") == true,
+                    "\(denied.stage("create").outputs)")
+            #expect(try await PodmanProvider(account: account, logger: TestEnvironment.logger).serverGroups(of: "shop").isEmpty, "a refused caller launched something")
+        }
+    }
+}

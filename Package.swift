@@ -148,7 +148,7 @@ let package = Package(
             name: "API",
             dependencies: [
                 "EventLog", "Pipelines", "Orchestration", "Expressions", "PipelineEngine", "Access", "ReadModels", "StageRunners",
-                "Triggers", "PostgresEventStore",
+                "Triggers", "Clouds", "PostgresEventStore",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -26,8 +26,8 @@ enum OpenAPIDocument {
             ],
             "servers": [["url": "/"]],
             "security": [["bearerAuth": []]],
-            "tags": .array(["executions", "triggers", "pipelines", "applications", "audit", "identities", "health"].map { ["name": .string($0)] }),
-            "paths": .object(health.merging(executions) { $1 }.merging(configuration) { $1 }.merging(audit) { $1 }.merging(identities) { $1 }.merging(triggers) { $1 }),
+            "tags": .array(["executions", "triggers", "clusters", "pipelines", "applications", "audit", "identities", "health"].map { ["name": .string($0)] }),
+            "paths": .object(health.merging(executions) { $1 }.merging(configuration) { $1 }.merging(audit) { $1 }.merging(identities) { $1 }.merging(triggers) { $1 }.merging(clusters) { $1 }),
             "components": [
                 "securitySchemes": [
                     "bearerAuth": [
@@ -127,6 +127,24 @@ enum OpenAPIDocument {
             "/ci/builds/{master}": ["post": operation(
                 "deliverBuild", "A CI build's notification (the Jenkins Notification plugin's JSON, or the generic build JSON of docs/triggers.md); a finished build is one delivery however often it is sent." + note,
                 answered, parameters: [path("master", "The CI master the triggers name.")], body: delivery, tag: "triggers", tokenOptional: true)],
+        ]
+    }
+
+    static var clusters: [String: JSONValue] {
+        let serverGroup = object(["name", "account", "region", "cluster", "capacity", "instances"], [
+            "name": ["type": "string"], "account": ["type": "string"], "region": ["type": "string"], "cluster": ["type": "string"],
+            "image": ["type": "string", "nullable": true], "capacity": ["type": "object"], "instances": ["type": "array", "items": ["type": "object"]],
+            "updatedAt": ["type": "string", "format": "date-time"],
+        ])
+        return [
+            "/applications/{application}/serverGroups": ["get": operation(
+                "listServerGroups", "An application's server groups (in accounts the caller may READ), from the cluster view.",
+                responses(["200": response("Server groups with their capacity and instances.", ["type": "array", "items": serverGroup])]),
+                parameters: [application], tag: "clusters")],
+            "/applications/{application}/clusters": ["get": operation(
+                "listClusters", "An application's clusters by account (accounts the caller may READ).",
+                responses(["200": response("Account → cluster names.", ["type": "object", "additionalProperties": ["type": "array", "items": ["type": "string"]]])]),
+                parameters: [application], tag: "clusters")],
         ]
     }
 

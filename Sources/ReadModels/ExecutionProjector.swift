@@ -126,10 +126,12 @@ public final class ExecutionProjector: Service {
         // The last event of a document in the batch is its latest version.
         var configs: [String: JSONValue] = [:]
         var applications: [String: JSONValue] = [:]
+        var serverGroups: [String: JSONValue] = [:]
         for event in batch {
             switch event.streamID.category {
             case PipelineConfigStore.category: configs[event.streamID.id] = try Self.configRow(event)
             case ApplicationStore.category: applications[event.streamID.id] = try Self.applicationRow(event)
+            case Self.serverGroupCategory: if let row = try Self.serverGroupRow(event) { serverGroups[event.streamID.description] = row }
             default: break
             }
         }
@@ -149,7 +151,7 @@ public final class ExecutionProjector: Service {
         }
         let summaries = touched.values.compactMap(\.summary)
         let moved: LogPosition? = try await write(summaries, configs: Array(configs.values), applications: Array(applications.values),
-                                                 from: position, to: last.logPosition)
+                                                 serverGroups: Array(serverGroups.values), from: position, to: last.logPosition)
         if let moved {
             // Someone else moved the checkpoint: what this batch folded may not match it.
             folds.removeAll()
@@ -162,7 +164,7 @@ public final class ExecutionProjector: Service {
     /// Writes the rows and moves the checkpoint from `from` to `to` in one transaction. Returns
     /// the stored checkpoint instead, writing nothing, when it is not at `from`.
     private func write(
-        _ summaries: [ExecutionSummary], configs: [JSONValue], applications: [JSONValue], from: LogPosition, to: LogPosition
+        _ summaries: [ExecutionSummary], configs: [JSONValue], applications: [JSONValue], serverGroups: [JSONValue], from: LogPosition, to: LogPosition
     ) async throws -> LogPosition? {
         let name = ExecutionReadModel.projection
         let logger = self.logger
@@ -234,6 +236,19 @@ public final class ExecutionProjector: Service {
                         updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by
                     """, logger: logger)
             }
+            if !serverGroups.isEmpty {
+                let rows = try JSONText(encoding: JSONValue.array(serverGroups)).text
+                try await connection.query("""
+                    INSERT INTO server_groups (stream_id, account, region, name, application, cluster, image, capacity, instances, destroyed, version, updated_at)
+                    SELECT stream_id, account, region, name, application, cluster, image, capacity, coalesce(instances, '[]'), destroyed, version, updated_at
+                      FROM jsonb_to_recordset(\(rows)::jsonb) AS r(
+                           stream_id text, account text, region text, name text, application text, cluster text, image text,
+                           capacity jsonb, instances jsonb, destroyed boolean, version bigint, updated_at timestamptz)
+                    ON CONFLICT (stream_id) DO UPDATE SET
+                        image = coalesce(EXCLUDED.image, server_groups.image), capacity = coalesce(EXCLUDED.capacity, server_groups.capacity),
+                        instances = EXCLUDED.instances, destroyed = EXCLUDED.destroyed, version = EXCLUDED.version, updated_at = EXCLUDED.updated_at
+                    """, logger: logger)
+            }
             try await connection.query("""
                 UPDATE projection_checkpoints SET transaction_id = \(to.transaction), position = \(to.position), updated_at = now()
                  WHERE projection = \(name)
@@ -261,6 +276,25 @@ public final class ExecutionProjector: Service {
             "version": .number(Double(event.streamVersion)), "disabled": .bool(config?["disabled"]?.boolValue ?? false), "deleted": .bool(deleted),
             "config": config ?? .null, "updated_at": time(event.recordedAt),
             "updated_by": event.metadata.actor.map(JSONValue.string) ?? .null,
+        ]
+    }
+
+    static let serverGroupCategory = "servergroup"
+
+    /// A `server_groups` row for a server group's event (`servergroup.upserted` or `.destroyed`).
+    static func serverGroupRow(_ event: RecordedEvent) throws -> JSONValue? {
+        let payload = try event.payload.decode(JSONValue.self)
+        guard let account = payload["account"]?.stringValue, let region = payload["region"]?.stringValue,
+              let name = payload["serverGroup"]?.stringValue else { return nil }
+        let destroyed = event.type == "servergroup.destroyed"
+        // Frigga: the application is the name up to its first '-', the cluster the name without its -vNNN.
+        let application = payload["application"]?.stringValue ?? String(name.prefix { $0 != "-" })
+        let cluster = payload["cluster"]?.stringValue ?? (name.range(of: #"-v\d{3}$"#, options: .regularExpression).map { String(name[..<$0.lowerBound]) } ?? name)
+        return [
+            "stream_id": .string(event.streamID.description), "account": .string(account), "region": .string(region), "name": .string(name),
+            "application": .string(application), "cluster": .string(cluster), "image": payload["image"] ?? .null,
+            "capacity": payload["capacity"] ?? .null, "instances": destroyed ? .array([]) : payload["instances"] ?? .array([]),
+            "destroyed": .bool(destroyed), "version": .number(Double(event.streamVersion)), "updated_at": time(event.recordedAt),
         ]
     }
 
@@ -338,7 +372,7 @@ public final class ExecutionProjector: Service {
     /// rebuilds it from the start of the log.
     public static func reset(client: PostgresClient, logger: Logger) async throws {
         try await client.transaction(logger: logger, doing: "reset the executions read model") { connection in
-            try await connection.query("TRUNCATE stage_summaries, execution_summaries, pipeline_configs, applications", logger: logger)
+            try await connection.query("TRUNCATE stage_summaries, execution_summaries, pipeline_configs, applications, server_groups", logger: logger)
             try await connection.query("""
                 INSERT INTO projection_checkpoints (projection, transaction_id, position) VALUES (\(ExecutionReadModel.projection), 0, 0)
                 ON CONFLICT (projection) DO UPDATE SET transaction_id = 0, position = 0, updated_at = now()

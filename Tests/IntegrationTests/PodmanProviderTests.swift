@@ -107,21 +107,45 @@ struct ServerGroupStageTests {
                      "clusters": [["account": .string(account), "region": "local", "stack": "e2e", "imageId": .string(image), "capacity": ["min": 1, "max": 4, "desired": 2]]]],
                     ["refId": "resize", "type": "resizeServerGroup", "requisiteStageRefIds": ["create"], "credentials": .string(account),
                      "serverGroupName": "shop-e2e-v000", "region": "local", "capacity": ["min": 1, "max": 4, "desired": 3]],
-                    ["refId": "destroy", "type": "destroyServerGroup", "requisiteStageRefIds": ["resize"], "credentials": .string(account),
-                     "serverGroupName": "shop-e2e-v000", "region": "local"],
                 ],
             ]
-            guard case .success(let config) = PipelineValidation.parse(pipeline) else { throw SetupError("invalid pipeline") }
-            func trigger(as caller: Caller) async throws -> String {
+            let teardown: JSONValue = [
+                "application": "shop", "name": "teardown", "limitConcurrent": false,
+                "stages": [["refId": "destroy", "type": "destroyServerGroup", "credentials": .string(account), "serverGroupName": "shop-e2e-v000", "region": "local"]],
+            ]
+            guard case .success(let config) = PipelineValidation.parse(pipeline), case .success(let teardownConfig) = PipelineValidation.parse(teardown) else {
+                throw SetupError("invalid pipeline")
+            }
+            func trigger(_ config: PipelineConfig, as caller: Caller) async throws -> String {
                 try await engine.repository.trigger(config, trigger: TriggerIdentity.recording(caller, in: ["type": "manual", "user": .string(caller.user)]),
                                                     parameters: [:], metadata: EventMetadata(source: "test"))
             }
-            let id = try await trigger(as: Caller(user: "dee", roles: ["deployers"]))
+            let deployer = Caller(user: "dee", roles: ["deployers"])
+            let id = try await trigger(config, as: deployer)
             let state = try await engine.finished(id, timeout: .seconds(120))
-            #expect(state.status == .succeeded, "\(state.stage("create").outputs) \(state.stage("resize").outputs) \(state.stage("destroy").outputs)")
-            #expect(state.stage("create").outputs["deploy.server.groups"]?["local"]?.arrayValue == ["shop-e2e-v000"], "\(state.stage("create").outputs)")
-            #expect(state.stage("create").outputs["instances"]?.arrayValue?.count == 2)
-            #expect(state.stage("resize").outputs["instances"] == 3)
+            #expect(state.status == .succeeded, "\(state.stage("create").outputs) \(state.stage("resize").outputs)")
+
+            // The cluster view, through the API: only for callers who may READ the account.
+            let identities = Identities(store: db.store)
+            let reader = try await identities.issue(user: "rita", name: nil, roles: ["devs"], metadata: EventMetadata(source: "test")).token
+            let outsider = try await identities.issue(user: "otto", name: nil, roles: ["others"], metadata: EventMetadata(source: "test")).token
+            try await APIContractTests.answering(engine)
+            try await engine.until("the cluster view to show 3 instances") {
+                let groups = try await APIContractTests.call("GET", engine.api + "/applications/shop/serverGroups", nil, reader).json.arrayValue ?? []
+                return groups.first?["instances"]?.arrayValue?.count == 3
+            }
+            let groups = try await APIContractTests.call("GET", engine.api + "/applications/shop/serverGroups", nil, reader).json.arrayValue ?? []
+            #expect(groups.count == 1 && groups.first?["name"] == "shop-e2e-v000" && groups.first?["capacity"]?["desired"] == 3, "\(groups)")
+            let clusters = try await APIContractTests.call("GET", engine.api + "/applications/shop/clusters", nil, reader).json
+            #expect(clusters[account]?.arrayValue == ["shop-e2e"], "\(clusters)")
+            #expect(try await APIContractTests.call("GET", engine.api + "/applications/shop/serverGroups", nil, outsider).json.arrayValue?.isEmpty == true,
+                    "a caller without READ on the account saw its server groups")
+
+            let torn = try await engine.finished(try await trigger(teardownConfig, as: deployer), timeout: .seconds(60))
+            #expect(torn.status == .succeeded, "\(torn.stage("destroy").outputs)")
+            try await engine.until("the cluster view to drop the server group") {
+                try await APIContractTests.call("GET", engine.api + "/applications/shop/serverGroups", nil, reader).json.arrayValue?.isEmpty == true
+            }
             var types: [String] = []
             for try await type in try await db.client.query(
                 "SELECT event_type FROM events WHERE stream_id LIKE 'operation-%' OR stream_id LIKE 'servergroup-%' ORDER BY position", logger: TestEnvironment.logger
@@ -130,7 +154,10 @@ struct ServerGroupStageTests {
             #expect(types.filter { $0 == CloudOperations.upsertedType }.count == 2 && types.filter { $0 == CloudOperations.destroyedType }.count == 1, "\(types)")
             #expect(try await PodmanProvider(account: account, logger: TestEnvironment.logger).serverGroups(of: "shop").isEmpty)
 
-            let refused = try await trigger(as: Caller(user: "dev", roles: ["devs"]))
+            #expect(state.stage("create").outputs["deploy.server.groups"]?["local"]?.arrayValue == ["shop-e2e-v000"], "\(state.stage("create").outputs)")
+            #expect(state.stage("create").outputs["instances"]?.arrayValue?.count == 2)
+            #expect(state.stage("resize").outputs["instances"] == 3)
+            let refused = try await trigger(config, as: Caller(user: "dev", roles: ["devs"]))
             let denied = try await engine.finished(refused, timeout: .seconds(60))
             #expect(denied.status == .terminal && denied.stage("create").outputs["error"]?.stringValue?.contains("may not WRITE account \(account)") == true,
                     "\(denied.stage("create").outputs)")

@@ -16,29 +16,43 @@ public struct CloudOperations: Sendable {
     public static let failedType = "cloud.operation.failed"
     public static let upsertedType = "servergroup.upserted"
     public static let destroyedType = "servergroup.destroyed"
+    public static let enabledType = "servergroup.enabled"
+    public static let disabledType = "servergroup.disabled"
 
     public enum Operation: Sendable, Hashable {
         case createServerGroup(ServerGroupSpec)
         case resizeServerGroup(ServerGroupName, region: String, capacity: Capacity)
         case destroyServerGroup(ServerGroupName, region: String)
+        case enableServerGroup(ServerGroupName, region: String)
+        case disableServerGroup(ServerGroupName, region: String)
+        case upsertLoadBalancer(name: String, region: String, port: Int, healthCheck: String)
+        case deleteLoadBalancer(name: String, region: String)
 
         var name: String {
             switch self {
             case .createServerGroup: "createServerGroup"
             case .resizeServerGroup: "resizeServerGroup"
             case .destroyServerGroup: "destroyServerGroup"
+            case .enableServerGroup: "enableServerGroup"
+            case .disableServerGroup: "disableServerGroup"
+            case .upsertLoadBalancer: "upsertLoadBalancer"
+            case .deleteLoadBalancer: "deleteLoadBalancer"
             }
         }
 
-        var serverGroup: (ServerGroupName, String) {
+        /// The server group it acts on (nil for load balancer operations) and its region.
+        var target: (ServerGroupName?, String) {
             switch self {
             case .createServerGroup(let spec): (spec.name, spec.region)
-            case .resizeServerGroup(let name, let region, _), .destroyServerGroup(let name, let region): (name, region)
+            case .resizeServerGroup(let name, let region, _), .destroyServerGroup(let name, let region),
+                 .enableServerGroup(let name, let region), .disableServerGroup(let name, let region): (name, region)
+            case .upsertLoadBalancer(_, let region, _, _), .deleteLoadBalancer(_, let region): (nil, region)
             }
         }
 
         var json: JSONValue {
-            var fields: [String: JSONValue] = ["operation": .string(name), "serverGroup": .string(serverGroup.0.description), "region": .string(serverGroup.1)]
+            var fields: [String: JSONValue] = ["operation": .string(name), "region": .string(target.1)]
+            if let group = target.0 { fields["serverGroup"] = .string(group.description) }
             switch self {
             case .createServerGroup(let spec):
                 fields["image"] = .string(spec.image)
@@ -46,8 +60,14 @@ public struct CloudOperations: Sendable {
                 fields["port"] = .number(Double(spec.port))
             case .resizeServerGroup(_, _, let capacity):
                 fields["capacity"] = Self.json(capacity)
-            case .destroyServerGroup:
+            case .destroyServerGroup, .enableServerGroup, .disableServerGroup:
                 break
+            case .upsertLoadBalancer(let name, _, let port, let healthCheck):
+                fields["loadBalancer"] = .string(name)
+                fields["port"] = .number(Double(port))
+                fields["healthCheck"] = .string(healthCheck)
+            case .deleteLoadBalancer(let name, _):
+                fields["loadBalancer"] = .string(name)
             }
             return .object(fields)
         }
@@ -89,7 +109,7 @@ public struct CloudOperations: Sendable {
             return .failed("there is no account \(accountName): topsail accounts save \(accountName) --type podman")
         }
         if let refusal = CloudAccounts.refusal(caller, .write, account: account) { return .failed(refusal) }
-        let (name, region) = operation.serverGroup
+        let (name, region) = operation.target
         guard account.regions.contains(region) else {
             return .failed("account \(accountName) has no region \(region) (it has \(account.regions.joined(separator: ", ")))")
         }
@@ -115,21 +135,38 @@ public struct CloudOperations: Sendable {
             }
         }
         let result: Outcome
-        let groupStream = try Self.serverGroupStream(account: accountName, region: region, name: name)
+        let groupStream = try name.map { try Self.serverGroupStream(account: accountName, region: region, name: $0) }
         do {
             switch operation {
             case .createServerGroup(let spec):
                 let state = try await provider.createServerGroup(spec, key: key)
-                try await record(state, account: accountName, stream: groupStream, metadata: metadata)
+                if let groupStream { try await record(state, account: accountName, stream: groupStream, metadata: metadata) }
                 result = .succeeded(state)
             case .resizeServerGroup(let name, let region, let capacity):
                 let state = try await provider.resizeServerGroup(name, region: region, capacity: capacity, key: key)
-                try await record(state, account: accountName, stream: groupStream, metadata: metadata)
+                if let groupStream { try await record(state, account: accountName, stream: groupStream, metadata: metadata) }
                 result = .succeeded(state)
             case .destroyServerGroup(let name, let region):
                 try await provider.destroyServerGroup(name, region: region, key: key)
-                _ = try await append([(Self.destroyedType, ["account": .string(accountName), "region": .string(region), "serverGroup": .string(name.description)])],
-                                     to: groupStream, expected: .any, metadata: metadata)
+                if let groupStream {
+                    _ = try await append([(Self.destroyedType, ["account": .string(accountName), "region": .string(region), "serverGroup": .string(name.description)])],
+                                         to: groupStream, expected: .any, metadata: metadata)
+                }
+                result = .succeeded(nil)
+            case .enableServerGroup(let name, let region), .disableServerGroup(let name, let region):
+                let enabled = if case .enableServerGroup = operation { true } else { false }
+                try await provider.setServerGroupEnabled(name, region: region, enabled: enabled, key: key)
+                if let groupStream {
+                    _ = try await append([(enabled ? Self.enabledType : Self.disabledType,
+                                           ["account": .string(accountName), "region": .string(region), "serverGroup": .string(name.description)])],
+                                         to: groupStream, expected: .any, metadata: metadata)
+                }
+                result = .succeeded(nil)
+            case .upsertLoadBalancer(let name, _, let port, let healthCheck):
+                try await provider.upsertLoadBalancer(name, port: port, healthCheck: healthCheck, key: key)
+                result = .succeeded(nil)
+            case .deleteLoadBalancer(let name, _):
+                try await provider.deleteLoadBalancer(name, key: key)
                 result = .succeeded(nil)
             }
         } catch let error as CloudError {

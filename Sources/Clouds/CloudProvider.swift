@@ -31,14 +31,20 @@ public struct ServerGroupSpec: Sendable, Hashable {
     /// The port the image's service listens on inside an instance.
     public var port: Int
     public var environment: [String: String]
+    /// The load balancers its instances serve behind.
+    public var loadBalancers: [String]
 
-    public init(name: ServerGroupName, region: String, image: String, capacity: Capacity, port: Int = 8080, environment: [String: String] = [:]) {
+    public init(
+        name: ServerGroupName, region: String, image: String, capacity: Capacity, port: Int = 8080, environment: [String: String] = [:],
+        loadBalancers: [String] = []
+    ) {
         self.name = name
         self.region = region
         self.image = image
         self.capacity = capacity
         self.port = port
         self.environment = environment
+        self.loadBalancers = loadBalancers
     }
 }
 
@@ -99,4 +105,13 @@ public protocol CloudProvider: Sendable {
 
     /// What runs now, for the application.
     func serverGroups(of application: String) async throws(CloudError) -> [ServerGroupState]
+
+    /// Creates the load balancer, or changes it to this (its port, its health check).
+    func upsertLoadBalancer(_ name: String, port: Int, healthCheck: String, key: String) async throws(CloudError)
+
+    func deleteLoadBalancer(_ name: String, key: String) async throws(CloudError)
+
+    /// Puts the server group's instances in (enabled) or out of (disabled, after draining) its
+    /// load balancers' rotation.
+    func setServerGroupEnabled(_ name: ServerGroupName, region: String, enabled: Bool, key: String) async throws(CloudError)
 }

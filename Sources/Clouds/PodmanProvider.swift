@@ -13,11 +13,18 @@ public struct PodmanProvider: CloudProvider {
     public let type = "podman"
     let account: String
     let executable: String
+    /// The account's load balancers (one HAProxy each, under the state directory).
+    let haproxy: HAProxy
     let logger: Logger
 
-    public init(account: String, executable: String = "/usr/bin/podman", logger: Logger) {
+    /// `stateDirectory` keeps the load balancers' configurations and sockets ($TOPSAIL_CLOUD_STATE_DIR,
+    /// else .topsail/clouds under the working directory).
+    public init(account: String, executable: String = "/usr/bin/podman", stateDirectory: URL? = nil, logger: Logger) {
         self.account = account
         self.executable = executable
+        let root = stateDirectory ?? ProcessInfo.processInfo.environment["TOPSAIL_CLOUD_STATE_DIR"].map { URL(fileURLWithPath: $0) }
+            ?? URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(".topsail/clouds")
+        haproxy = HAProxy(directory: root.appendingPathComponent(account).appendingPathComponent("load-balancers"))
         self.logger = logger
     }
 
@@ -34,13 +41,18 @@ public struct PodmanProvider: CloudProvider {
         if let problem = capacity.problem { throw CloudError(problem) }
         let running = try await containers(of: name)
         guard let any = running.first else { throw CloudError("server group \(name) in \(account)/\(region) has no instances to resize from: create it first") }
-        let spec = ServerGroupSpec(name: name, region: region, image: any.image, capacity: capacity, port: any.port, environment: [:])
+        let spec = ServerGroupSpec(name: name, region: region, image: any.image, capacity: capacity, port: any.port, environment: [:],
+                                   loadBalancers: any.loadBalancers)
         try await converge(spec, key: key)
         return try await state(of: name, region: region, capacity: capacity, fallbackImage: any.image)
     }
 
     public func destroyServerGroup(_ name: ServerGroupName, region: String, key: String) async throws(CloudError) {
-        let ids = try await containers(of: name).map(\.id)
+        let members = try await containers(of: name)
+        for balancer in Set(members.flatMap(\.loadBalancers)) where haproxy.running(balancer) {
+            try haproxy.converge(balancer, prefix: "\(name)-i", wanted: [:], enabled: false)
+        }
+        let ids = members.map(\.id)
         guard !ids.isEmpty else { return }
         try await podman(["rm", "--force", "--time", "2"] + ids)
     }
@@ -68,6 +80,35 @@ public struct PodmanProvider: CloudProvider {
         }
     }
 
+    public func upsertLoadBalancer(_ name: String, port: Int, healthCheck: String, key: String) async throws(CloudError) {
+        guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else {
+            throw CloudError("a load balancer's name is letters, digits, '-' and '_'")
+        }
+        try await haproxy.upsert(name: name, port: port, healthCheck: healthCheck)
+        logger.info("load balancer up", metadata: ["account": "\(account)", "load-balancer": "\(name)", "port": "\(port)", "directory": "\(haproxy.directory.path)"])
+        // Its server groups' instances come back after a restart of the process.
+        let all = try await list(filters: ["label=\(Self.label).account=\(account)"]).filter { $0.loadBalancers.contains(name) && $0.running }
+        var byGroup: [String: [Container]] = [:]
+        for container in all { byGroup[container.serverGroup, default: []].append(container) }
+        for (group, members) in byGroup {
+            let wanted = Dictionary(uniqueKeysWithValues: members.compactMap { member in member.address.map { ("\(group)-i\(member.slot)", $0) } })
+            try haproxy.converge(name, prefix: "\(group)-i", wanted: wanted, enabled: true)
+        }
+    }
+
+    public func deleteLoadBalancer(_ name: String, key: String) async throws(CloudError) {
+        try await haproxy.delete(name: name)
+    }
+
+    public func setServerGroupEnabled(_ name: ServerGroupName, region: String, enabled: Bool, key: String) async throws(CloudError) {
+        let members = try await containers(of: name)
+        guard !members.isEmpty else { throw CloudError("server group \(name) in \(account)/\(region) has no instances") }
+        for balancer in Set(members.flatMap(\.loadBalancers)) {
+            // Disabling drains: in-flight requests finish, new ones go elsewhere.
+            try haproxy.setState(balancer, prefix: "\(name)-i", state: enabled ? "ready" : "drain")
+        }
+    }
+
     // MARK: - Converging
 
     /// Launches the missing slots below `desired` (and relaunches slots whose container stopped),
@@ -78,6 +119,9 @@ public struct PodmanProvider: CloudProvider {
         var present: Set<Int> = []
         for container in existing {
             if container.slot >= spec.capacity.desired || !container.running { stale.append(container.id) } else { present.insert(container.slot) }
+        }
+        for balancer in spec.loadBalancers {
+            guard haproxy.running(balancer) else { throw CloudError("there is no load balancer \(balancer) in account \(account): upsert it first") }
         }
         if !stale.isEmpty { try await podman(["rm", "--force", "--time", "2"] + stale) }
         for slot in 0..<spec.capacity.desired where !present.contains(slot) {
@@ -91,6 +135,7 @@ public struct PodmanProvider: CloudProvider {
                 ("server-group", spec.name.description), ("region", spec.region), ("slot", String(slot)),
                 ("operation", key), ("image", spec.image), ("port", String(spec.port)),
                 ("min", String(spec.capacity.min)), ("max", String(spec.capacity.max)), ("desired", String(spec.capacity.desired)),
+                ("load-balancers", spec.loadBalancers.joined(separator: ",")),
             ]
             for (name, value) in labels { arguments += ["--label", "\(Self.label).\(name)=\(value)"] }
             for (name, value) in spec.environment.sorted(by: { $0.key < $1.key }) { arguments += ["--env", "\(name)=\(value)"] }
@@ -106,7 +151,15 @@ public struct PodmanProvider: CloudProvider {
     }
 
     func state(of name: ServerGroupName, region: String, capacity: Capacity, fallbackImage: String) async throws(CloudError) -> ServerGroupState {
-        let members = try await containers(of: name)
+        var members = try await containers(of: name)
+        // Its instances serve behind its load balancers (a new one enabled: the strategy decides
+        // when to disable the old).
+        let balancers = Set(members.flatMap(\.loadBalancers))
+        for balancer in balancers {
+            let wanted = Dictionary(uniqueKeysWithValues: members.filter(\.running).compactMap { member in member.address.map { ("\(name)-i\(member.slot)", $0) } })
+            try haproxy.converge(balancer, prefix: "\(name)-i", wanted: wanted, enabled: true)
+        }
+        if !balancers.isEmpty { members = try await containers(of: name) }
         return ServerGroupState(name: name, region: region, image: members.first?.image ?? fallbackImage, capacity: capacity,
                                 instances: members.sorted { $0.slot < $1.slot }.map(\.instance))
     }
@@ -125,6 +178,7 @@ public struct PodmanProvider: CloudProvider {
         var minimum: Int?
         var maximum: Int?
         var desired: Int?
+        var loadBalancers: [String] = []
 
         var instance: InstanceState {
             InstanceState(id: id, slot: slot, health: running ? .up : .down, address: address)
@@ -153,7 +207,8 @@ public struct PodmanProvider: CloudProvider {
             return Container(
                 id: String(id.prefix(12)), serverGroup: group, region: label("region") ?? "local", slot: slot, image: label("image") ?? row["Image"]?.stringValue ?? "",
                 port: port, running: row["State"]?.stringValue == "running", address: address,
-                minimum: label("min").flatMap(Int.init), maximum: label("max").flatMap(Int.init), desired: label("desired").flatMap(Int.init))
+                minimum: label("min").flatMap(Int.init), maximum: label("max").flatMap(Int.init), desired: label("desired").flatMap(Int.init),
+                loadBalancers: (label("load-balancers") ?? "").split(separator: ",").map(String.init))
         }
     }
 

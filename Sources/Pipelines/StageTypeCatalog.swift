@@ -24,6 +24,9 @@ public enum StageTypeCatalog {
         StageType(name: "createServerGroup", required: []),
         StageType(name: "resizeServerGroup", required: [("serverGroupName", .string), ("capacity", .object)]),
         StageType(name: "destroyServerGroup", required: [("serverGroupName", .string)]),
+        StageType(name: "enableServerGroup", required: [("serverGroupName", .string)]),
+        StageType(name: "disableServerGroup", required: [("serverGroupName", .string)]),
+        StageType(name: "upsertLoadBalancer", required: []),
     ].map { ($0.name, $0) })
 
     public static var supportedNames: [String] { types.keys.sorted() }

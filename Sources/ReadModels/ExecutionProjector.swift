@@ -283,6 +283,8 @@ public final class ExecutionProjector: Service {
 
     /// A `server_groups` row for a server group's event (`servergroup.upserted` or `.destroyed`).
     static func serverGroupRow(_ event: RecordedEvent) throws -> JSONValue? {
+        // Enabling and disabling change no row yet (the view shows instances, not rotation).
+        guard event.type == "servergroup.upserted" || event.type == "servergroup.destroyed" else { return nil }
         let payload = try event.payload.decode(JSONValue.self)
         guard let account = payload["account"]?.stringValue, let region = payload["region"]?.stringValue,
               let name = payload["serverGroup"]?.stringValue else { return nil }

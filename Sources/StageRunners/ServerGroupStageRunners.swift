@@ -11,7 +11,7 @@ import Pipelines
 /// account). Each cluster's operation is keyed by the execution, stage, attempt and cluster, so
 /// a stage run again after a crash carries its operation on instead of starting another.
 struct ServerGroupStageRunner: StageRunner {
-    enum Kind { case create, resize, destroy }
+    enum Kind { case create, resize, destroy, enable, disable, upsertLoadBalancer }
 
     let kind: Kind
     let operations: CloudOperations
@@ -44,7 +44,9 @@ struct ServerGroupStageRunner: StageRunner {
                     let existing = try await operations.serverGroups(account: account, application: application).map(\.description)
                     name = ServerGroupName.next(in: base, existing: existing)
                 }
-                let spec = ServerGroupSpec(name: name, region: region, image: image, capacity: capacity, port: cluster["containerPort"]?.intValue ?? 8080)
+                let balancers = (cluster["loadBalancers"]?.arrayValue ?? []).compactMap(\.stringValue)
+                let spec = ServerGroupSpec(name: name, region: region, image: image, capacity: capacity, port: cluster["containerPort"]?.intValue ?? 8080,
+                                           loadBalancers: balancers)
                 switch try await operations.perform(.createServerGroup(spec), account: account, caller: caller, key: key, metadata: metadata) {
                 case .failed(let why): return failed("clusters[\(index)]: \(why)")
                 case .succeeded(let state):
@@ -53,16 +55,37 @@ struct ServerGroupStageRunner: StageRunner {
                 }
             }
             return StageOutcome(status: .succeeded, outputs: ["deploy.server.groups": .object(created), "instances": .array(addresses)])
-        case .resize, .destroy:
+        case .upsertLoadBalancer:
+            let balancers = stage["loadBalancers"]?.arrayValue ?? [.object(stage)]
+            for (index, balancer) in balancers.enumerated() {
+                guard let name = balancer["name"]?.stringValue ?? balancer["loadBalancerName"]?.stringValue else { return failed("loadBalancers[\(index)]: name is required") }
+                guard let account = balancer["credentials"]?.stringValue ?? balancer["account"]?.stringValue else { return failed("loadBalancers[\(index)]: credentials (the account) is required") }
+                guard let port = balancer["listeners"]?.arrayValue?.first?["externalPort"]?.intValue ?? balancer["port"]?.intValue else {
+                    return failed("loadBalancers[\(index)]: listeners[0].externalPort is required")
+                }
+                let region = balancer["region"]?.stringValue ?? "local"
+                let check = balancer["healthCheckPath"]?.stringValue ?? "/"
+                let key = "\(run.executionID)/\(run.refID)/\(run.attempt)/\(index)"
+                if case .failed(let why) = try await operations.perform(
+                    .upsertLoadBalancer(name: name, region: region, port: port, healthCheck: check), account: account, caller: caller, key: key, metadata: metadata) {
+                    return failed("loadBalancers[\(index)]: \(why)")
+                }
+            }
+            return StageOutcome(status: .succeeded)
+        case .resize, .destroy, .enable, .disable:
             guard let account = stage["credentials"]?.stringValue ?? stage["account"]?.stringValue else { return failed("\(run.stage.type) needs credentials (the account)") }
             guard let text = stage["serverGroupName"]?.stringValue ?? stage["asgName"]?.stringValue, let name = ServerGroupName(parsing: text), name.sequence != nil else {
                 return failed("\(run.stage.type) needs serverGroupName, as app-stack-v000")
             }
             let region = stage["region"]?.stringValue ?? stage["regions"]?.arrayValue?.first?.stringValue ?? "local"
             let key = "\(run.executionID)/\(run.refID)/\(run.attempt)"
-            let operation: CloudOperations.Operation = kind == .resize
-                ? .resizeServerGroup(name, region: region, capacity: Self.capacity(stage["capacity"]))
-                : .destroyServerGroup(name, region: region)
+            let operation: CloudOperations.Operation
+            switch kind {
+            case .resize: operation = .resizeServerGroup(name, region: region, capacity: Self.capacity(stage["capacity"]))
+            case .enable: operation = .enableServerGroup(name, region: region)
+            case .disable: operation = .disableServerGroup(name, region: region)
+            default: operation = .destroyServerGroup(name, region: region)
+            }
             switch try await operations.perform(operation, account: account, caller: caller, key: key, metadata: metadata) {
             case .failed(let why): return failed(why)
             case .succeeded(let state):

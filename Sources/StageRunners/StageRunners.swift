@@ -23,6 +23,9 @@ public enum StageRunners {
             "createServerGroup": ServerGroupStageRunner(kind: .create, operations: operations, store: repository.eventStore),
             "resizeServerGroup": ServerGroupStageRunner(kind: .resize, operations: operations, store: repository.eventStore),
             "destroyServerGroup": ServerGroupStageRunner(kind: .destroy, operations: operations, store: repository.eventStore),
+            "enableServerGroup": ServerGroupStageRunner(kind: .enable, operations: operations, store: repository.eventStore),
+            "disableServerGroup": ServerGroupStageRunner(kind: .disable, operations: operations, store: repository.eventStore),
+            "upsertLoadBalancer": ServerGroupStageRunner(kind: .upsertLoadBalancer, operations: operations, store: repository.eventStore),
         ]
         return runners.filter { !disabled.contains($0.key) }
     }

@@ -91,9 +91,11 @@ struct ServerGroupStageTests {
     @Test("createServerGroup, resizeServerGroup and destroyServerGroup run as the trigger's identity: each operation requested and recorded as events, the server group's stream follows it; a caller without WRITE on the account is refused")
     func stagesRunOperations() async throws {
         try await TestDatabase.with { db in
-            let engine = try Engine(db)
+            let cloudState = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("clouds"))
+            let engine = try Engine(db, environment: ["TOPSAIL_CLOUD_STATE_DIR": cloudState.path])
             defer { engine.process.terminate() }
             let account = TestEnvironment.uniqueName("acct").lowercased().replacingOccurrences(of: "_", with: "-")
+            let port = try PrivateBroker.freePort()
             _ = try await CloudAccounts(store: db.store).save([
                 "name": .string(account), "type": "podman", "regions": ["local"],
                 "permissions": ["READ": ["deployers", "devs"], "WRITE": ["deployers"]],
@@ -103,15 +105,22 @@ struct ServerGroupStageTests {
             let pipeline: JSONValue = [
                 "application": "shop", "name": "servergroups", "limitConcurrent": false,
                 "stages": [
-                    ["refId": "create", "type": "createServerGroup",
-                     "clusters": [["account": .string(account), "region": "local", "stack": "e2e", "imageId": .string(image), "capacity": ["min": 1, "max": 4, "desired": 2]]]],
+                    ["refId": "lb", "type": "upsertLoadBalancer",
+                     "loadBalancers": [["name": "web", "credentials": .string(account), "region": "local", "listeners": [["externalPort": .number(Double(port))]]]]],
+                    ["refId": "create", "type": "createServerGroup", "requisiteStageRefIds": ["lb"],
+                     "clusters": [["account": .string(account), "region": "local", "stack": "e2e", "imageId": .string(image), "loadBalancers": ["web"],
+                                   "capacity": ["min": 1, "max": 4, "desired": 2]]]],
                     ["refId": "resize", "type": "resizeServerGroup", "requisiteStageRefIds": ["create"], "credentials": .string(account),
                      "serverGroupName": "shop-e2e-v000", "region": "local", "capacity": ["min": 1, "max": 4, "desired": 3]],
                 ],
             ]
             let teardown: JSONValue = [
                 "application": "shop", "name": "teardown", "limitConcurrent": false,
-                "stages": [["refId": "destroy", "type": "destroyServerGroup", "credentials": .string(account), "serverGroupName": "shop-e2e-v000", "region": "local"]],
+                "stages": [
+                    ["refId": "disable", "type": "disableServerGroup", "credentials": .string(account), "serverGroupName": "shop-e2e-v000", "region": "local"],
+                    ["refId": "destroy", "type": "destroyServerGroup", "requisiteStageRefIds": ["disable"], "credentials": .string(account),
+                     "serverGroupName": "shop-e2e-v000", "region": "local"],
+                ],
             ]
             guard case .success(let config) = PipelineValidation.parse(pipeline), case .success(let teardownConfig) = PipelineValidation.parse(teardown) else {
                 throw SetupError("invalid pipeline")
@@ -124,6 +133,10 @@ struct ServerGroupStageTests {
             let id = try await trigger(config, as: deployer)
             let state = try await engine.finished(id, timeout: .seconds(120))
             #expect(state.status == .succeeded, "\(state.stage("create").outputs) \(state.stage("resize").outputs)")
+            #expect(state.stage("create").outputs["deploy.server.groups"]?["local"]?.arrayValue == ["shop-e2e-v000"], "\(state.stage("create").outputs)")
+            #expect(state.stage("create").outputs["instances"]?.arrayValue?.count == 2)
+            #expect(state.stage("resize").outputs["instances"] == 3)
+            try await engine.until("the server group to answer through its load balancer") { await PodmanProviderTests.get("127.0.0.1:\(port)") == "stage" }
 
             // The cluster view, through the API: only for callers who may READ the account.
             let identities = Identities(store: db.store)
@@ -146,22 +159,94 @@ struct ServerGroupStageTests {
             try await engine.until("the cluster view to drop the server group") {
                 try await APIContractTests.call("GET", engine.api + "/applications/shop/serverGroups", nil, reader).json.arrayValue?.isEmpty == true
             }
+            #expect(await PodmanProviderTests.get("127.0.0.1:\(port)") == nil, "the load balancer still sends traffic to a destroyed server group")
+            try await PodmanProvider(account: account, stateDirectory: cloudState, logger: TestEnvironment.logger).deleteLoadBalancer("web", key: "cleanup")
+            try? FileManager.default.removeItem(at: cloudState)
             var types: [String] = []
             for try await type in try await db.client.query(
                 "SELECT event_type FROM events WHERE stream_id LIKE 'operation-%' OR stream_id LIKE 'servergroup-%' ORDER BY position", logger: TestEnvironment.logger
             ).decode(String.self) { types.append(type) }
-            #expect(types.filter { $0 == CloudOperations.requestedType }.count == 3 && types.filter { $0 == CloudOperations.succeededType }.count == 3, "\(types)")
-            #expect(types.filter { $0 == CloudOperations.upsertedType }.count == 2 && types.filter { $0 == CloudOperations.destroyedType }.count == 1, "\(types)")
+            #expect(types.filter { $0 == CloudOperations.requestedType }.count == 5 && types.filter { $0 == CloudOperations.succeededType }.count == 5, "\(types)")
+            #expect(types.filter { $0 == CloudOperations.upsertedType }.count == 2 && types.filter { $0 == CloudOperations.destroyedType }.count == 1
+                    && types.filter { $0 == CloudOperations.disabledType }.count == 1, "\(types)")
             #expect(try await PodmanProvider(account: account, logger: TestEnvironment.logger).serverGroups(of: "shop").isEmpty)
 
-            #expect(state.stage("create").outputs["deploy.server.groups"]?["local"]?.arrayValue == ["shop-e2e-v000"], "\(state.stage("create").outputs)")
-            #expect(state.stage("create").outputs["instances"]?.arrayValue?.count == 2)
-            #expect(state.stage("resize").outputs["instances"] == 3)
             let refused = try await trigger(config, as: Caller(user: "dev", roles: ["devs"]))
             let denied = try await engine.finished(refused, timeout: .seconds(60))
-            #expect(denied.status == .terminal && denied.stage("create").outputs["error"]?.stringValue?.contains("may not WRITE account \(account)") == true,
-                    "\(denied.stage("create").outputs)")
+            #expect(denied.status == .terminal && denied.stage("lb").outputs["error"]?.stringValue?.contains("may not WRITE account \(account)") == true,
+                    "\(denied.stage("lb").outputs)")
             #expect(try await PodmanProvider(account: account, logger: TestEnvironment.logger).serverGroups(of: "shop").isEmpty, "a refused caller launched something")
         }
+    }
+}
+
+/// Load balancers: HAProxy in front of podman server groups, through its runtime API.
+@Suite("Clouds: HAProxy load balancers in front of server groups", .serialized, .timeLimit(.minutes(5)))
+struct LoadBalancerTests {
+    /// Sends requests back to back until stopped; counts what each version answered and what failed.
+    final class Load: @unchecked Sendable {
+        // @unchecked: the counters are guarded by `lock`.
+        private let lock = NSLock()
+        private var answers: [String: Int] = [:]
+        private var failures = 0
+        private var stopped = false
+
+        func run(_ url: String) async {
+            while !lock.withLock({ stopped }) {
+                let answer = await PodmanProviderTests.get(url)
+                lock.withLock {
+                    if let answer { answers[answer, default: 0] += 1 } else { failures += 1 }
+                }
+            }
+        }
+
+        func stop() { lock.withLock { stopped = true } }
+        var snapshot: (answers: [String: Int], failures: Int) { lock.withLock { (answers, failures) } }
+        func reset() { lock.withLock { answers = [:] } }
+    }
+
+    @Test("a server group behind a load balancer serves through it; a second one joins it; disabling the first moves all traffic with no failed request; destroying it too")
+    func redBlackAtTheProviderLevel() async throws {
+        let account = TestEnvironment.uniqueName("lb").lowercased().replacingOccurrences(of: "_", with: "-")
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("clouds"))
+        let provider = PodmanProvider(account: account, stateDirectory: state, logger: TestEnvironment.logger)
+        let (v1, v2) = (try await PodmanProviderTests.image(version: "v1"), try await PodmanProviderTests.image(version: "v2"))
+        let port = try PrivateBroker.freePort()
+        let blue = ServerGroupName(application: "shop", stack: "web", sequence: 0), green = ServerGroupName(application: "shop", stack: "web", sequence: 1)
+        defer {
+            Task {
+                try? await provider.destroyServerGroup(blue, region: "local", key: "cleanup")
+                try? await provider.destroyServerGroup(green, region: "local", key: "cleanup")
+                try? await provider.deleteLoadBalancer("web", key: "cleanup")
+                try? FileManager.default.removeItem(at: state)
+            }
+        }
+        try await provider.upsertLoadBalancer("web", port: port, healthCheck: "/", key: "lb-1")
+        try await provider.upsertLoadBalancer("web", port: port, healthCheck: "/", key: "lb-1")
+        let url = "127.0.0.1:\(port)"
+        _ = try await provider.createServerGroup(ServerGroupSpec(name: blue, region: "local", image: v1, capacity: Capacity(min: 2, max: 2, desired: 2), loadBalancers: ["web"]), key: "sg-1")
+        try await eventually(timeout: .seconds(20), "v1 to answer through the load balancer") { await PodmanProviderTests.get(url) == "v1" }
+
+        let load = Load()
+        let traffic = Task { await load.run(url) }
+        _ = try await provider.createServerGroup(ServerGroupSpec(name: green, region: "local", image: v2, capacity: Capacity(min: 2, max: 2, desired: 2), loadBalancers: ["web"]), key: "sg-2")
+        try await eventually(timeout: .seconds(20), "v2 to take traffic beside v1") { (load.snapshot.answers["v2"] ?? 0) > 5 }
+        try await provider.setServerGroupEnabled(blue, region: "local", enabled: false, key: "disable-1")
+        try await Task.sleep(for: .seconds(1))
+        load.reset()
+        try await Task.sleep(for: .seconds(2))
+        #expect(load.snapshot.answers["v1"] == nil && (load.snapshot.answers["v2"] ?? 0) > 5, "\(load.snapshot)")
+        try await provider.destroyServerGroup(blue, region: "local", key: "destroy-1")
+        try await Task.sleep(for: .seconds(1))
+        load.stop()
+        await traffic.value
+        let (answers, failures) = load.snapshot
+        #expect(failures == 0, "requests failed during the switch: \(failures), answers \(answers)")
+        #expect(answers["v1"] == nil && (answers["v2"] ?? 0) > 5, "\(answers)")
+        let servers = try HAProxy(directory: state.appendingPathComponent(account).appendingPathComponent("load-balancers")).servers(of: "web")
+        #expect(servers.map(\.name).sorted() == ["shop-web-v001-i0", "shop-web-v001-i1"], "\(servers)")
+        try await provider.destroyServerGroup(green, region: "local", key: "destroy-2")
+        try await provider.deleteLoadBalancer("web", key: "delete-1")
+        #expect(await PodmanProviderTests.get(url) == nil, "the load balancer still answers after its deletion")
     }
 }

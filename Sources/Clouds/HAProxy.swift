@@ -1,0 +1,169 @@
+import Foundation
+import Processes
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Load balancers as HAProxy processes (decision 0017): one per load balancer, its frontend on
+/// 127.0.0.1:`port`, one backend whose servers are added, enabled, drained and removed through
+/// the runtime API (the admin socket) without a reload, each health-checked over HTTP. A process
+/// outlives the engine that started it (traffic keeps flowing while Topsail restarts) and is found
+/// again by its pid file.
+public struct HAProxy: Sendable {
+    public struct Server: Sendable, Hashable {
+        public var name: String
+        public var address: String
+        /// HAProxy's operational state: 0 stopped (down), 2 running (up), 1 starting, 3 stopping.
+        public var operational: Int
+        /// Its administrative state: 0 ready; bits for maintenance (1, 2, 4…) and drain (8, 16…).
+        public var administrative: Int
+
+        public var isUp: Bool { operational == 2 }
+        public var inMaintenance: Bool { administrative & 0x07 != 0 || administrative & 0x20 != 0 }
+    }
+
+    let directory: URL
+    let executable: String
+
+    /// `directory` holds one folder per load balancer (its configuration, pid file and socket).
+    public init(directory: URL, executable: String = "/usr/sbin/haproxy") {
+        self.directory = directory
+        self.executable = executable
+    }
+
+    func folder(_ name: String) -> URL { directory.appendingPathComponent(name) }
+    func socket(_ name: String) -> String { folder(name).appendingPathComponent("admin.sock").path }
+
+    /// Starts the load balancer, or leaves it running when its configuration is the same.
+    public func upsert(name: String, port: Int, healthCheck: String) async throws(CloudError) {
+        guard (1024...65_535).contains(port) else { throw CloudError("a load balancer's port must be 1024–65535, not \(port)") }
+        let folder = folder(name)
+        let configuration = """
+            global
+                stats socket \(socket(name)) mode 600 level admin
+                pidfile \(folder.appendingPathComponent("haproxy.pid").path)
+            defaults
+                mode http
+                timeout connect 2s
+                timeout client 30s
+                timeout server 30s
+                retries 2
+                option redispatch
+            frontend public
+                bind 127.0.0.1:\(port)
+                default_backend servers
+            backend servers
+                balance roundrobin
+                option httpchk GET \(healthCheck)
+
+            """
+        let file = folder.appendingPathComponent("haproxy.cfg")
+        do {
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            let current = try? String(contentsOf: file, encoding: .utf8)
+            if current == configuration, running(name) { return }
+            if running(name) { try await stop(name) }
+            try configuration.write(to: file, atomically: true, encoding: .utf8)
+        } catch let error as CloudError {
+            throw error
+        } catch {
+            throw CloudError("cannot write the configuration of load balancer \(name): \(error)")
+        }
+        let started: UnmaskedProcess.Finished
+        do {
+            started = try await UnmaskedProcess.run(executable, ["-f", file.path, "-D"], environment: [:])
+        } catch {
+            throw CloudError("cannot run \(executable): \(error) (ops/setup installs haproxy)")
+        }
+        guard started.status == 0 else { throw CloudError("haproxy did not start load balancer \(name): \(started.errors.prefix(300))", retriable: true) }
+        for _ in 0..<50 where !running(name) { try? await Task.sleep(for: .milliseconds(50)) }
+        guard running(name) else { throw CloudError("haproxy started load balancer \(name) but its admin socket does not answer", retriable: true) }
+    }
+
+    /// Stops the load balancer's process and forgets it.
+    public func delete(name: String) async throws(CloudError) {
+        if running(name) { try await stop(name) }
+        try? FileManager.default.removeItem(at: folder(name))
+    }
+
+    private func stop(_ name: String) async throws(CloudError) {
+        let pidFile = folder(name).appendingPathComponent("haproxy.pid")
+        guard let text = try? String(contentsOf: pidFile, encoding: .utf8), let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) else { return }
+        kill(pid, SIGTERM)
+        for _ in 0..<50 where kill(pid, 0) == 0 { try? await Task.sleep(for: .milliseconds(50)) }
+    }
+
+    /// Whether the load balancer's admin socket answers.
+    public func running(_ name: String) -> Bool {
+        (try? command("show info", on: name).contains("Name: HAProxy")) ?? false
+    }
+
+    /// The backend's servers as HAProxy sees them now.
+    public func servers(of name: String) throws(CloudError) -> [Server] {
+        let text = try command("show servers state servers", on: name)
+        return text.split(separator: "\n").compactMap { line in
+            guard !line.hasPrefix("#") else { return nil }
+            let fields = line.split(separator: " ")
+            guard fields.count > 18, let operational = Int(fields[5]), let administrative = Int(fields[6]) else { return nil }
+            return Server(name: String(fields[3]), address: "\(fields[4]):\(fields[18])", operational: operational, administrative: administrative)
+        }
+    }
+
+    /// Makes the servers named with `prefix` exactly `wanted` (name → address): adds the missing
+    /// ones (health-checked, in `enabled` ready state or in maintenance), removes the others.
+    public func converge(_ name: String, prefix: String, wanted: [String: String], enabled: Bool) throws(CloudError) {
+        let current = Dictionary(try servers(of: name).filter { $0.name.hasPrefix(prefix) }.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        for (server, existing) in current where wanted[server] != existing.address {
+            _ = try command("set server servers/\(server) state maint", on: name)
+            _ = try command("del server servers/\(server)", on: name)
+        }
+        for (server, address) in wanted.sorted(by: { $0.key < $1.key }) where current[server]?.address != address {
+            let added = try command("add server servers/\(server) \(address) check inter 500 rise 1 fall 2", on: name)
+            guard added.contains("New server registered") else { throw CloudError("haproxy refused server \(server): \(added.trimmingCharacters(in: .whitespacesAndNewlines))") }
+            _ = try command("enable health servers/\(server)", on: name)
+            _ = try command(enabled ? "enable server servers/\(server)" : "set server servers/\(server) state maint", on: name)
+        }
+    }
+
+    /// Sets every server named with `prefix` to `state`: ready, drain (no new connections,
+    /// in-flight ones finish) or maint.
+    public func setState(_ name: String, prefix: String, state: String) throws(CloudError) {
+        for server in try servers(of: name) where server.name.hasPrefix(prefix) {
+            _ = try command("set server servers/\(server.name) state \(state)", on: name)
+        }
+    }
+
+    /// One runtime API command on the load balancer's admin socket, and its answer.
+    func command(_ line: String, on name: String) throws(CloudError) -> String {
+        let path = socket(name)
+        let descriptor = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { throw CloudError("cannot open a socket: \(String(cString: strerror(errno)))", retriable: true) }
+        defer { close(descriptor) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw CloudError("the socket path \(path) is too long") }
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            for (index, byte) in bytes.enumerated() { buffer[index] = byte }
+            buffer[bytes.count] = 0
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard connected == 0 else { throw CloudError("load balancer \(name) does not answer on its admin socket", retriable: true) }
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let request = Array((line + "\n").utf8)
+        guard request.withUnsafeBytes({ send(descriptor, $0.baseAddress, $0.count, 0) }) == request.count else {
+            throw CloudError("cannot send to load balancer \(name)", retriable: true)
+        }
+        var answer: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+            if count <= 0 { break }
+            answer += buffer[0..<count]
+        }
+        return String(decoding: answer, as: UTF8.self)
+    }
+}

@@ -14,8 +14,12 @@ public struct APIContext: RequestContext {
     /// The client's `X-Correlation-Id`, when it sent a usable one.
     public var correlationID: String?
 
+    /// Where the request came from (its peer's IP address), for limiting callers without a token.
+    public var peer: String?
+
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
+        peer = source.channel.remoteAddress?.ipAddress
     }
 
     /// The authenticated caller (routes behind the middleware always have one).

@@ -62,11 +62,21 @@ struct RateLimitMiddleware: RouterMiddleware {
     let limiter: RateLimiter
 
     func handle(_ request: Request, context: APIContext, next: (Request, APIContext) async throws -> Response) async throws -> Response {
-        guard let caller = context.caller, let wait = limiter.admit(caller.user) else { return try await next(request, context) }
+        // Callers without a token (trigger deliveries) are limited by their address, so that
+        // nobody can fill the log with receipts.
+        let who: String
+        if let caller = context.caller {
+            who = caller.user
+        } else if AuthenticationMiddleware.isDelivery(request.uri.path) {
+            who = "anonymous caller at \(context.peer ?? "an unknown address")"
+        } else {
+            return try await next(request, context)
+        }
+        guard let wait = limiter.admit(who) else { return try await next(request, context) }
         let seconds = max(1, Int((Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18).rounded(.up)))
         var response = APIError(
             .tooManyRequests, "too_many_requests",
-            "\(caller.user) is over the rate limit of \(limiter.limit.requestsPerSecond) requests a second (bursts of \(limiter.limit.burst)); retry in \(seconds) s"
+            "\(who) is over the rate limit of \(limiter.limit.requestsPerSecond) requests a second (bursts of \(limiter.limit.burst)); retry in \(seconds) s"
         ).response()
         response.headers[.retryAfter] = String(seconds)
         return response

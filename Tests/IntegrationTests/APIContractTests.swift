@@ -152,6 +152,14 @@ struct APIContractTests {
             #expect(try await Self.call("GET", engine.api + "/applications", nil, creator).status == 200)
             try await Task.sleep(for: .seconds(2.5))
             #expect(try await Self.call("GET", engine.api + "/applications", nil, other).status == 200, "the bucket refills")
+
+            // Deliveries without a token are limited by their address: nobody fills the log with receipts.
+            var deliveries: [Int] = []
+            for _ in 0..<8 { deliveries.append(try await Self.call("POST", engine.api + "/webhooks/webhook/flood", "{}", nil).status) }
+            #expect(deliveries.prefix(5).allSatisfy { $0 == 200 } && deliveries.suffix(2).allSatisfy { $0 == 429 }, "\(deliveries)")
+            let flood = try await Self.call("POST", engine.api + "/webhooks/webhook/flood", "{}", nil)
+            #expect(flood.status == 429 && flood.json["message"]?.stringValue?.contains("anonymous caller at 127.0.0.1") == true, "\(flood.json)")
+            #expect(try await Self.call("GET", engine.api + "/health", nil, nil).status == 200, "health checks are not limited")
         }
     }
 

@@ -47,6 +47,19 @@ public struct ServerGroupName: Sendable, Hashable, CustomStringConvertible {
         self.init(application: application, stack: stack, detail: detail, sequence: sequence)
     }
 
+    /// What is wrong with the name's parts, if anything: they reach container names, labels and
+    /// load balancers' runtime commands, so only letters, digits and '_' (and '-' in a detail).
+    public var problem: String? {
+        func word(_ text: String, dash: Bool) -> Bool {
+            !text.isEmpty && text.count <= 100 && text.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || (dash && $0 == "-")) }
+        }
+        guard word(application, dash: false) else { return "an application in a server group's name is letters, digits and '_' (1–100), not '\(application)'" }
+        if let stack, !word(stack, dash: false) { return "a stack is letters, digits and '_' (1–100), not '\(stack)'" }
+        if let detail, !word(detail, dash: true) { return "a detail is letters, digits, '_' and '-' (1–100), not '\(detail)'" }
+        if let sequence, !(0...999).contains(sequence) { return "a server group's sequence is 0–999" }
+        return nil
+    }
+
     static func valid(_ application: String) -> Bool {
         application.allSatisfy { ($0.isLetter && $0.isASCII) || ($0.isNumber && $0.isASCII) || $0 == "_" }
     }

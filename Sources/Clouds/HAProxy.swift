@@ -31,11 +31,31 @@ public struct HAProxy: Sendable {
         self.executable = executable
     }
 
+    /// What is wrong with a load balancer's name, if anything: it names a folder and goes into
+    /// runtime commands, so only letters, digits, '-' and '_'.
+    public static func problem(name: String) -> String? {
+        guard !name.isEmpty, name.count <= 64, !name.hasPrefix("-"), name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else {
+            return "a load balancer's name is letters, digits, '-' and '_' (1–64), not '\(name)'"
+        }
+        return nil
+    }
+
+    /// What is wrong with a health check's path, if anything: it goes into the configuration,
+    /// so a path of printable characters without spaces, starting with '/'.
+    public static func problem(healthCheck: String) -> String? {
+        guard healthCheck.hasPrefix("/"), healthCheck.count <= 200,
+              healthCheck.unicodeScalars.allSatisfy({ $0.isASCII && $0.value > 0x20 && $0.value != 0x7F && $0 != "\\" && $0 != "#" }) else {
+            return "a health check is a path such as /health (printable, no spaces, '#' or '\\'), not '\(healthCheck)'"
+        }
+        return nil
+    }
+
     func folder(_ name: String) -> URL { directory.appendingPathComponent(name) }
     func socket(_ name: String) -> String { folder(name).appendingPathComponent("admin.sock").path }
 
     /// Starts the load balancer, or leaves it running when its configuration is the same.
     public func upsert(name: String, port: Int, healthCheck: String) async throws(CloudError) {
+        if let problem = Self.problem(name: name) ?? Self.problem(healthCheck: healthCheck) { throw CloudError(problem) }
         guard (1024...65_535).contains(port) else { throw CloudError("a load balancer's port must be 1024–65535, not \(port)") }
         let folder = folder(name)
         let configuration = """
@@ -82,6 +102,7 @@ public struct HAProxy: Sendable {
 
     /// Stops the load balancer's process and forgets it.
     public func delete(name: String) async throws(CloudError) {
+        if let problem = Self.problem(name: name) { throw CloudError(problem) }
         if running(name) { try await stop(name) }
         try? FileManager.default.removeItem(at: folder(name))
     }
@@ -135,6 +156,9 @@ public struct HAProxy: Sendable {
 
     /// One runtime API command on the load balancer's admin socket, and its answer.
     func command(_ line: String, on name: String) throws(CloudError) -> String {
+        // Every way in ends here: no name outside the load balancers' folder, no second command.
+        if let problem = Self.problem(name: name) { throw CloudError(problem) }
+        guard !line.contains("\n"), !line.contains(";") else { throw CloudError("a runtime command is one line") }
         let path = socket(name)
         let descriptor = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard descriptor >= 0 else { throw CloudError("cannot open a socket: \(String(cString: strerror(errno)))", retriable: true) }

@@ -31,8 +31,7 @@ public struct PodmanProvider: CloudProvider {
     static let label = "topsail"
 
     public func createServerGroup(_ spec: ServerGroupSpec, key: String) async throws(CloudError) -> ServerGroupState {
-        if let problem = spec.capacity.problem { throw CloudError(problem) }
-        guard spec.name.sequence != nil else { throw CloudError("a server group's name needs its sequence (\(spec.name)-v000)") }
+        if let problem = spec.problem { throw CloudError(problem) }
         try await converge(spec, key: key)
         return try await state(of: spec.name, region: spec.region, capacity: spec.capacity, fallbackImage: spec.image)
     }
@@ -81,9 +80,6 @@ public struct PodmanProvider: CloudProvider {
     }
 
     public func upsertLoadBalancer(_ name: String, port: Int, healthCheck: String, key: String) async throws(CloudError) {
-        guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else {
-            throw CloudError("a load balancer's name is letters, digits, '-' and '_'")
-        }
         try await haproxy.upsert(name: name, port: port, healthCheck: healthCheck)
         logger.info("load balancer up", metadata: ["account": "\(account)", "load-balancer": "\(name)", "port": "\(port)", "directory": "\(haproxy.directory.path)"])
         // Its server groups' instances come back after a restart of the process.

@@ -109,20 +109,27 @@ public final class NotifierService: Service {
                     KafkaHeader("content-type", "application/json"),
                 ])])
         }
-        if case .completed = event { try await firePipelineTriggers(after: executionID) }
+        // The execution as the API shows it, read once for what needs it.
+        var view: ExecutionView?
+        if case .completed = event {
+            view = try await repository.view(executionID)
+            if let view { try await firePipelineTriggers(after: view) }
+        }
         var applicationNotifications: [JSONValue] = []
         if let application = state.pipeline.application {
             applicationNotifications = try await ApplicationStore(store: repository.eventStore).documents.latest(application)?.document["notifications"]?.arrayValue ?? []
         }
         let planned = NotificationPlanner.plan(event, eventID: eventID, executionID: executionID, state: state, applicationNotifications: applicationNotifications)
         guard !planned.isEmpty else { return [] }
-        let execution = try await repository.view(executionID).map { try JSONText($0.jsonText(pretty: false)).decode(JSONValue.self) } ?? .null
+        if view == nil { view = try await repository.view(executionID) }
+        let execution = try view.map { try JSONText($0.jsonText(pretty: false)).decode(JSONValue.self) } ?? .null
         return planned.map { notification in { await sender.deliver(notification, execution: execution, cdevent: cdevent) } }
     }
 
     /// Offers the completed execution to the pipeline triggers that name its pipeline.
-    func firePipelineTriggers(after executionID: String) async throws {
-        guard let view = try await repository.view(executionID), let pipelineID = view.pipelineConfigId else { return }
+    func firePipelineTriggers(after view: ExecutionView) async throws {
+        let executionID = view.id
+        guard let pipelineID = view.pipelineConfigId else { return }
         let execution = try JSONText(view.jsonText(pretty: false)).decode(JSONValue.self)
         let chain = view.trigger["chain"]?.intValue ?? 0
         let completion = PipelineCompletion(

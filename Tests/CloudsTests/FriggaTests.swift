@@ -29,3 +29,27 @@ struct FriggaTests {
         #expect(Capacity(min: 0, max: 101, desired: 1).problem?.contains("100") == true)
     }
 }
+
+@Suite("Clouds: what a pipeline author writes cannot reach podman's flags or HAProxy's commands")
+struct CloudInputTests {
+    static func spec(stack: String? = "web", image: String = "localhost/shop:1", balancers: [String] = []) -> ServerGroupSpec {
+        ServerGroupSpec(name: ServerGroupName(application: "shop", stack: stack, sequence: 0), region: "local", image: image,
+                        capacity: Capacity(min: 1, max: 1, desired: 1), loadBalancers: balancers)
+    }
+
+    @Test func specsAreChecked() {
+        #expect(Self.spec().problem == nil)
+        #expect(Self.spec(stack: "web\nshutdown frontend public").problem?.contains("stack") == true)
+        #expect(Self.spec(image: "--privileged").problem?.contains("image") == true)
+        #expect(Self.spec(image: "shop:1 --volume=/:/host").problem?.contains("image") == true)
+        #expect(Self.spec(balancers: ["../../etc"]).problem?.contains("load balancer") == true)
+        #expect(Self.spec(balancers: ["web"]).problem == nil)
+    }
+
+    @Test func loadBalancerNamesAndHealthChecksAreChecked() {
+        #expect(HAProxy.problem(name: "web-1") == nil && HAProxy.problem(name: "a/b") != nil && HAProxy.problem(name: "") != nil)
+        #expect(HAProxy.problem(healthCheck: "/health?deep=1") == nil)
+        #expect(HAProxy.problem(healthCheck: "/\n    external-check command /bin/sh") != nil, "a newline would write HAProxy configuration")
+        #expect(HAProxy.problem(healthCheck: "health") != nil && HAProxy.problem(healthCheck: "/a b") != nil)
+    }
+}

@@ -18,15 +18,23 @@ public struct CloudOperations: Sendable {
     public static let destroyedType = "servergroup.destroyed"
     public static let enabledType = "servergroup.enabled"
     public static let disabledType = "servergroup.disabled"
+    public static let loadBalancerUpsertedType = "loadbalancer.upserted"
+    public static let loadBalancerDeletedType = "loadbalancer.deleted"
+    public static let securityGroupUpsertedType = "securitygroup.upserted"
+    public static let securityGroupDeletedType = "securitygroup.deleted"
 
     public enum Operation: Sendable, Hashable {
         case createServerGroup(ServerGroupSpec)
         case resizeServerGroup(ServerGroupName, region: String, capacity: Capacity)
         case destroyServerGroup(ServerGroupName, region: String)
         case enableServerGroup(ServerGroupName, region: String)
-        case disableServerGroup(ServerGroupName, region: String)
-        case upsertLoadBalancer(name: String, region: String, port: Int, healthCheck: String)
+        /// `percentage` below 100: only that share of its instances (a rolling deploy's step).
+        case disableServerGroup(ServerGroupName, region: String, percentage: Int)
+        case terminateInstances([String], region: String)
+        case upsertLoadBalancer(name: String, region: String, port: Int, healthCheck: String, securityGroups: [String])
         case deleteLoadBalancer(name: String, region: String)
+        case upsertSecurityGroup(name: String, region: String, rules: [IngressRule])
+        case deleteSecurityGroup(name: String, region: String)
 
         var name: String {
             switch self {
@@ -35,8 +43,11 @@ public struct CloudOperations: Sendable {
             case .destroyServerGroup: "destroyServerGroup"
             case .enableServerGroup: "enableServerGroup"
             case .disableServerGroup: "disableServerGroup"
+            case .terminateInstances: "terminateInstances"
             case .upsertLoadBalancer: "upsertLoadBalancer"
             case .deleteLoadBalancer: "deleteLoadBalancer"
+            case .upsertSecurityGroup: "upsertSecurityGroup"
+            case .deleteSecurityGroup: "deleteSecurityGroup"
             }
         }
 
@@ -45,8 +56,9 @@ public struct CloudOperations: Sendable {
             switch self {
             case .createServerGroup(let spec): (spec.name, spec.region)
             case .resizeServerGroup(let name, let region, _), .destroyServerGroup(let name, let region),
-                 .enableServerGroup(let name, let region), .disableServerGroup(let name, let region): (name, region)
-            case .upsertLoadBalancer(_, let region, _, _), .deleteLoadBalancer(_, let region): (nil, region)
+                 .enableServerGroup(let name, let region), .disableServerGroup(let name, let region, _): (name, region)
+            case .terminateInstances(_, let region), .upsertLoadBalancer(_, let region, _, _, _), .deleteLoadBalancer(_, let region),
+                 .upsertSecurityGroup(_, let region, _), .deleteSecurityGroup(_, let region): (nil, region)
             }
         }
 
@@ -60,14 +72,24 @@ public struct CloudOperations: Sendable {
                 fields["port"] = .number(Double(spec.port))
             case .resizeServerGroup(_, _, let capacity):
                 fields["capacity"] = Self.json(capacity)
-            case .destroyServerGroup, .enableServerGroup, .disableServerGroup:
+            case .destroyServerGroup, .enableServerGroup:
                 break
-            case .upsertLoadBalancer(let name, _, let port, let healthCheck):
+            case .disableServerGroup(_, _, let percentage):
+                fields["percentage"] = .number(Double(percentage))
+            case .terminateInstances(let ids, _):
+                fields["instanceIds"] = .array(ids.map(JSONValue.string))
+            case .upsertLoadBalancer(let name, _, let port, let healthCheck, let groups):
                 fields["loadBalancer"] = .string(name)
                 fields["port"] = .number(Double(port))
                 fields["healthCheck"] = .string(healthCheck)
+                fields["securityGroups"] = .array(groups.map(JSONValue.string))
             case .deleteLoadBalancer(let name, _):
                 fields["loadBalancer"] = .string(name)
+            case .upsertSecurityGroup(let name, _, let rules):
+                fields["securityGroup"] = .string(name)
+                fields["rules"] = .array(rules.map { ["cidr": .string($0.cidr), "startPort": .number(Double($0.startPort)), "endPort": .number(Double($0.endPort))] })
+            case .deleteSecurityGroup(let name, _):
+                fields["securityGroup"] = .string(name)
             }
             return .object(fields)
         }
@@ -100,6 +122,11 @@ public struct CloudOperations: Sendable {
 
     public static func serverGroupStream(account: String, region: String, name: ServerGroupName) throws -> StreamID {
         try StreamID(category: "servergroup", id: "\(account).\(region).\(name)")
+    }
+
+    /// A load balancer's or security group's stream: `loadbalancer-<account>.<region>.<name>`.
+    public static func resourceStream(_ category: String, account: String, region: String, name: String) throws -> StreamID {
+        try StreamID(category: category, id: "\(account).\(region).\(name)")
     }
 
     /// Carries out `operation` in `accountName` for `caller` (who needs WRITE on the account),
@@ -153,20 +180,47 @@ public struct CloudOperations: Sendable {
                                          to: groupStream, expected: .any, metadata: metadata)
                 }
                 result = .succeeded(nil)
-            case .enableServerGroup(let name, let region), .disableServerGroup(let name, let region):
+            case .enableServerGroup(let name, let region), .disableServerGroup(let name, let region, _):
+                var percentage = 100
+                if case .disableServerGroup(_, _, let share) = operation { percentage = share }
                 let enabled = if case .enableServerGroup = operation { true } else { false }
-                try await provider.setServerGroupEnabled(name, region: region, enabled: enabled, key: key)
+                try await provider.setServerGroupEnabled(name, region: region, enabled: enabled, percentage: percentage, key: key)
                 if let groupStream {
-                    _ = try await append([(enabled ? Self.enabledType : Self.disabledType,
-                                           ["account": .string(accountName), "region": .string(region), "serverGroup": .string(name.description)])],
+                    var payload: [String: JSONValue] = ["account": .string(accountName), "region": .string(region), "serverGroup": .string(name.description)]
+                    if !enabled { payload["percentage"] = .number(Double(percentage)) }
+                    _ = try await append([(enabled ? Self.enabledType : Self.disabledType, .object(payload))],
                                          to: groupStream, expected: .any, metadata: metadata)
                 }
+                let state = try await provider.serverGroup(name, region: region)
+                if let groupStream, let state { try await record(state, account: accountName, stream: groupStream, metadata: metadata) }
+                result = .succeeded(state)
+            case .terminateInstances(let ids, _):
+                try await provider.terminateInstances(ids, key: key)
                 result = .succeeded(nil)
-            case .upsertLoadBalancer(let name, _, let port, let healthCheck):
-                try await provider.upsertLoadBalancer(name, port: port, healthCheck: healthCheck, key: key)
+            case .upsertLoadBalancer(let name, let region, let port, let healthCheck, let groups):
+                try await provider.upsertLoadBalancer(name, port: port, healthCheck: healthCheck, securityGroups: groups, key: key)
+                _ = try await append([(Self.loadBalancerUpsertedType, [
+                    "account": .string(accountName), "region": .string(region), "loadBalancer": .string(name), "port": .number(Double(port)),
+                    "healthCheck": .string(healthCheck), "securityGroups": .array(groups.map(JSONValue.string)),
+                ])], to: try Self.resourceStream("loadbalancer", account: accountName, region: region, name: name), expected: .any, metadata: metadata)
                 result = .succeeded(nil)
-            case .deleteLoadBalancer(let name, _):
+            case .deleteLoadBalancer(let name, let region):
                 try await provider.deleteLoadBalancer(name, key: key)
+                _ = try await append([(Self.loadBalancerDeletedType, ["account": .string(accountName), "region": .string(region), "loadBalancer": .string(name)])],
+                                     to: try Self.resourceStream("loadbalancer", account: accountName, region: region, name: name), expected: .any, metadata: metadata)
+                result = .succeeded(nil)
+            case .upsertSecurityGroup(let name, let region, let rules):
+                try await provider.upsertSecurityGroup(name, rules: rules, key: key)
+                var payload = operation.json.objectValue ?? [:]
+                payload["operation"] = nil
+                payload["account"] = .string(accountName)
+                _ = try await append([(Self.securityGroupUpsertedType, .object(payload))],
+                                     to: try Self.resourceStream("securitygroup", account: accountName, region: region, name: name), expected: .any, metadata: metadata)
+                result = .succeeded(nil)
+            case .deleteSecurityGroup(let name, let region):
+                try await provider.deleteSecurityGroup(name, key: key)
+                _ = try await append([(Self.securityGroupDeletedType, ["account": .string(accountName), "region": .string(region), "securityGroup": .string(name)])],
+                                     to: try Self.resourceStream("securitygroup", account: accountName, region: region, name: name), expected: .any, metadata: metadata)
                 result = .succeeded(nil)
             }
         } catch let error as CloudError {
@@ -194,8 +248,20 @@ public struct CloudOperations: Sendable {
 
     /// The application's server groups in the account, as its provider sees them now.
     public func serverGroups(account accountName: String, application: String) async throws -> [ServerGroupName] {
+        try await serverGroupStates(account: accountName, application: application).map(\.name)
+    }
+
+    /// The application's server groups in the account with their instances and health, as its
+    /// provider sees them now; for a caller who may READ the account (nil: the engine itself).
+    public func serverGroupStates(account accountName: String, application: String, caller: Caller? = nil) async throws -> [ServerGroupState] {
         guard let account = try await CloudAccounts(store: store).account(accountName), let provider = provider(account) else { return [] }
-        return try await provider.serverGroups(of: application).map(\.name)
+        if let caller, let refusal = CloudAccounts.refusal(caller, .read, account: account) { throw CloudError(refusal) }
+        return try await provider.serverGroups(of: application)
+    }
+
+    /// The provider of an account, for reads (nil: no such account, or no provider for its type here).
+    public func provider(account accountName: String) async throws -> (any CloudProvider)? {
+        try await CloudAccounts(store: store).account(accountName).flatMap(provider)
     }
 
     /// The server group as it is now, on its stream.
@@ -207,7 +273,8 @@ public struct CloudOperations: Sendable {
         _ = try await append([(Self.upsertedType, [
             "account": .string(account), "region": .string(state.region), "serverGroup": .string(state.name.description),
             "application": .string(state.name.application), "cluster": .string(state.name.cluster), "image": .string(state.image),
-            "capacity": Operation.json(state.capacity), "instances": .array(instances),
+            "capacity": Operation.json(state.capacity), "instances": .array(instances), "disabled": .bool(state.disabled),
+            "loadBalancers": .array(state.loadBalancers.map(JSONValue.string)),
         ])], to: stream, expected: .any, metadata: metadata)
     }
 

@@ -83,6 +83,53 @@ public struct ServerGroupState: Sendable, Hashable {
     public var image: String
     public var capacity: Capacity
     public var instances: [InstanceState]
+    /// Out of its load balancers' rotation (all of it; a rolling deploy disables part).
+    public var disabled: Bool = false
+    public var loadBalancers: [String] = []
+
+    /// How many of its instances are Up.
+    public var upCount: Int { instances.filter { $0.health == .up }.count }
+}
+
+/// An ingress rule of a security group: connections from `cidr` to ports `startPort…endPort`.
+public struct IngressRule: Sendable, Hashable, Codable {
+    public var cidr: String
+    public var startPort: Int
+    public var endPort: Int
+
+    public init(cidr: String, startPort: Int, endPort: Int) {
+        self.cidr = cidr
+        self.startPort = startPort
+        self.endPort = endPort
+    }
+
+    public var problem: String? {
+        if let problem = HAProxy.problem(cidr: cidr) { return problem }
+        guard (1...65_535).contains(startPort), (startPort...65_535).contains(endPort) else { return "an ingress rule's ports are 1–65535, start ≤ end (\(startPort)–\(endPort))" }
+        return nil
+    }
+}
+
+public struct SecurityGroupState: Sendable, Hashable, Codable {
+    public var name: String
+    public var region: String
+    public var rules: [IngressRule]
+}
+
+public struct LoadBalancerState: Sendable, Hashable, Codable {
+    public struct Server: Sendable, Hashable, Codable {
+        public var name: String
+        public var address: String
+        public var health: String
+        public var enabled: Bool
+    }
+
+    public var name: String
+    public var region: String
+    public var port: Int
+    public var healthCheck: String
+    public var securityGroups: [String]
+    public var servers: [Server]
 }
 
 /// A cloud operation failed, in words; `retriable` when trying again may help.
@@ -121,12 +168,30 @@ public protocol CloudProvider: Sendable {
     /// What runs now, for the application.
     func serverGroups(of application: String) async throws(CloudError) -> [ServerGroupState]
 
-    /// Creates the load balancer, or changes it to this (its port, its health check).
-    func upsertLoadBalancer(_ name: String, port: Int, healthCheck: String, key: String) async throws(CloudError)
+    /// Creates the load balancer, or changes it to this (its port, its health check, the security
+    /// groups whose ingress rules its frontend enforces; none: open).
+    func upsertLoadBalancer(_ name: String, port: Int, healthCheck: String, securityGroups: [String], key: String) async throws(CloudError)
 
     func deleteLoadBalancer(_ name: String, key: String) async throws(CloudError)
 
     /// Puts the server group's instances in (enabled) or out of (disabled, after draining) its
-    /// load balancers' rotation.
-    func setServerGroupEnabled(_ name: ServerGroupName, region: String, enabled: Bool, key: String) async throws(CloudError)
+    /// load balancers' rotation; `percentage` below 100 disables only that share of its
+    /// instances (the lowest slots first), as a rolling deploy does.
+    func setServerGroupEnabled(_ name: ServerGroupName, region: String, enabled: Bool, percentage: Int, key: String) async throws(CloudError)
+
+    /// Creates the security group or replaces its rules; the load balancers using it enforce them.
+    func upsertSecurityGroup(_ name: String, rules: [IngressRule], key: String) async throws(CloudError)
+
+    func deleteSecurityGroup(_ name: String, key: String) async throws(CloudError)
+
+    func loadBalancers() async throws(CloudError) -> [LoadBalancerState]
+
+    func securityGroups() async throws(CloudError) -> [SecurityGroupState]
+}
+
+extension CloudProvider {
+    /// One server group as it is now; nil when nothing of it runs.
+    public func serverGroup(_ name: ServerGroupName, region: String) async throws(CloudError) -> ServerGroupState? {
+        try await serverGroups(of: name.application).first { $0.name == name && $0.region == region }
+    }
 }

@@ -17,9 +17,15 @@ public struct HAProxy: Sendable {
         public var operational: Int
         /// Its administrative state: 0 ready; bits for maintenance (1, 2, 4…) and drain (8, 16…).
         public var administrative: Int
+        /// Its last health check: 0 none yet, 1 neutral, 2 failed, 3 passed, 4 passed with conditions.
+        public var checkResult: Int
 
         public var isUp: Bool { operational == 2 }
-        public var inMaintenance: Bool { administrative & 0x07 != 0 || administrative & 0x20 != 0 }
+        public var isReady: Bool { administrative == 0 }
+        /// Up and seen to pass a health check. HAProxy counts a server added with checks as up
+        /// before its first check, so that alone does not make it healthy.
+        public var isHealthy: Bool { operational == 2 && (checkResult == 3 || checkResult == 4) }
+        public var hasBeenChecked: Bool { checkResult != 0 }
     }
 
     let directory: URL
@@ -53,8 +59,23 @@ public struct HAProxy: Sendable {
     func folder(_ name: String) -> URL { directory.appendingPathComponent(name) }
     func socket(_ name: String) -> String { folder(name).appendingPathComponent("admin.sock").path }
 
-    /// Starts the load balancer, or leaves it running when its configuration is the same.
-    public func upsert(name: String, port: Int, healthCheck: String) async throws(CloudError) {
+    /// What is wrong with an ingress rule's source, if anything: an IPv4 CIDR such as 10.0.0.0/8
+    /// (it reaches an ACL file and runtime commands).
+    public static func problem(cidr: String) -> String? {
+        let parts = cidr.split(separator: "/", omittingEmptySubsequences: false)
+        let octets = parts[0].split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count <= 2, octets.count == 4, octets.allSatisfy({ $0.count <= 3 && $0.allSatisfy(\.isASCII) && UInt8($0) != nil }),
+              parts.count == 1 || (parts[1].count <= 2 && parts[1].allSatisfy(\.isNumber) && (0...32).contains(Int(parts[1]) ?? -1)) else {
+            return "an ingress source is an IPv4 CIDR such as 10.0.0.0/8, not '\(cidr)'"
+        }
+        return nil
+    }
+
+    /// Starts the load balancer, or leaves it running when its configuration is the same. Its
+    /// frontend accepts connections only from `ingress` (IPv4 CIDRs; nil: from anywhere), which
+    /// ``setIngress(_:cidrs:)`` changes without a restart.
+    public func upsert(name: String, port: Int, healthCheck: String, ingress: [String]? = nil) async throws(CloudError) {
+        for cidr in ingress ?? [] { if let problem = Self.problem(cidr: cidr) { throw CloudError(problem) } }
         if let problem = Self.problem(name: name) ?? Self.problem(healthCheck: healthCheck) { throw CloudError(problem) }
         guard (1024...65_535).contains(port) else { throw CloudError("a load balancer's port must be 1024–65535, not \(port)") }
         let folder = folder(name)
@@ -71,6 +92,9 @@ public struct HAProxy: Sendable {
                 option redispatch
             frontend public
                 bind 127.0.0.1:\(port)
+                acl ingress src -f \(folder.appendingPathComponent("ingress.acl").path)
+                tcp-request connection reject if !ingress
+                http-request deny deny_status 403 if !ingress
                 default_backend servers
             backend servers
                 balance roundrobin
@@ -81,9 +105,13 @@ public struct HAProxy: Sendable {
         do {
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
             let current = try? String(contentsOf: file, encoding: .utf8)
-            if current == configuration, running(name) { return }
+            if current == configuration, running(name) {
+                try setIngress(name, cidrs: ingress)
+                return
+            }
             if running(name) { try await stop(name) }
             try configuration.write(to: file, atomically: true, encoding: .utf8)
+            try Self.aclText(ingress).write(to: folder.appendingPathComponent("ingress.acl"), atomically: true, encoding: .utf8)
         } catch let error as CloudError {
             throw error
         } catch {
@@ -98,6 +126,32 @@ public struct HAProxy: Sendable {
         guard started.status == 0 else { throw CloudError("haproxy did not start load balancer \(name): \(started.errors.prefix(300))", retriable: true) }
         for _ in 0..<50 where !running(name) { try? await Task.sleep(for: .milliseconds(50)) }
         guard running(name) else { throw CloudError("haproxy started load balancer \(name) but its admin socket does not answer", retriable: true) }
+    }
+
+    static func aclText(_ cidrs: [String]?) -> String {
+        (cidrs ?? ["0.0.0.0/0"]).map { $0 + "\n" }.joined()
+    }
+
+    /// Replaces the sources the frontend accepts connections from, atomically (HAProxy's
+    /// prepare/commit of an ACL version) and in the ACL file a restart reads.
+    public func setIngress(_ name: String, cidrs: [String]?) throws(CloudError) {
+        for cidr in cidrs ?? [] { if let problem = Self.problem(cidr: cidr) { throw CloudError(problem) } }
+        let file = folder(name).appendingPathComponent("ingress.acl")
+        if (try? String(contentsOf: file, encoding: .utf8)) == Self.aclText(cidrs) { return }
+        let prepared = try command("prepare acl \(file.path)", on: name)
+        guard let version = prepared.split(whereSeparator: { $0 == " " || $0 == "\n" }).last.flatMap({ Int($0) }) else {
+            throw CloudError("load balancer \(name) refused a new ingress list: \(prepared.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+        for cidr in cidrs ?? ["0.0.0.0/0"] { _ = try command("add acl @\(version) \(file.path) \(cidr)", on: name) }
+        let committed = try command("commit acl @\(version) \(file.path)", on: name)
+        guard committed.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            throw CloudError("load balancer \(name) did not take its ingress list: \(committed.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+        do {
+            try Self.aclText(cidrs).write(to: file, atomically: true, encoding: .utf8)
+        } catch {
+            throw CloudError("cannot write the ingress list of load balancer \(name): \(error)")
+        }
     }
 
     /// Stops the load balancer's process and forgets it.
@@ -125,14 +179,15 @@ public struct HAProxy: Sendable {
         return text.split(separator: "\n").compactMap { line in
             guard !line.hasPrefix("#") else { return nil }
             let fields = line.split(separator: " ")
-            guard fields.count > 18, let operational = Int(fields[5]), let administrative = Int(fields[6]) else { return nil }
-            return Server(name: String(fields[3]), address: "\(fields[4]):\(fields[18])", operational: operational, administrative: administrative)
+            guard fields.count > 18, let operational = Int(fields[5]), let administrative = Int(fields[6]), let check = Int(fields[11]) else { return nil }
+            return Server(name: String(fields[3]), address: "\(fields[4]):\(fields[18])", operational: operational, administrative: administrative, checkResult: check)
         }
     }
 
     /// Makes the servers named with `prefix` exactly `wanted` (name → address): adds the missing
-    /// ones (health-checked, in `enabled` ready state or in maintenance), removes the others.
-    public func converge(_ name: String, prefix: String, wanted: [String: String], enabled: Bool) throws(CloudError) {
+    /// ones health-checked and draining — they take no traffic until ``setState(_:server:state:)``
+    /// lets them in, after a check passed — and removes the others.
+    public func converge(_ name: String, prefix: String, wanted: [String: String]) throws(CloudError) {
         let current = Dictionary(try servers(of: name).filter { $0.name.hasPrefix(prefix) }.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         for (server, existing) in current where wanted[server] != existing.address {
             _ = try command("set server servers/\(server) state maint", on: name)
@@ -142,16 +197,13 @@ public struct HAProxy: Sendable {
             let added = try command("add server servers/\(server) \(address) check inter 500 rise 1 fall 2", on: name)
             guard added.contains("New server registered") else { throw CloudError("haproxy refused server \(server): \(added.trimmingCharacters(in: .whitespacesAndNewlines))") }
             _ = try command("enable health servers/\(server)", on: name)
-            _ = try command(enabled ? "enable server servers/\(server)" : "set server servers/\(server) state maint", on: name)
+            _ = try command("set server servers/\(server) state drain", on: name)
         }
     }
 
-    /// Sets every server named with `prefix` to `state`: ready, drain (no new connections,
-    /// in-flight ones finish) or maint.
-    public func setState(_ name: String, prefix: String, state: String) throws(CloudError) {
-        for server in try servers(of: name) where server.name.hasPrefix(prefix) {
-            _ = try command("set server servers/\(server.name) state \(state)", on: name)
-        }
+    /// Sets a server to `state`: ready, drain (no new connections, in-flight ones finish) or maint.
+    public func setState(_ name: String, server: String, state: String) throws(CloudError) {
+        _ = try command("set server servers/\(server) state \(state)", on: name)
     }
 
     /// One runtime API command on the load balancer's admin socket, and its answer.

@@ -27,6 +27,11 @@ public enum StageTypeCatalog {
         StageType(name: "enableServerGroup", required: [("serverGroupName", .string)]),
         StageType(name: "disableServerGroup", required: [("serverGroupName", .string)]),
         StageType(name: "upsertLoadBalancer", required: []),
+        StageType(name: "deploy", required: [("clusters", .array)]),
+        StageType(name: "terminateInstances", required: [("instanceIds", .array)]),
+        StageType(name: "deleteLoadBalancer", required: [("loadBalancerName", .string)]),
+        StageType(name: "upsertSecurityGroup", required: [("securityGroupName", .string)]),
+        StageType(name: "deleteSecurityGroup", required: [("securityGroupName", .string)]),
     ].map { ($0.name, $0) })
 
     public static var supportedNames: [String] { types.keys.sorted() }

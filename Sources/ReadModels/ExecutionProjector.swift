@@ -127,11 +127,13 @@ public final class ExecutionProjector: Service {
         var configs: [String: JSONValue] = [:]
         var applications: [String: JSONValue] = [:]
         var serverGroups: [String: JSONValue] = [:]
+        var resources: [String: JSONValue] = [:]
         for event in batch {
             switch event.streamID.category {
             case PipelineConfigStore.category: configs[event.streamID.id] = try Self.configRow(event)
             case ApplicationStore.category: applications[event.streamID.id] = try Self.applicationRow(event)
             case Self.serverGroupCategory: if let row = try Self.serverGroupRow(event) { serverGroups[event.streamID.description] = row }
+            case "loadbalancer", "securitygroup": if let row = try Self.resourceRow(event) { resources[event.streamID.description] = row }
             default: break
             }
         }
@@ -151,7 +153,7 @@ public final class ExecutionProjector: Service {
         }
         let summaries = touched.values.compactMap(\.summary)
         let moved: LogPosition? = try await write(summaries, configs: Array(configs.values), applications: Array(applications.values),
-                                                 serverGroups: Array(serverGroups.values), from: position, to: last.logPosition)
+                                                 serverGroups: Array(serverGroups.values), resources: Array(resources.values), from: position, to: last.logPosition)
         if let moved {
             // Someone else moved the checkpoint: what this batch folded may not match it.
             folds.removeAll()
@@ -164,7 +166,7 @@ public final class ExecutionProjector: Service {
     /// Writes the rows and moves the checkpoint from `from` to `to` in one transaction. Returns
     /// the stored checkpoint instead, writing nothing, when it is not at `from`.
     private func write(
-        _ summaries: [ExecutionSummary], configs: [JSONValue], applications: [JSONValue], serverGroups: [JSONValue], from: LogPosition, to: LogPosition
+        _ summaries: [ExecutionSummary], configs: [JSONValue], applications: [JSONValue], serverGroups: [JSONValue], resources: [JSONValue], from: LogPosition, to: LogPosition
     ) async throws -> LogPosition? {
         let name = ExecutionReadModel.projection
         let logger = self.logger
@@ -239,14 +241,28 @@ public final class ExecutionProjector: Service {
             if !serverGroups.isEmpty {
                 let rows = try JSONText(encoding: JSONValue.array(serverGroups)).text
                 try await connection.query("""
-                    INSERT INTO server_groups (stream_id, account, region, name, application, cluster, image, capacity, instances, destroyed, version, updated_at)
-                    SELECT stream_id, account, region, name, application, cluster, image, capacity, coalesce(instances, '[]'), destroyed, version, updated_at
+                    INSERT INTO server_groups (stream_id, account, region, name, application, cluster, image, capacity, instances, destroyed,
+                                               disabled, load_balancers, version, updated_at)
+                    SELECT stream_id, account, region, name, application, cluster, image, capacity, coalesce(instances, '[]'), destroyed,
+                           coalesce(disabled, false), coalesce(load_balancers, '[]'), version, updated_at
                       FROM jsonb_to_recordset(\(rows)::jsonb) AS r(
                            stream_id text, account text, region text, name text, application text, cluster text, image text,
-                           capacity jsonb, instances jsonb, destroyed boolean, version bigint, updated_at timestamptz)
+                           capacity jsonb, instances jsonb, destroyed boolean, disabled boolean, load_balancers jsonb, version bigint, updated_at timestamptz)
                     ON CONFLICT (stream_id) DO UPDATE SET
                         image = coalesce(EXCLUDED.image, server_groups.image), capacity = coalesce(EXCLUDED.capacity, server_groups.capacity),
-                        instances = EXCLUDED.instances, destroyed = EXCLUDED.destroyed, version = EXCLUDED.version, updated_at = EXCLUDED.updated_at
+                        instances = EXCLUDED.instances, destroyed = EXCLUDED.destroyed, disabled = EXCLUDED.disabled,
+                        load_balancers = EXCLUDED.load_balancers, version = EXCLUDED.version, updated_at = EXCLUDED.updated_at
+                    """, logger: logger)
+            }
+            if !resources.isEmpty {
+                let rows = try JSONText(encoding: JSONValue.array(resources)).text
+                try await connection.query("""
+                    INSERT INTO cloud_resources (stream_id, kind, account, region, name, document, deleted, version, updated_at)
+                    SELECT stream_id, kind, account, region, name, document, deleted, version, updated_at
+                      FROM jsonb_to_recordset(\(rows)::jsonb) AS r(
+                           stream_id text, kind text, account text, region text, name text, document jsonb, deleted boolean, version bigint, updated_at timestamptz)
+                    ON CONFLICT (stream_id) DO UPDATE SET
+                        document = EXCLUDED.document, deleted = EXCLUDED.deleted, version = EXCLUDED.version, updated_at = EXCLUDED.updated_at
                     """, logger: logger)
             }
             try await connection.query("""
@@ -283,7 +299,7 @@ public final class ExecutionProjector: Service {
 
     /// A `server_groups` row for a server group's event (`servergroup.upserted` or `.destroyed`).
     static func serverGroupRow(_ event: RecordedEvent) throws -> JSONValue? {
-        // Enabling and disabling change no row yet (the view shows instances, not rotation).
+        // Enabling and disabling are followed by the server group's state (`upserted`, with `disabled`).
         guard event.type == "servergroup.upserted" || event.type == "servergroup.destroyed" else { return nil }
         let payload = try event.payload.decode(JSONValue.self)
         guard let account = payload["account"]?.stringValue, let region = payload["region"]?.stringValue,
@@ -296,7 +312,23 @@ public final class ExecutionProjector: Service {
             "stream_id": .string(event.streamID.description), "account": .string(account), "region": .string(region), "name": .string(name),
             "application": .string(application), "cluster": .string(cluster), "image": payload["image"] ?? .null,
             "capacity": payload["capacity"] ?? .null, "instances": destroyed ? .array([]) : payload["instances"] ?? .array([]),
-            "destroyed": .bool(destroyed), "version": .number(Double(event.streamVersion)), "updated_at": time(event.recordedAt),
+            "destroyed": .bool(destroyed), "disabled": payload["disabled"] ?? .bool(false), "load_balancers": payload["loadBalancers"] ?? .array([]),
+            "version": .number(Double(event.streamVersion)), "updated_at": time(event.recordedAt),
+        ]
+    }
+
+    /// A `cloud_resources` row for a load balancer's or security group's event.
+    static func resourceRow(_ event: RecordedEvent) throws -> JSONValue? {
+        let kinds = ["loadbalancer.upserted": ("loadBalancer", false), "loadbalancer.deleted": ("loadBalancer", true),
+                     "securitygroup.upserted": ("securityGroup", false), "securitygroup.deleted": ("securityGroup", true)]
+        guard let (kind, deleted) = kinds[event.type] else { return nil }
+        let payload = try event.payload.decode(JSONValue.self)
+        guard let account = payload["account"]?.stringValue, let region = payload["region"]?.stringValue,
+              let name = payload[kind]?.stringValue else { return nil }
+        return [
+            "stream_id": .string(event.streamID.description), "kind": .string(kind), "account": .string(account), "region": .string(region),
+            "name": .string(name), "document": payload, "deleted": .bool(deleted), "version": .number(Double(event.streamVersion)),
+            "updated_at": time(event.recordedAt),
         ]
     }
 
@@ -374,7 +406,7 @@ public final class ExecutionProjector: Service {
     /// rebuilds it from the start of the log.
     public static func reset(client: PostgresClient, logger: Logger) async throws {
         try await client.transaction(logger: logger, doing: "reset the executions read model") { connection in
-            try await connection.query("TRUNCATE stage_summaries, execution_summaries, pipeline_configs, applications, server_groups", logger: logger)
+            try await connection.query("TRUNCATE stage_summaries, execution_summaries, pipeline_configs, applications, server_groups, cloud_resources", logger: logger)
             try await connection.query("""
                 INSERT INTO projection_checkpoints (projection, transaction_id, position) VALUES (\(ExecutionReadModel.projection), 0, 0)
                 ON CONFLICT (projection) DO UPDATE SET transaction_id = 0, position = 0, updated_at = now()

@@ -6,12 +6,13 @@ import Orchestration
 import PipelineEngine
 import Pipelines
 
-/// `createServerGroup`, `resizeServerGroup` and `destroyServerGroup`: Spinnaker's stages over
+/// Spinnaker's single-operation stages — resize, destroy, enable, disable a server group,
+/// terminate instances, upsert or delete a load balancer or security group — over
 /// ``CloudOperations``, run as the execution's trigger identity (which needs WRITE on the
 /// account). Each cluster's operation is keyed by the execution, stage, attempt and cluster, so
 /// a stage run again after a crash carries its operation on instead of starting another.
 struct ServerGroupStageRunner: StageRunner {
-    enum Kind { case create, resize, destroy, enable, disable, upsertLoadBalancer }
+    enum Kind { case resize, destroy, enable, disable, terminateInstances, upsertLoadBalancer, deleteLoadBalancer, upsertSecurityGroup, deleteSecurityGroup }
 
     let kind: Kind
     let operations: CloudOperations
@@ -23,38 +24,6 @@ struct ServerGroupStageRunner: StageRunner {
         let metadata = EventMetadata(correlationID: run.executionID, actor: caller.user, source: "worker")
         func failed(_ why: String) -> StageOutcome { StageOutcome(status: .terminal, outputs: ["error": .string(why)]) }
         switch kind {
-        case .create:
-            let clusters = stage["clusters"]?.arrayValue ?? (stage["cluster"].map { [$0] } ?? [])
-            guard !clusters.isEmpty else { return failed("createServerGroup needs clusters (or cluster): account, region, capacity and image") }
-            var created: [String: JSONValue] = [:]
-            var addresses: [JSONValue] = []
-            for (index, cluster) in clusters.enumerated() {
-                guard let account = cluster["account"]?.stringValue ?? cluster["credentials"]?.stringValue else { return failed("clusters[\(index)]: account is required") }
-                let region = cluster["region"]?.stringValue ?? cluster["availabilityZones"]?.objectValue?.keys.sorted().first ?? "local"
-                guard let image = cluster["imageId"]?.stringValue ?? cluster["image"]?.stringValue else { return failed("clusters[\(index)]: imageId is required") }
-                let application = cluster["application"]?.stringValue ?? run.execution.pipeline.application ?? ""
-                let capacity = Self.capacity(cluster["capacity"])
-                let base = ServerGroupName(application: application, stack: cluster["stack"]?.stringValue, detail: cluster["freeFormDetails"]?.stringValue)
-                let key = "\(run.executionID)/\(run.refID)/\(run.attempt)/\(index)"
-                // The name is chosen once: a stage run again finds the one its operation asked for.
-                let name: ServerGroupName
-                if let requested = try await operations.requestedServerGroup(key: key).flatMap(ServerGroupName.init(parsing:)) {
-                    name = requested
-                } else {
-                    let existing = try await operations.serverGroups(account: account, application: application).map(\.description)
-                    name = ServerGroupName.next(in: base, existing: existing)
-                }
-                let balancers = (cluster["loadBalancers"]?.arrayValue ?? []).compactMap(\.stringValue)
-                let spec = ServerGroupSpec(name: name, region: region, image: image, capacity: capacity, port: cluster["containerPort"]?.intValue ?? 8080,
-                                           loadBalancers: balancers)
-                switch try await operations.perform(.createServerGroup(spec), account: account, caller: caller, key: key, metadata: metadata) {
-                case .failed(let why): return failed("clusters[\(index)]: \(why)")
-                case .succeeded(let state):
-                    created[region, default: .array([])] = .array((created[region]?.arrayValue ?? []) + [.string(name.description)])
-                    addresses += (state?.instances ?? []).compactMap { $0.address.map(JSONValue.string) }
-                }
-            }
-            return StageOutcome(status: .succeeded, outputs: ["deploy.server.groups": .object(created), "instances": .array(addresses)])
         case .upsertLoadBalancer:
             let balancers = stage["loadBalancers"]?.arrayValue ?? [.object(stage)]
             for (index, balancer) in balancers.enumerated() {
@@ -64,14 +33,50 @@ struct ServerGroupStageRunner: StageRunner {
                     return failed("loadBalancers[\(index)]: listeners[0].externalPort is required")
                 }
                 let region = balancer["region"]?.stringValue ?? "local"
-                let check = balancer["healthCheckPath"]?.stringValue ?? "/"
+                let check = balancer["healthCheckPath"]?.stringValue ?? balancer["healthCheck"]?.stringValue ?? "/"
+                let groups = (balancer["securityGroups"]?.arrayValue ?? []).compactMap(\.stringValue)
                 let key = "\(run.executionID)/\(run.refID)/\(run.attempt)/\(index)"
                 if case .failed(let why) = try await operations.perform(
-                    .upsertLoadBalancer(name: name, region: region, port: port, healthCheck: check), account: account, caller: caller, key: key, metadata: metadata) {
+                    .upsertLoadBalancer(name: name, region: region, port: port, healthCheck: check, securityGroups: groups),
+                    account: account, caller: caller, key: key, metadata: metadata) {
                     return failed("loadBalancers[\(index)]: \(why)")
                 }
             }
             return StageOutcome(status: .succeeded)
+        case .upsertSecurityGroup, .deleteSecurityGroup, .deleteLoadBalancer:
+            guard let account = stage["credentials"]?.stringValue ?? stage["account"]?.stringValue else { return failed("\(run.stage.type) needs credentials (the account)") }
+            let names = kind == .deleteLoadBalancer ? (stage["loadBalancerName"] ?? stage["name"]) : (stage["securityGroupName"] ?? stage["name"])
+            guard let name = names?.stringValue else { return failed("\(run.stage.type) needs \(kind == .deleteLoadBalancer ? "loadBalancerName" : "securityGroupName")") }
+            let region = stage["region"]?.stringValue ?? stage["regions"]?.arrayValue?.first?.stringValue ?? "local"
+            let operation: CloudOperations.Operation
+            switch kind {
+            case .upsertSecurityGroup:
+                var rules: [IngressRule] = []
+                for (index, rule) in (stage["ipIngress"]?.arrayValue ?? []).enumerated() {
+                    guard let cidr = rule["cidr"]?.stringValue, let start = rule["startPort"]?.intValue else {
+                        return failed("ipIngress[\(index)] needs cidr and startPort (and endPort)")
+                    }
+                    let protocolName = rule["type"]?.stringValue ?? "tcp"
+                    guard protocolName == "tcp" else { return failed("ipIngress[\(index)]: only tcp rules can be enforced at a load balancer, not \(protocolName)") }
+                    rules.append(IngressRule(cidr: cidr, startPort: start, endPort: rule["endPort"]?.intValue ?? start))
+                }
+                operation = .upsertSecurityGroup(name: name, region: region, rules: rules)
+            case .deleteSecurityGroup: operation = .deleteSecurityGroup(name: name, region: region)
+            default: operation = .deleteLoadBalancer(name: name, region: region)
+            }
+            let key = "\(run.executionID)/\(run.refID)/\(run.attempt)"
+            if case .failed(let why) = try await operations.perform(operation, account: account, caller: caller, key: key, metadata: metadata) { return failed(why) }
+            return StageOutcome(status: .succeeded)
+        case .terminateInstances:
+            guard let account = stage["credentials"]?.stringValue ?? stage["account"]?.stringValue else { return failed("terminateInstances needs credentials (the account)") }
+            let ids = (stage["instanceIds"]?.arrayValue ?? stage["instances"]?.arrayValue ?? []).compactMap(\.stringValue)
+            guard !ids.isEmpty else { return failed("terminateInstances needs instanceIds") }
+            let region = stage["region"]?.stringValue ?? stage["regions"]?.arrayValue?.first?.stringValue ?? "local"
+            let key = "\(run.executionID)/\(run.refID)/\(run.attempt)"
+            if case .failed(let why) = try await operations.perform(.terminateInstances(ids, region: region), account: account, caller: caller, key: key, metadata: metadata) {
+                return failed(why)
+            }
+            return StageOutcome(status: .succeeded, outputs: ["terminatedInstanceIds": .array(ids.map(JSONValue.string))])
         case .resize, .destroy, .enable, .disable:
             guard let account = stage["credentials"]?.stringValue ?? stage["account"]?.stringValue else { return failed("\(run.stage.type) needs credentials (the account)") }
             guard let text = stage["serverGroupName"]?.stringValue ?? stage["asgName"]?.stringValue, let name = ServerGroupName(parsing: text), name.sequence != nil else {
@@ -83,7 +88,10 @@ struct ServerGroupStageRunner: StageRunner {
             switch kind {
             case .resize: operation = .resizeServerGroup(name, region: region, capacity: Self.capacity(stage["capacity"]))
             case .enable: operation = .enableServerGroup(name, region: region)
-            case .disable: operation = .disableServerGroup(name, region: region)
+            case .disable:
+                let percentage = stage["desiredPercentage"]?.intValue ?? 100
+                guard (1...100).contains(percentage) else { return failed("desiredPercentage is 1–100, not \(percentage)") }
+                operation = .disableServerGroup(name, region: region, percentage: percentage)
             default: operation = .destroyServerGroup(name, region: region)
             }
             switch try await operations.perform(operation, account: account, caller: caller, key: key, metadata: metadata) {

@@ -167,7 +167,7 @@ struct ServerGroupStageTests {
                 "SELECT event_type FROM events WHERE stream_id LIKE 'operation-%' OR stream_id LIKE 'servergroup-%' ORDER BY position", logger: TestEnvironment.logger
             ).decode(String.self) { types.append(type) }
             #expect(types.filter { $0 == CloudOperations.requestedType }.count == 5 && types.filter { $0 == CloudOperations.succeededType }.count == 5, "\(types)")
-            #expect(types.filter { $0 == CloudOperations.upsertedType }.count == 2 && types.filter { $0 == CloudOperations.destroyedType }.count == 1
+            #expect(types.filter { $0 == CloudOperations.upsertedType }.count == 3 && types.filter { $0 == CloudOperations.destroyedType }.count == 1
                     && types.filter { $0 == CloudOperations.disabledType }.count == 1, "\(types)")
             #expect(try await PodmanProvider(account: account, logger: TestEnvironment.logger).serverGroups(of: "shop").isEmpty)
 
@@ -221,8 +221,8 @@ struct LoadBalancerTests {
                 try? FileManager.default.removeItem(at: state)
             }
         }
-        try await provider.upsertLoadBalancer("web", port: port, healthCheck: "/", key: "lb-1")
-        try await provider.upsertLoadBalancer("web", port: port, healthCheck: "/", key: "lb-1")
+        try await provider.upsertLoadBalancer("web", port: port, healthCheck: "/", securityGroups: [], key: "lb-1")
+        try await provider.upsertLoadBalancer("web", port: port, healthCheck: "/", securityGroups: [], key: "lb-1")
         let url = "127.0.0.1:\(port)"
         _ = try await provider.createServerGroup(ServerGroupSpec(name: blue, region: "local", image: v1, capacity: Capacity(min: 2, max: 2, desired: 2), loadBalancers: ["web"]), key: "sg-1")
         try await eventually(timeout: .seconds(20), "v1 to answer through the load balancer") { await PodmanProviderTests.get(url) == "v1" }
@@ -231,7 +231,7 @@ struct LoadBalancerTests {
         let traffic = Task { await load.run(url) }
         _ = try await provider.createServerGroup(ServerGroupSpec(name: green, region: "local", image: v2, capacity: Capacity(min: 2, max: 2, desired: 2), loadBalancers: ["web"]), key: "sg-2")
         try await eventually(timeout: .seconds(20), "v2 to take traffic beside v1") { (load.snapshot.answers["v2"] ?? 0) > 5 }
-        try await provider.setServerGroupEnabled(blue, region: "local", enabled: false, key: "disable-1")
+        try await provider.setServerGroupEnabled(blue, region: "local", enabled: false, percentage: 100, key: "disable-1")
         try await Task.sleep(for: .seconds(1))
         load.reset()
         // However slow a loaded machine answers: only v2 from now on.
@@ -246,6 +246,20 @@ struct LoadBalancerTests {
         #expect(answers["v1"] == nil && (answers["v2"] ?? 0) > 5, "\(answers)")
         let servers = try HAProxy(directory: state.appendingPathComponent(account).appendingPathComponent("load-balancers")).servers(of: "web")
         #expect(servers.map(\.name).sorted() == ["shop-web-v001-i0", "shop-web-v001-i1"], "\(servers)")
+
+        // A security group at the frontend: a rule for another network refuses loopback, one for
+        // loopback lets it in again — without a restart.
+        try await provider.upsertSecurityGroup("office", rules: [IngressRule(cidr: "10.0.0.0/8", startPort: port, endPort: port)], key: "sg-office-1")
+        try await provider.upsertLoadBalancer("web", port: port, healthCheck: "/", securityGroups: ["office"], key: "lb-2")
+        #expect(await PodmanProviderTests.get(url) == nil, "a connection from 127.0.0.1 passed a security group allowing only 10.0.0.0/8")
+        try await provider.upsertSecurityGroup("office", rules: [IngressRule(cidr: "127.0.0.1/32", startPort: port, endPort: port)], key: "sg-office-2")
+        #expect(await PodmanProviderTests.get(url) == "v2", "loopback allowed by the security group, yet refused")
+        await #expect(throws: CloudError.self) { try await provider.deleteSecurityGroup("office", key: "sg-office-3") }
+        await #expect(throws: CloudError.self) {
+            try await provider.upsertSecurityGroup("office", rules: [IngressRule(cidr: "127.0.0.1/32 evil", startPort: port, endPort: port)], key: "sg-office-4")
+        }
+        #expect(try await provider.loadBalancers().first?.securityGroups == ["office"])
+        #expect(try await provider.securityGroups().map(\.name) == ["office"])
         try await provider.destroyServerGroup(green, region: "local", key: "destroy-2")
         try await provider.deleteLoadBalancer("web", key: "delete-1")
         #expect(await PodmanProviderTests.get(url) == nil, "the load balancer still answers after its deletion")

@@ -104,7 +104,7 @@ let package = Package(
         .target(
             name: "ReadModels",
             dependencies: [
-                "EventLog", "Pipelines", "Orchestration", "Expressions", "PipelineEngine", "Access", "PostgresEventStore",
+                "EventLog", "Pipelines", "Orchestration", "Expressions", "PipelineEngine", "Access", "PostgresEventStore", "Clouds",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

@@ -18,6 +18,12 @@ public struct CloudOperations: Sendable {
     public static let destroyedType = "servergroup.destroyed"
     public static let enabledType = "servergroup.enabled"
     public static let disabledType = "servergroup.disabled"
+    /// An operation on the server group began (the observer leaves a server group alone meanwhile).
+    public static let operationStartedType = "servergroup.operation.started"
+    /// The observer found fewer (or more) running instances than the log says, and converged.
+    public static let driftType = "servergroup.drift.detected"
+    /// The observer saw instances' health change.
+    public static let healthChangedType = "servergroup.health.changed"
     public static let loadBalancerUpsertedType = "loadbalancer.upserted"
     public static let loadBalancerDeletedType = "loadbalancer.deleted"
     public static let securityGroupUpsertedType = "securitygroup.upserted"
@@ -116,6 +122,14 @@ public struct CloudOperations: Sendable {
         self.logger = logger
     }
 
+    /// The operations of this installation: podman accounts run containers on this machine; no
+    /// other provider type runs here.
+    public static func standard(store: any EventStore, logger: Logger) -> CloudOperations {
+        CloudOperations(store: store, logger: logger) { account in
+            account.type == "podman" ? PodmanProvider(account: account.name, logger: logger) : nil
+        }
+    }
+
     public static func operationStream(_ key: String) throws -> StreamID {
         try StreamID(category: "operation", id: SHA256.hash(data: Array(key.utf8)).prefix(20).map { String(format: "%02x", $0) }.joined())
     }
@@ -163,6 +177,10 @@ public struct CloudOperations: Sendable {
         }
         let result: Outcome
         let groupStream = try name.map { try Self.serverGroupStream(account: accountName, region: region, name: $0) }
+        if let groupStream {
+            _ = try await append([(Self.operationStartedType, ["operation": .string(operation.name), "key": .string(key)])],
+                                 to: groupStream, expected: .any, metadata: metadata)
+        }
         do {
             switch operation {
             case .createServerGroup(let spec):
@@ -266,19 +284,24 @@ public struct CloudOperations: Sendable {
 
     /// The server group as it is now, on its stream.
     func record(_ state: ServerGroupState, account: String, stream: StreamID, metadata: EventMetadata) async throws {
+        _ = try await append([Self.upserted(state, account: account)], to: stream, expected: .any, metadata: metadata)
+    }
+
+    /// A `servergroup.upserted` event for the server group as it is.
+    public static func upserted(_ state: ServerGroupState, account: String) -> (String, JSONValue) {
         let instances: [JSONValue] = state.instances.map { instance in
             ["id": .string(instance.id), "slot": .number(Double(instance.slot)), "health": .string(instance.health.rawValue),
              "address": instance.address.map(JSONValue.string) ?? .null]
         }
-        _ = try await append([(Self.upsertedType, [
+        return (Self.upsertedType, [
             "account": .string(account), "region": .string(state.region), "serverGroup": .string(state.name.description),
             "application": .string(state.name.application), "cluster": .string(state.name.cluster), "image": .string(state.image),
             "capacity": Operation.json(state.capacity), "instances": .array(instances), "disabled": .bool(state.disabled),
             "loadBalancers": .array(state.loadBalancers.map(JSONValue.string)),
-        ])], to: stream, expected: .any, metadata: metadata)
+        ])
     }
 
-    private func append(_ events: [(String, JSONValue)], to stream: StreamID, expected: ExpectedVersion, metadata: EventMetadata) async throws -> Int64 {
+    func append(_ events: [(String, JSONValue)], to stream: StreamID, expected: ExpectedVersion, metadata: EventMetadata) async throws -> Int64 {
         let result = try await store.append(to: stream, expected: expected, events: try events.map { type, payload in
             NewEvent(type: type, payload: try JSONText(encoding: payload), metadata: metadata)
         })

@@ -75,6 +75,8 @@ public struct InstanceState: Sendable, Hashable {
     public var health: InstanceHealth
     /// Where it serves, `host:port`, when it does.
     public var address: String?
+    /// Whether its process runs at all (an instance can run and fail its health checks).
+    public var running: Bool = true
 }
 
 public struct ServerGroupState: Sendable, Hashable {

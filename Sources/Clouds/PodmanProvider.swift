@@ -6,9 +6,9 @@ import Processes
 /// The `podman` provider: a server group is `desired` containers of one image on this machine,
 /// each publishing the image's port on loopback, labelled with the account, application,
 /// cluster, server group, region and its slot. Operations converge to the request by slot —
-/// slot `i` of server group `g` is the container `g-i<i>` — so running one again launches
-/// nothing more. Containers run with runc and explicit ulimits (ENVIRONMENT.md: crun and the
-/// default limits fail here).
+/// slot `i` of server group `g` in account `a` is the container `a.g-i<i>` — so running one again
+/// launches nothing more. Containers run with runc and explicit ulimits (ENVIRONMENT.md: crun and
+/// the default limits fail here).
 public struct PodmanProvider: CloudProvider {
     public let type = "podman"
     let account: String
@@ -231,7 +231,7 @@ public struct PodmanProvider: CloudProvider {
         }
         for slot in 0..<spec.capacity.desired where !present.contains(slot) {
             var arguments = [
-                "--runtime", "runc", "run", "--detach", "--name", "\(spec.name)-i\(slot)",
+                "--runtime", "runc", "run", "--detach", "--name", containerName(spec.name, slot: slot),
                 "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
                 "--publish", "127.0.0.1::\(spec.port)",
             ]
@@ -286,7 +286,7 @@ public struct PodmanProvider: CloudProvider {
             } else {
                 health = .starting
             }
-            return InstanceState(id: member.id, slot: member.slot, health: health, address: member.address)
+            return InstanceState(id: member.id, slot: member.slot, health: health, address: member.address, running: member.running)
         }
         return ServerGroupState(name: name, region: region, image: members.first?.image ?? fallbackImage, capacity: capacity, instances: instances,
                                 disabled: percentage >= 100, loadBalancers: Array(Set(members.flatMap(\.loadBalancers))).sorted())
@@ -326,6 +326,10 @@ public struct PodmanProvider: CloudProvider {
         }
         return seen
     }
+
+    /// Slot `slot`'s container: `<account>.<server group>-i<slot>` (container names are one
+    /// namespace on the machine, shared by every account).
+    public func containerName(_ name: ServerGroupName, slot: Int) -> String { "\(account).\(name)-i\(slot)" }
 
     func disabledMarker(_ name: ServerGroupName) -> URL {
         root.appendingPathComponent("server-groups").appendingPathComponent("\(name).disabled")

@@ -40,6 +40,12 @@ public enum UnmaskedProcess {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         posix_spawn_file_actions_addopen(&actions, 2, errorsPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        // Nothing else of this process leaks into the child: a daemon it starts (HAProxy) would
+        // otherwise hold the engine's listening sockets and database connections after the engine
+        // exits, and a restarted engine could not bind its port again.
+        guard let closeFrom = Self.addCloseFrom, closeFrom(&actions, 3) == 0 else {
+            throw SpawnError(description: "cannot start \(executable): this C library cannot close inherited descriptors (glibc 2.34 or later is needed)")
+        }
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -67,4 +73,11 @@ public enum UnmaskedProcess {
             output: (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "",
             errors: (try? String(contentsOfFile: errorsPath, encoding: .utf8)) ?? "")
     }
+
+    /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34+), which its headers declare only
+    /// under _GNU_SOURCE: looked up once at run time.
+    private static let addCloseFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32)? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
+    }()
 }

@@ -41,12 +41,16 @@ struct DeployStageRunner: StageRunner {
     }
 
     func run(_ run: StageRun) async throws -> StageOutcome {
+        try await deploy(run, clusters: run.stage.json["clusters"]?.arrayValue ?? (run.stage.json["cluster"].map { [$0] } ?? []))
+    }
+
+    /// Deploys `clusters` (each a deploy stage's cluster) as the stage `run`.
+    func deploy(_ run: StageRun, clusters: [JSONValue]) async throws -> StageOutcome {
         let stage = run.stage.json
-        let clusters = stage["clusters"]?.arrayValue ?? (stage["cluster"].map { [$0] } ?? [])
         func failed(_ why: String, _ outputs: [String: JSONValue] = [:]) -> StageOutcome {
             StageOutcome(status: .terminal, outputs: outputs.merging(["error": .string(why)]) { _, new in new })
         }
-        guard !clusters.isEmpty else { return failed("\(run.stage.type) needs clusters (or cluster): account, region, capacity, imageId and a strategy") }
+        guard !clusters.isEmpty else { return failed("\(run.stage.type ?? "deploy") needs clusters (or cluster): account, region, capacity, imageId and a strategy") }
         let caller = try await TriggerIdentity.caller(of: run.execution.trigger, identities: Identities(store: store))
         let metadata = EventMetadata(correlationID: run.executionID, actor: caller.user, source: "worker")
         let recorded = run.context["deploy.clusters"]?.arrayValue ?? []

@@ -11,10 +11,7 @@ public enum StageRunners {
         repository: ExecutionRepository, timers: any StageTimers, scriptSandbox: ScriptSandbox = ScriptSandbox(), disabled: Set<String> = []
     ) -> [String: any StageRunner] {
         // Cloud operations go to each account's provider: podman accounts run containers here.
-        let logger = Logger(label: "topsail.clouds")
-        let operations = CloudOperations(store: repository.eventStore, logger: logger) { account in
-            account.type == "podman" ? PodmanProvider(account: account.name, logger: logger) : nil
-        }
+        let operations = CloudOperations.standard(store: repository.eventStore, logger: Logger(label: "topsail.clouds"))
         let runners: [String: any StageRunner] = [
             "noop": NoopStageRunner(), "script": ScriptStageRunner(sandbox: scriptSandbox), "manualJudgment": ManualJudgmentStageRunner(),
             "wait": WaitStageRunner(timers: timers), "evaluateVariables": EvaluateVariablesStageRunner(),
@@ -22,6 +19,12 @@ public enum StageRunners {
             "pipeline": PipelineStageRunner(repository: repository, configs: PipelineConfigStore(store: repository.eventStore)),
             "createServerGroup": DeployStageRunner(operations: operations, store: repository.eventStore),
             "deploy": DeployStageRunner(operations: operations, store: repository.eventStore),
+            "cloneServerGroup": CloneServerGroupStageRunner(
+                deploy: DeployStageRunner(operations: operations, store: repository.eventStore), operations: operations, store: repository.eventStore),
+            "disableCluster": ClusterStageRunner(kind: .disable, operations: operations, store: repository.eventStore),
+            "scaleDownCluster": ClusterStageRunner(kind: .scaleDown, operations: operations, store: repository.eventStore),
+            "shrinkCluster": ClusterStageRunner(kind: .shrink, operations: operations, store: repository.eventStore),
+            "rollbackCluster": ClusterStageRunner(kind: .rollback, operations: operations, store: repository.eventStore),
             "terminateInstances": ServerGroupStageRunner(kind: .terminateInstances, operations: operations, store: repository.eventStore),
             "deleteLoadBalancer": ServerGroupStageRunner(kind: .deleteLoadBalancer, operations: operations, store: repository.eventStore),
             "upsertSecurityGroup": ServerGroupStageRunner(kind: .upsertSecurityGroup, operations: operations, store: repository.eventStore),

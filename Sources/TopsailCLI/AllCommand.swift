@@ -8,7 +8,7 @@ import Notifications
 struct AllCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "all",
-        abstract: "Run every role in one process: relay, orchestrator, worker, scheduler, projector, notifier, supervisor and the HTTP API.",
+        abstract: "Run every role in one process: relay, orchestrator, worker, scheduler, projector, notifier, supervisor, observer and the HTTP API.",
         discussion: "SIGTERM or Ctrl-C shuts every role down gracefully: no new work is taken, running work may finish for --drain-timeout seconds, and what is cancelled then runs again after a restart."
     )
 
@@ -20,6 +20,8 @@ struct AllCommand: AsyncParsableCommand {
     @OptionGroup var http: HTTPOptions
 
     @OptionGroup var supervision: SupervisionOptions
+
+    @OptionGroup var observation: ObservationOptions
 
     @OptionGroup var cron: CronOptions
 
@@ -34,7 +36,7 @@ struct AllCommand: AsyncParsableCommand {
             options: options, topics: topics, disabledStageTypes: policy.disabledStageTypes, scriptSandbox: try sandbox.sandbox(), drainTimeout: drain.duration
         ).run([
             .relay(relay.configuration(topics: topics)), .orchestrator, .worker, .scheduler(try cron.configuration()), .projector, .notifier(try notifications.configuration()),
-            supervision.role, .http(try http.configuration(cronTimeZone: try cron.configuration().zone)),
+            supervision.role, observation.role, .http(try http.configuration(cronTimeZone: try cron.configuration().zone)),
         ])
     }
 }
@@ -217,6 +219,46 @@ struct SupervisorCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await Roles(options: options, topics: TopicOptions()).run([supervision.role])
+    }
+}
+
+struct ObserverCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "observer",
+        abstract: "Watch what the clouds run against the log: replace instances killed behind Topsail's back, record health changes.",
+        discussion: """
+            Every --observe-every seconds, each live server group in the cluster view (kept by the projector) \
+            is compared with what its account's provider runs. Fewer or more running instances than the \
+            log's desired capacity is drift: a `servergroup.drift.detected` event names it, the provider \
+            converges to the logged capacity, and `servergroup.upserted` records the result. Instances whose \
+            health changed get one `servergroup.health.changed` event per change; one that was Up and fails its \
+            health checks for longer than --replace-unhealthy-after is replaced. A server group with an \
+            operation in flight is left alone until the operation ends.
+            """
+    )
+
+    @OptionGroup var options: CommonOptions
+    @OptionGroup var observation: ObservationOptions
+
+    func run() async throws {
+        try await Roles(options: options, topics: TopicOptions()).run([observation.role])
+    }
+}
+
+struct ObservationOptions: ParsableArguments {
+    @Option(help: "Seconds between looks at what the clouds run.")
+    var observeEvery: Double = 5
+
+    @Option(help: "Seconds an instance that was Up may fail its health checks before it is replaced.")
+    var replaceUnhealthyAfter: Double = 30
+
+    func validate() throws {
+        guard observeEvery > 0 else { throw ValidationError("--observe-every must be positive") }
+        guard replaceUnhealthyAfter >= 0 else { throw ValidationError("--replace-unhealthy-after must not be negative") }
+    }
+
+    var role: Roles.Role {
+        .observer(interval: .milliseconds(Int64(observeEvery * 1000)), unhealthyGrace: .milliseconds(Int64(replaceUnhealthyAfter * 1000)))
     }
 }
 

@@ -1,5 +1,6 @@
 import API
 import CLISupport
+import Clouds
 import Foundation
 import Hummingbird
 import Kafka
@@ -38,6 +39,7 @@ struct Roles {
         case projector
         case notifier(Notifier)
         case supervisor(interval: Duration, grace: Duration)
+        case observer(interval: Duration, unhealthyGrace: Duration)
         case http(APIServer.Configuration)
     }
 
@@ -119,6 +121,10 @@ struct Roles {
                     groupID: topics.topicPrefix + "pubsub", logger: logger))
             case let .supervisor(interval, grace):
                 services.append(SupervisorService(client: client, repository: repository, interval: interval, grace: grace, logger: logger))
+            case let .observer(interval, unhealthyGrace):
+                services.append(CloudObserverService(
+                    client: client, store: repository.eventStore, operations: CloudOperations.standard(store: repository.eventStore, logger: logger),
+                    interval: interval, unhealthyGrace: unhealthyGrace, logger: logger))
             case .http(var configuration):
                 configuration.disabledStageTypes.formUnion(disabledStageTypes)
                 services.append(try await APIServer(client: client, repository: repository, configuration: configuration, logger: logger).application())

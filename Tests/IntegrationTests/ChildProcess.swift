@@ -36,7 +36,15 @@ final class ChildProcess: @unchecked Sendable {
     func killHard() {
         guard process.isRunning else { return }
         kill(pid, SIGKILL)
-        while process.isRunning { usleep(20_000) }
+        // Dead once Foundation has reaped it, or once the kernel shows it as a zombie: Foundation's
+        // reaping has been seen to lag for minutes while the test process is busy with load.
+        while process.isRunning && !Self.isZombie(pid) { usleep(20_000) }
+    }
+
+    /// Whether `pid` has exited and waits only to be reaped (state Z in /proc/<pid>/stat).
+    static func isZombie(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return true }
+        return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
     }
 
     /// SIGTERM now, SIGKILL if it still runs after `grace`; returns at once. Waiting here would
@@ -49,8 +57,8 @@ final class ChildProcess: @unchecked Sendable {
         let thread = Thread {
             let deadline = ContinuousClock.now + grace
             // Polling: waitUntilExit spins a run loop at full CPU off the main thread.
-            while process.isRunning && ContinuousClock.now < deadline { usleep(20_000) }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            while process.isRunning && !Self.isZombie(process.processIdentifier) && ContinuousClock.now < deadline { usleep(20_000) }
+            if process.isRunning && !Self.isZombie(process.processIdentifier) { kill(process.processIdentifier, SIGKILL) }
         }
         thread.start()
     }
@@ -65,7 +73,7 @@ final class ChildProcess: @unchecked Sendable {
         while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
         guard process.isRunning else { return true }
         kill(pid, SIGKILL)
-        while process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
+        while process.isRunning && !Self.isZombie(pid) { try? await Task.sleep(for: .milliseconds(20)) }
         return false
     }
 

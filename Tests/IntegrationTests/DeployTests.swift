@@ -2,6 +2,9 @@ import Access
 import Clouds
 import EventLog
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import Logging
 import Orchestration
 import Pipelines
@@ -148,6 +151,159 @@ struct DeployTests {
             groups = try await Self.groups(account, cloudState: cloudState)
             #expect(groups.map(\.name.description) == ["shop-web-v003", "shop-web-v004"] && groups.map(\.disabled) == [true, false]
                     && groups.last?.instances.count == 2, "\(groups)")
+        } catch {
+            await cleanUp(account, cloudState: cloudState)
+            throw error
+        }
+        await cleanUp(account, cloudState: cloudState)
+    }
+
+    static func events(_ db: TestDatabase, stream: String) async throws -> [(type: String, payload: JSONValue)] {
+        var found: [(String, JSONValue)] = []
+        for try await (type, payload) in try await db.client.query(
+            "SELECT event_type, payload::text FROM events WHERE stream_id = \(stream) ORDER BY stream_version", logger: TestEnvironment.logger
+        ).decode((String, String).self) { found.append((type, try JSONText(payload).decode(JSONValue.self))) }
+        return found
+    }
+
+    @Test("the observer replaces a container killed with SIGKILL and an instance that turned unhealthy, records a health change once, and the load balancer keeps serving")
+    func observerReplacesInstances() async throws {
+        try await TestDatabase.with { db in try await Self.observerScenario(db) }
+    }
+
+    static func observerScenario(_ db: TestDatabase) async throws {
+        let cloudState = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("clouds"))
+        let engine = try Engine(db, arguments: ["--observe-every", "0.5", "--replace-unhealthy-after", "3"], environment: ["TOPSAIL_CLOUD_STATE_DIR": cloudState.path])
+        defer { engine.process.terminate() }
+        let account = try await account(db)
+        let port = try PrivateBroker.freePort()
+        let v1 = try await image("v1")
+        do {
+            #expect(try await run(engine, loadBalancer(account, port: port)).status == .succeeded)
+            let deployed = try await run(engine, deploy(account, image: v1, strategy: "none"))
+            #expect(deployed.status == .succeeded, "\(deployed.stage("deploy").outputs)")
+            let stream = "servergroup-\(account).local.shop-web-v000"
+            let before = try #require(try await groups(account, cloudState: cloudState).first)
+            #expect(before.instances.map(\.health) == [.up, .up], "\(before)")
+
+            // Killed behind Topsail's back: noticed, replaced, said so.
+            let killed = try await CLITests.run(["kill", "--signal", "KILL", "\(account).shop-web-v000-i0"], executable: URL(fileURLWithPath: "/usr/bin/podman"))
+            #expect(killed.status == 0, "\(killed.stderr)")
+            try await engine.until(timeout: .seconds(60), "the killed instance to be replaced") {
+                let now = try await groups(account, cloudState: cloudState).first
+                return now?.instances.count == 2 && now?.instances.allSatisfy { $0.running && $0.health == .up } == true
+                    && now?.instances.first?.id != before.instances.first?.id
+            }
+            var events = try await Self.events(db, stream: stream)
+            let drift = try #require(events.first { $0.type == CloudOperations.driftType }?.payload)
+            #expect(drift["stopped"]?.arrayValue == [.string(before.instances[0].id)] && drift["missingSlots"]?.arrayValue == [0], "\(drift)")
+            try await engine.until("the load balancer to answer") { await PodmanProviderTests.get("127.0.0.1:\(port)") == "v1" }
+
+            // Slot 1 starts failing its health checks: one health change (Up → Down), then, after the
+            // grace, a replacement.
+            let failing = try #require(try await groups(account, cloudState: cloudState).first?.instances.first { $0.slot == 1 })
+            let (_, response) = try await URLSession.shared.data(from: URL(string: "http://\(try #require(failing.address))/cgi-bin/fail")!)
+            #expect((response as? HTTPURLResponse)?.statusCode == 200)
+            try await engine.until(timeout: .seconds(60), "the unhealthy instance to be replaced") {
+                let now = try await groups(account, cloudState: cloudState).first
+                return now?.instances.count == 2 && now?.instances.allSatisfy { $0.health == .up } == true && now?.instances.last?.id != failing.id
+            }
+            events = try await Self.events(db, stream: stream)
+            var downs: [JSONValue] = []
+            for event in events where event.type == CloudOperations.healthChangedType {
+                for change in event.payload["changes"]?.arrayValue ?? [] where change["id"]?.stringValue == failing.id && change["to"]?.stringValue == "Down" {
+                    downs.append(change)
+                }
+            }
+            #expect(downs.count == 1, "the health change was recorded \(downs.count) times: \(downs)")
+            #expect(events.contains { $0.type == CloudOperations.driftType && $0.payload["unhealthy"]?.arrayValue == [.string(failing.id)] },
+                    "\(events.map(\.type))")
+            // Quiet when nothing changes: once the log has both instances Up, no event for a second
+            // and a half of looks.
+            try await engine.until("the log to record both instances Up") {
+                let last = try await Self.events(db, stream: stream).last { $0.type == CloudOperations.upsertedType }
+                return last?.payload["instances"]?.arrayValue?.map { $0["health"] } == ["Up", "Up"]
+            }
+            let count = try await Self.events(db, stream: stream).count
+            try await Task.sleep(for: .milliseconds(1_500))
+            #expect(try await Self.events(db, stream: stream).count == count)
+            #expect(await PodmanProviderTests.get("127.0.0.1:\(port)") == "v1")
+        } catch {
+            await cleanUp(account, cloudState: cloudState)
+            throw error
+        }
+        await cleanUp(account, cloudState: cloudState)
+    }
+
+    @Test("kill -9 of the engine in the middle of a red/black: traffic keeps flowing, the restarted engine finishes the deploy, nothing is launched twice, and a redelivered operation launches nothing")
+    func killedMidRedBlack() async throws {
+        try await TestDatabase.with { db in try await Self.killScenario(db) }
+    }
+
+    static func killScenario(_ db: TestDatabase) async throws {
+        let cloudState = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("clouds"))
+        var engine = try Engine(db, environment: ["TOPSAIL_CLOUD_STATE_DIR": cloudState.path])
+        defer { engine.process.terminate() }
+        let account = try await account(db)
+        let port = try PrivateBroker.freePort()
+        let url = "127.0.0.1:\(port)"
+        let (v1, v2) = (try await image("v1"), try await image("v2"))
+        do {
+            #expect(try await run(engine, loadBalancer(account, port: port)).status == .succeeded)
+            #expect(try await run(engine, deploy(account, image: v1, strategy: "redblack")).status == .succeeded)
+            try await engine.until("v1 to answer") { await PodmanProviderTests.get(url) == "v1" }
+            let load = Load()
+            let traffic = Task { await load.run(url) }
+
+            guard case .success(let config) = PipelineValidation.parse(deploy(account, image: v2, strategy: "redblack", ["delayBeforeDisableSec": 3])) else {
+                throw SetupError("invalid pipeline")
+            }
+            let id = try await engine.repository.trigger(config, trigger: TriggerIdentity.recording(deployer, in: ["type": "manual", "user": "dee"]),
+                                                         parameters: [:], metadata: EventMetadata(source: "test"))
+            // In the delay before v1 is disabled: v2 serves beside v1.
+            try await engine.until(timeout: .seconds(60), "the deploy to reach its delay") {
+                try await engine.repository.load(id).stage("deploy").outputs["deploy.clusters"]?.arrayValue?.first?["phase"] == "delay"
+            }
+            engine.process.killHard()
+            try await Task.sleep(for: .seconds(1))
+            try engine.restart()
+            let state = try await engine.finished(id, timeout: .seconds(120))
+            #expect(state.status == .succeeded, "\(state.stage("deploy").outputs)")
+            load.reset()
+            try await engine.until(timeout: .seconds(60), "v2 to answer five times") { (load.snapshot.answers["v2"] ?? 0) >= 5 }
+            load.stop()
+            await traffic.value
+            #expect(load.snapshot.failures == 0, "requests failed across the kill: \(load.snapshot)")
+            #expect(load.snapshot.answers["v1"] == nil, "\(load.snapshot)")
+
+            let groups = try await groups(account, cloudState: cloudState)
+            #expect(groups.map(\.name.description) == ["shop-web-v000", "shop-web-v001"] && groups.map(\.disabled) == [true, false]
+                    && groups.map(\.instances.count) == [2, 2], "\(groups)")
+            let key = try #require(state.stage("deploy").outputs["deploy.clusters"]?.arrayValue?.first?["key"]?.stringValue)
+            var requested: [String] = []
+            for try await operation in try await db.client.query("""
+                SELECT payload->>'operation' FROM events WHERE event_type = 'cloud.operation.requested' AND payload->>'key' LIKE \(key + "/%") ORDER BY position
+                """, logger: TestEnvironment.logger).decode(String.self) { requested.append(operation) }
+            #expect(requested == ["createServerGroup", "disableServerGroup"], "\(requested)")
+
+            // The create delivered again under its key: the recorded outcome, nothing launched.
+            let operations = CloudOperations(store: db.store, logger: TestEnvironment.logger) { account in
+                PodmanProvider(account: account.name, stateDirectory: cloudState, logger: TestEnvironment.logger)
+            }
+            let spec = ServerGroupSpec(name: ServerGroupName(application: "shop", stack: "web", sequence: 1), region: "local", image: v2,
+                                       capacity: Capacity(min: 2, max: 4, desired: 2), loadBalancers: ["web"])
+            let ids = Set(groups[1].instances.map(\.id))
+            let again = try await operations.perform(.createServerGroup(spec), account: account, caller: deployer, key: key + "/create", metadata: EventMetadata(source: "test"))
+            guard case .succeeded = again else { throw SetupError("the redelivered create failed: \(again)") }
+            #expect(Set(try await Self.groups(account, cloudState: cloudState)[1].instances.map(\.id)) == ids)
+            let ps = try await CLITests.run(["ps", "--all", "--quiet", "--filter", "label=topsail.account=\(account)"], executable: URL(fileURLWithPath: "/usr/bin/podman"))
+            #expect(ps.stdout.split(separator: "\n").count == 4, "containers of the account: \(ps.stdout)")
+
+            // A user who may only READ the account deploys nothing.
+            let refused = try await run(engine, deploy(account, image: v2, strategy: "redblack"), as: Caller(user: "dev", roles: ["devs"]))
+            #expect(refused.status == .terminal && refused.stage("deploy").outputs["error"]?.stringValue?.contains("may not WRITE account") == true,
+                    "\(refused.stage("deploy").outputs)")
+            #expect(try await Self.groups(account, cloudState: cloudState).count == 2)
         } catch {
             await cleanUp(account, cloudState: cloudState)
             throw error

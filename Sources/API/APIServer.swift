@@ -110,6 +110,7 @@ public struct APIServer: Sendable {
         addIdentityRoutes(to: routes)
         addTriggerRoutes(to: routes)
         addClusterRoutes(to: routes)
+        addCloudRoutes(to: routes)
         // The router names a path segment once: here the first one after /pipelines is the
         // application, not an execution id.
         routes.on(.post, "/pipelines/:id/:pipeline", .application(.execute)) { request, context in

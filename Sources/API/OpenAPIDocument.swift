@@ -145,6 +145,33 @@ enum OpenAPIDocument {
                 "listClusters", "An application's clusters by account (accounts the caller may READ).",
                 responses(["200": response("Account → cluster names.", ["type": "object", "additionalProperties": ["type": "array", "items": ["type": "string"]]])]),
                 parameters: [application], tag: "clusters")],
+            "/applications/{application}/clusters/{account}/{cluster}": ["get": operation(
+                "getCluster", "One cluster of an application in an account, with its server groups (the caller needs READ on the account).",
+                responses(["200": response("The cluster.", object(["name", "account", "application", "serverGroups"], [
+                    "name": ["type": "string"], "account": ["type": "string"], "application": ["type": "string"],
+                    "serverGroups": ["type": "array", "items": serverGroup],
+                ]))], "404"),
+                parameters: [application, path("account", "A cloud account."), path("cluster", "A cluster, app-stack-detail.")], tag: "clusters")],
+            "/applications/{application}/loadBalancers": ["get": operation(
+                "listLoadBalancers", "The load balancers an application's server groups serve behind, or named for it (accounts the caller may READ).",
+                responses(["200": response("Load balancers with their server groups.", ["type": "array", "items": ["type": "object"]])]),
+                parameters: [application], tag: "clusters")],
+            "/securityGroups": ["get": operation(
+                "listSecurityGroups", "Security groups by account and region (accounts the caller may READ).",
+                responses(["200": response("Account → region → security groups with their ipIngress rules.", ["type": "object"])]), tag: "clusters")],
+            "/instances/{account}/{region}/{instanceId}": ["get": operation(
+                "getInstance", "One instance: its server group, health and address (the caller needs READ on the account).",
+                responses(["200": response("The instance.", ["type": "object"])], "404"),
+                parameters: [path("account", "A cloud account."), path("region", "A region."), path("instanceId", "An instance id.")], tag: "clusters")],
+            "/applications/{application}/tasks": ["post": operation(
+                "runTask", "Run cloud operations as a task (Spinnaker's job shape: {description, job: [{type, …}]}); the jobs run in order as the caller, who needs EXECUTE on the application and WRITE on each account.",
+                responses(["202": response("Started.", ref("Triggered"))], "409", "413"),
+                parameters: [application], body: body(["type": "object", "required": ["job"], "properties": [
+                    "description": ["type": "string"], "job": ["type": "array", "minItems": 1, "maxItems": 20, "items": ["type": "object", "required": ["type"]]],
+                ]]), tag: "clusters")],
+            "/tasks/{id}": ["get": operation(
+                "getTask", "A task's execution, as GET /pipelines/{id} shows it.", responses(["200": response("The task's execution.", ["type": "object"])], "404"),
+                parameters: [path("id", "The task's id.")], tag: "clusters")],
         ]
     }
 

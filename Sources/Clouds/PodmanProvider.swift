@@ -41,12 +41,14 @@ public struct PodmanProvider: CloudProvider {
 
     public func resizeServerGroup(_ name: ServerGroupName, region: String, capacity: Capacity, key: String) async throws(CloudError) -> ServerGroupState {
         if let problem = capacity.problem { throw CloudError(problem) }
-        let running = try await containers(of: name)
-        guard let any = running.first else { throw CloudError("server group \(name) in \(account)/\(region) has no instances to resize from: create it first") }
-        let spec = ServerGroupSpec(name: name, region: region, image: any.image, capacity: capacity, port: any.port, environment: any.environment,
-                                   loadBalancers: any.loadBalancers)
+        var template = try record(of: name)
+        if template == nil, let any = try await containers(of: name).first {
+            template = ServerGroupSpec(name: name, region: region, image: any.image, capacity: capacity, port: any.port, loadBalancers: any.loadBalancers)
+        }
+        guard var spec = template else { throw CloudError("there is no server group \(name) in \(account)/\(region): create it first") }
+        spec.capacity = capacity
         try await converge(spec, key: key)
-        return try await settled(name, region: region, capacity: capacity, fallbackImage: any.image)
+        return try await settled(name, region: region, capacity: capacity, fallbackImage: spec.image)
     }
 
     public func destroyServerGroup(_ name: ServerGroupName, region: String, key: String) async throws(CloudError) {
@@ -57,6 +59,7 @@ public struct PodmanProvider: CloudProvider {
         let ids = members.map(\.id)
         if !ids.isEmpty { try await podman(["rm", "--force", "--time", "2"] + ids) }
         try? FileManager.default.removeItem(at: disabledMarker(name))
+        try? FileManager.default.removeItem(at: recordFile(name))
     }
 
     public func terminateInstances(_ ids: [String], key: String) async throws(CloudError) {
@@ -78,12 +81,16 @@ public struct PodmanProvider: CloudProvider {
         let all = try await list(filters: ["label=\(Self.label).account=\(account)", "label=\(Self.label).application=\(application)"])
         var groups: [String: [Container]] = [:]
         for container in all { groups[container.serverGroup, default: []].append(container) }
+        // A server group scaled to nothing still exists, as an auto-scaling group of 0 does.
+        for recorded in try records(of: application) where groups[recorded.name.description] == nil { groups[recorded.name.description] = [] }
         var states: [ServerGroupState] = []
         for key in groups.keys.sorted() {
             guard let name = ServerGroupName(parsing: key), let members = groups[key] else { continue }
-            let desired = members.first?.desired ?? members.count
-            let capacity = Capacity(min: members.first?.minimum ?? 0, max: members.first?.maximum ?? desired, desired: desired)
-            states.append(try describe(name, region: members.first?.region ?? "local", capacity: capacity, members: members, fallbackImage: ""))
+            let recorded = try record(of: name)
+            let desired = recorded?.capacity.desired ?? members.first?.desired ?? members.count
+            let capacity = recorded?.capacity ?? Capacity(min: members.first?.minimum ?? 0, max: members.first?.maximum ?? desired, desired: desired)
+            states.append(try describe(name, region: recorded?.region ?? members.first?.region ?? "local", capacity: capacity, members: members,
+                                       fallbackImage: recorded?.image ?? ""))
         }
         return states
     }
@@ -211,6 +218,7 @@ public struct PodmanProvider: CloudProvider {
     /// Launches the missing slots below `desired` (and relaunches slots whose container stopped),
     /// and removes the slots at or above it.
     func converge(_ spec: ServerGroupSpec, key: String) async throws(CloudError) {
+        try save(spec)
         let existing = try await containers(of: spec.name)
         var stale: [Container] = []
         var present: Set<Int> = []
@@ -330,6 +338,45 @@ public struct PodmanProvider: CloudProvider {
     /// Slot `slot`'s container: `<account>.<server group>-i<slot>` (container names are one
     /// namespace on the machine, shared by every account).
     public func containerName(_ name: ServerGroupName, slot: Int) -> String { "\(account).\(name)-i\(slot)" }
+
+    /// What a server group was last asked to be (so one scaled to nothing, or whose containers were
+    /// all removed, can be brought back).
+    struct Record: Codable {
+        var name: String
+        var region: String
+        var image: String
+        var port: Int
+        var min: Int
+        var max: Int
+        var desired: Int
+        var loadBalancers: [String]
+    }
+
+    func recordFile(_ name: ServerGroupName) -> URL {
+        root.appendingPathComponent("server-groups").appendingPathComponent("\(name).json")
+    }
+
+    func save(_ spec: ServerGroupSpec) throws(CloudError) {
+        try write(Record(name: spec.name.description, region: spec.region, image: spec.image, port: spec.port, min: spec.capacity.min,
+                         max: spec.capacity.max, desired: spec.capacity.desired, loadBalancers: spec.loadBalancers), to: recordFile(spec.name))
+    }
+
+    func record(of name: ServerGroupName) throws(CloudError) -> ServerGroupSpec? {
+        guard let data = try? Data(contentsOf: recordFile(name)), let record = try? JSONDecoder().decode(Record.self, from: data) else { return nil }
+        return ServerGroupSpec(name: name, region: record.region, image: record.image, capacity: Capacity(min: record.min, max: record.max, desired: record.desired),
+                               port: record.port, loadBalancers: record.loadBalancers)
+    }
+
+    func records(of application: String) throws(CloudError) -> [ServerGroupSpec] {
+        let folder = root.appendingPathComponent("server-groups")
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+        var found: [ServerGroupSpec] = []
+        for file in files.sorted() where file.hasSuffix(".json") {
+            guard let name = ServerGroupName(parsing: String(file.dropLast(5))), name.application == application, let spec = try record(of: name) else { continue }
+            found.append(spec)
+        }
+        return found
+    }
 
     func disabledMarker(_ name: ServerGroupName) -> URL {
         root.appendingPathComponent("server-groups").appendingPathComponent("\(name).disabled")

@@ -310,4 +310,84 @@ struct DeployTests {
         }
         await cleanUp(account, cloudState: cloudState)
     }
+
+    @Test("cluster stages and reads: a task clones a server group, rollbackCluster goes back one, scaleDownCluster and shrinkCluster leave the newest, the cluster, load balancer, instance and security group reads answer only callers who may READ the account")
+    func clusterStagesAndReads() async throws {
+        try await TestDatabase.with { db in try await Self.clusterScenario(db) }
+    }
+
+    static func clusterScenario(_ db: TestDatabase) async throws {
+        let cloudState = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("clouds"))
+        let engine = try Engine(db, environment: ["TOPSAIL_CLOUD_STATE_DIR": cloudState.path])
+        defer { engine.process.terminate() }
+        let account = try await account(db)
+        let port = try PrivateBroker.freePort()
+        let (v1, v2) = (try await image("v1"), try await image("v2"))
+        let identities = Identities(store: db.store)
+        let deployerToken = try await identities.issue(user: "dee", name: nil, roles: ["deployers"], metadata: EventMetadata(source: "test")).token
+        let outsider = try await identities.issue(user: "otto", name: nil, roles: ["others"], metadata: EventMetadata(source: "test")).token
+        do {
+            #expect(try await run(engine, loadBalancer(account, port: port)).status == .succeeded)
+            #expect(try await run(engine, deploy(account, image: v1, strategy: "redblack")).status == .succeeded)
+            #expect(try await run(engine, deploy(account, image: v2, strategy: "redblack")).status == .succeeded)
+            try await APIContractTests.answering(engine)
+
+            // An ad-hoc task: a security group, then a clone of v001 (red/black, so v001 is disabled).
+            let task = try await APIContractTests.call("POST", engine.api + "/applications/shop/tasks", """
+                {"description": "clone", "job": [
+                  {"type": "upsertSecurityGroup", "credentials": "\(account)", "securityGroupName": "office",
+                   "ipIngress": [{"cidr": "127.0.0.1/32", "startPort": \(port), "endPort": \(port)}]},
+                  {"type": "cloneServerGroup", "source": {"account": "\(account)", "region": "local", "serverGroupName": "shop-web-v001"}, "strategy": "redblack"}
+                ]}
+                """, deployerToken)
+            #expect(task.status == 202, "\(task.json)")
+            let taskID = try #require(task.json["id"]?.stringValue)
+            let cloned = try await engine.finished(taskID, timeout: .seconds(120))
+            #expect(cloned.status == .succeeded, "\(cloned.stage("1").outputs) \(cloned.stage("2").outputs)")
+            #expect(try await APIContractTests.call("GET", engine.api + "/tasks/\(taskID)", nil, deployerToken).json["status"] == "SUCCEEDED")
+            let script = try await APIContractTests.call("POST", engine.api + "/applications/shop/tasks", #"{"job": [{"type": "script", "command": "id"}]}"#, deployerToken)
+            #expect(script.status == 400, "a task ran a script: \(script.json)")
+            var groups = try await groups(account, cloudState: cloudState)
+            #expect(groups.map(\.name.description) == ["shop-web-v000", "shop-web-v001", "shop-web-v002"] && groups.map(\.disabled) == [true, true, false],
+                    "\(groups)")
+
+            let clusterStages: JSONValue = ["application": "shop", "name": "cluster", "limitConcurrent": false, "stages": [
+                ["refId": "rollback", "type": "rollbackCluster", "credentials": .string(account), "cluster": "shop-web", "regions": ["local"]],
+                ["refId": "scaledown", "type": "scaleDownCluster", "requisiteStageRefIds": ["rollback"], "credentials": .string(account),
+                 "cluster": "shop-web", "remainingFullSizeServerGroups": 2],
+                ["refId": "shrink", "type": "shrinkCluster", "requisiteStageRefIds": ["scaledown"], "credentials": .string(account),
+                 "cluster": "shop-web", "shrinkToSize": 2],
+            ]]
+            let cluster = try await run(engine, clusterStages)
+            #expect(cluster.status == .succeeded, "\(cluster.stage("rollback").outputs) \(cluster.stage("scaledown").outputs) \(cluster.stage("shrink").outputs)")
+            #expect(cluster.stage("rollback").outputs["rollbackTo"] == "shop-web-v001")
+            #expect(cluster.stage("scaledown").outputs["serverGroups"]?.arrayValue == ["shop-web-v000"], "\(cluster.stage("scaledown").outputs)")
+            #expect(cluster.stage("shrink").outputs["serverGroups"]?.arrayValue == ["shop-web-v000"], "\(cluster.stage("shrink").outputs)")
+            groups = try await Self.groups(account, cloudState: cloudState)
+            #expect(groups.map(\.name.description) == ["shop-web-v001", "shop-web-v002"] && groups.map(\.disabled) == [false, true], "\(groups)")
+            try await engine.until("v2 (v001) to answer after the rollback") { await PodmanProviderTests.get("127.0.0.1:\(port)") == "v2" }
+
+            // Reads, from the cluster view.
+            try await engine.until("the cluster view to show two server groups") {
+                let view = try await APIContractTests.call("GET", engine.api + "/applications/shop/clusters/\(account)/shop-web", nil, deployerToken).json
+                return view["serverGroups"]?.arrayValue?.compactMap { $0["name"]?.stringValue } == ["shop-web-v001", "shop-web-v002"]
+            }
+            let outsiderCluster = try await APIContractTests.call("GET", engine.api + "/applications/shop/clusters/\(account)/shop-web", nil, outsider)
+            #expect(outsiderCluster.status == 403, "\(outsiderCluster.json)")
+            let balancers = try await APIContractTests.call("GET", engine.api + "/applications/shop/loadBalancers", nil, deployerToken).json.arrayValue ?? []
+            #expect(balancers.map { $0["name"] } == ["web"] && balancers.first?["port"]?.intValue == port, "\(balancers)")
+            let instance = try #require(groups.first?.instances.first)
+            let shown = try await APIContractTests.call("GET", engine.api + "/instances/\(account)/local/\(instance.id)", nil, deployerToken)
+            #expect(shown.status == 200 && shown.json["serverGroup"] == "shop-web-v001" && shown.json["health"] == "Up", "\(shown.json)")
+            #expect(try await APIContractTests.call("GET", engine.api + "/instances/\(account)/local/\(instance.id)", nil, outsider).status == 403)
+            #expect(try await APIContractTests.call("GET", engine.api + "/instances/\(account)/local/nosuch", nil, deployerToken).status == 404)
+            let securityGroups = try await APIContractTests.call("GET", engine.api + "/securityGroups", nil, deployerToken).json
+            #expect(securityGroups[account]?["local"]?.arrayValue?.first?["name"] == "office", "\(securityGroups)")
+            #expect(try await APIContractTests.call("GET", engine.api + "/securityGroups", nil, outsider).json[account] == nil)
+        } catch {
+            await cleanUp(account, cloudState: cloudState)
+            throw error
+        }
+        await cleanUp(account, cloudState: cloudState)
+    }
 }

@@ -120,6 +120,13 @@ extension APIServer {
                 guard Self.taskJobTypes.contains(type) else {
                     throw APIError.badRequest("job[\(index)]: \(type) is not a cloud operation (one of \(Self.taskJobTypes.sorted().joined(separator: ", ")))")
                 }
+                // Refused here, before anything starts, when the caller may not change an account a job
+                // names (the stage checks again when it runs).
+                for cluster in stage["clusters"]?.arrayValue ?? [.object(stage)] {
+                    if let account = (cluster["credentials"] ?? cluster["account"] ?? cluster["source"]?["account"])?.stringValue {
+                        try await authorizeAccount(context, .write, account: account)
+                    }
+                }
                 // Jobs run one after another, as Spinnaker's task stages do.
                 stage["refId"] = .string(String(index + 1))
                 stage["requisiteStageRefIds"] = index == 0 ? .array([]) : .array([.string(String(index))])

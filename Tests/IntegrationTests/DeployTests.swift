@@ -384,6 +384,18 @@ struct DeployTests {
             let securityGroups = try await APIContractTests.call("GET", engine.api + "/securityGroups", nil, deployerToken).json
             #expect(securityGroups[account]?["local"]?.arrayValue?.first?["name"] == "office", "\(securityGroups)")
             #expect(try await APIContractTests.call("GET", engine.api + "/securityGroups", nil, outsider).json[account] == nil)
+
+            // The CLI: listing from the database, acting through the API as the caller.
+            let listed = try await CLITests.run(["server-groups", "list", "shop", "--database-url", db.url])
+            #expect(listed.status == 0 && listed.stdout.contains("shop-web-v001\tenabled\tdesired 2\t2/2 up"), "\(listed.stdout) \(listed.stderr)")
+            let resized = try await CLITests.run(["server-groups", "act", "resize", account, "shop-web-v001", "--desired", "3", "--max", "4",
+                                                  "--api", engine.api, "--token", deployerToken])
+            #expect(resized.status == 0 && resized.stdout.contains("SUCCEEDED"), "\(resized.stdout) \(resized.stderr)")
+            #expect(try await Self.groups(account, cloudState: cloudState).first?.instances.count == 3)
+            let refused = try await CLITests.run(["server-groups", "act", "destroy", account, "shop-web-v001", "--api", engine.api, "--token", outsider])
+            #expect(refused.status != 0 && refused.stderr.contains("HTTP 403"), "\(refused.stdout) \(refused.stderr)")
+            let lbs = try await CLITests.run(["load-balancers", "shop", "--api", engine.api, "--token", deployerToken])
+            #expect(lbs.status == 0 && lbs.stdout.contains("\(account)\tweb\tport \(port)"), "\(lbs.stdout) \(lbs.stderr)")
         } catch {
             await cleanUp(account, cloudState: cloudState)
             throw error

@@ -188,7 +188,7 @@ let package = Package(
             name: "Benchmarks",
             dependencies: [
                 "EventLog", "Kafka", "PostgresEventStore", "Relay", "Pipelines", "Orchestration", "PipelineEngine", "Access", "ReadModels",
-                "StageRunners", "Triggers", "API", "CLISupport", "Processes",
+                "StageRunners", "Triggers", "API", "CLISupport", "Processes", "Clouds",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

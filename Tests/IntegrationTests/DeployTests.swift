@@ -66,7 +66,9 @@ struct DeployTests {
         try await PodmanProvider(account: account, stateDirectory: cloudState, logger: TestEnvironment.logger).serverGroups(of: "shop")
     }
 
-    static func cleanUp(_ account: String, cloudState: URL) async {
+    /// Stops the engine first: its observer would otherwise launch again what the cleanup removes.
+    static func cleanUp(_ account: String, cloudState: URL, engine: Engine) async {
+        _ = await engine.process.stopped()
         let provider = PodmanProvider(account: account, stateDirectory: cloudState, logger: TestEnvironment.logger)
         for group in (try? await provider.serverGroups(of: "shop")) ?? [] { try? await provider.destroyServerGroup(group.name, region: "local", key: "cleanup") }
         try? await provider.deleteLoadBalancer("web", key: "cleanup")
@@ -152,10 +154,10 @@ struct DeployTests {
             #expect(groups.map(\.name.description) == ["shop-web-v003", "shop-web-v004"] && groups.map(\.disabled) == [true, false]
                     && groups.last?.instances.count == 2, "\(groups)")
         } catch {
-            await cleanUp(account, cloudState: cloudState)
+            await cleanUp(account, cloudState: cloudState, engine: engine)
             throw error
         }
-        await cleanUp(account, cloudState: cloudState)
+        await cleanUp(account, cloudState: cloudState, engine: engine)
     }
 
     static func events(_ db: TestDatabase, stream: String) async throws -> [(type: String, payload: JSONValue)] {
@@ -229,10 +231,10 @@ struct DeployTests {
             #expect(try await Self.events(db, stream: stream).count == count)
             #expect(await PodmanProviderTests.get("127.0.0.1:\(port)") == "v1")
         } catch {
-            await cleanUp(account, cloudState: cloudState)
+            await cleanUp(account, cloudState: cloudState, engine: engine)
             throw error
         }
-        await cleanUp(account, cloudState: cloudState)
+        await cleanUp(account, cloudState: cloudState, engine: engine)
     }
 
     @Test("kill -9 of the engine in the middle of a red/black: traffic keeps flowing, the restarted engine finishes the deploy, nothing is launched twice, and a redelivered operation launches nothing")
@@ -305,10 +307,10 @@ struct DeployTests {
                     "\(refused.stage("deploy").outputs)")
             #expect(try await Self.groups(account, cloudState: cloudState).count == 2)
         } catch {
-            await cleanUp(account, cloudState: cloudState)
+            await cleanUp(account, cloudState: cloudState, engine: engine)
             throw error
         }
-        await cleanUp(account, cloudState: cloudState)
+        await cleanUp(account, cloudState: cloudState, engine: engine)
     }
 
     @Test("cluster stages and reads: a task clones a server group, rollbackCluster goes back one, scaleDownCluster and shrinkCluster leave the newest, the cluster, load balancer, instance and security group reads answer only callers who may READ the account")
@@ -397,9 +399,9 @@ struct DeployTests {
             let lbs = try await CLITests.run(["load-balancers", "shop", "--api", engine.api, "--token", deployerToken])
             #expect(lbs.status == 0 && lbs.stdout.contains("\(account)\tweb\tport \(port)"), "\(lbs.stdout) \(lbs.stderr)")
         } catch {
-            await cleanUp(account, cloudState: cloudState)
+            await cleanUp(account, cloudState: cloudState, engine: engine)
             throw error
         }
-        await cleanUp(account, cloudState: cloudState)
+        await cleanUp(account, cloudState: cloudState, engine: engine)
     }
 }

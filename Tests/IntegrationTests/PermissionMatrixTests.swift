@@ -92,6 +92,9 @@ struct PermissionMatrixTests {
                 case "/webhooks/git/:provider": path = "/webhooks/git/github"
                 case "/webhooks/cdevents/:source": path = "/webhooks/cdevents/matrix"
                 case "/ci/builds/:master": path = "/ci/builds/matrix"
+                case "/applications/:app/clusters/:account/:cluster": path = "/applications/web/clusters/nosuch/web"
+                case "/instances/:account/:region/:id": path = "/instances/nosuch/local/i-1"
+                case "/tasks/:id": path = "/tasks/\(execution)"
                 default: if executionRoute { path = path.replacingOccurrences(of: ":id", with: execution) }
                 }
                 guard !path.contains(":") else { throw SetupError("the matrix has no example for a parameter of \(route): add one") }

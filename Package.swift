@@ -234,7 +234,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "EventLog", "Kafka", "PostgresEventStore", "Relay", "PipelineEngine", "Access", "ReadModels", "Triggers", "Clouds", "TopsailCLI",
+                "EventLog", "Kafka", "PostgresEventStore", "Relay", "PipelineEngine", "Access", "ReadModels", "Triggers", "Clouds", "TopsailCLI", "Processes",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),

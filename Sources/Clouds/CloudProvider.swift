@@ -47,13 +47,17 @@ public struct ServerGroupSpec: Sendable, Hashable {
         self.loadBalancers = loadBalancers
     }
 
+    /// Whether `image` can be an image reference on a command line: printable, no spaces, not an option.
+    public static func validImage(_ image: String) -> Bool {
+        !image.isEmpty && image.count <= 255 && !image.hasPrefix("-") && image.unicodeScalars.allSatisfy { $0.isASCII && $0.value > 0x20 && $0.value != 0x7F }
+    }
+
     /// What is wrong with it, if anything. Every part reaches a podman command line, labels or a
     /// load balancer's runtime commands, so each is checked here, whoever asks.
     public var problem: String? {
         if let problem = name.problem ?? capacity.problem { return problem }
         guard name.sequence != nil else { return "a server group's name needs its sequence (\(name)-v000)" }
-        guard !image.isEmpty, image.count <= 255, !image.hasPrefix("-"),
-              image.unicodeScalars.allSatisfy({ $0.isASCII && $0.value > 0x20 && $0.value != 0x7F }) else {
+        guard Self.validImage(image) else {
             return "an image is a reference such as localhost/shop:1.2 (printable, no spaces, not starting with '-'), not '\(image)'"
         }
         guard (1...65_535).contains(port) else { return "a container port is 1–65535, not \(port)" }

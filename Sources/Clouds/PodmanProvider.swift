@@ -434,6 +434,11 @@ public struct PodmanProvider: CloudProvider {
 
     @discardableResult
     func podman(_ arguments: [String]) async throws(CloudError) -> String {
+        try await Self.run(executable, arguments)
+    }
+
+    /// Runs podman and answers what it printed; a failure says what podman said.
+    static func run(_ executable: String, _ arguments: [String]) async throws(CloudError) -> String {
         let finished: UnmaskedProcess.Finished
         do {
             finished = try await UnmaskedProcess.run(executable, arguments, environment: ProcessInfo.processInfo.environment)

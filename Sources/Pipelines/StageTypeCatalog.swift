@@ -30,6 +30,8 @@ public enum StageTypeCatalog {
         StageType(name: "deploy", required: [("clusters", .array)]),
         StageType(name: "terminateInstances", required: [("instanceIds", .array)]),
         StageType(name: "cloneServerGroup", required: []),
+        StageType(name: "bake", required: []),
+        StageType(name: "findImageFromTags", required: [("packageName", .string)]),
         StageType(name: "disableCluster", required: [("cluster", .string)]),
         StageType(name: "scaleDownCluster", required: [("cluster", .string)]),
         StageType(name: "shrinkCluster", required: [("cluster", .string)]),

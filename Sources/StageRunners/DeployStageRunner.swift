@@ -101,6 +101,23 @@ struct ClusterDeploy {
     let metadata: EventMetadata
     let operations: CloudOperations
 
+    /// The image of a bake or findImageFromTags stage upstream of this one (Spinnaker's
+    /// `deploymentDetails`), the nearest first.
+    static func upstreamImage(_ run: StageRun) -> String? {
+        var frontier = run.stage.requisiteStageRefIDs
+        var seen: Set<String> = []
+        while !frontier.isEmpty {
+            var next: [String] = []
+            for ref in frontier where seen.insert(ref).inserted {
+                let stage = run.execution.stage(ref)
+                if stage.status == ExecutionStatus.succeeded, let image = stage.outputs["deploymentDetails"]?.arrayValue?.first?["imageId"]?.stringValue { return image }
+                next += run.execution.config(ref)?.requisiteStageRefIDs ?? []
+            }
+            frontier = next
+        }
+        return nil
+    }
+
     static func region(of cluster: JSONValue) -> String {
         cluster["region"]?.stringValue ?? cluster["availabilityZones"]?.objectValue?.keys.sorted().first ?? "local"
     }
@@ -110,8 +127,8 @@ struct ClusterDeploy {
         cluster: JSONValue, stage: [String: JSONValue], index: Int, run: StageRun, caller: Caller, metadata: EventMetadata, operations: CloudOperations
     ) -> Result<ClusterDeploy, DeployProblem> {
         guard let account = cluster["account"]?.stringValue ?? cluster["credentials"]?.stringValue else { return .failure("account is required") }
-        guard let image = cluster["imageId"]?.stringValue ?? cluster["image"]?.stringValue ?? cluster["amiName"]?.stringValue else {
-            return .failure("imageId is required (or an upstream bake's image)")
+        guard let image = cluster["imageId"]?.stringValue ?? cluster["image"]?.stringValue ?? cluster["amiName"]?.stringValue ?? Self.upstreamImage(run) else {
+            return .failure("imageId is required (or an upstream bake or findImageFromTags stage's image)")
         }
         let strategy = cluster["strategy"]?.stringValue ?? stage["strategy"]?.stringValue ?? ""
         guard DeployStageRunner.strategies.contains(strategy) else {

@@ -19,6 +19,8 @@ public enum StageRunners {
             "pipeline": PipelineStageRunner(repository: repository, configs: PipelineConfigStore(store: repository.eventStore)),
             "createServerGroup": DeployStageRunner(operations: operations, store: repository.eventStore),
             "deploy": DeployStageRunner(operations: operations, store: repository.eventStore),
+            "bake": BakeStageRunner(bakery: Bakery(), store: repository.eventStore),
+            "findImageFromTags": FindImageStageRunner(bakery: Bakery()),
             "cloneServerGroup": CloneServerGroupStageRunner(
                 deploy: DeployStageRunner(operations: operations, store: repository.eventStore), operations: operations, store: repository.eventStore),
             "disableCluster": ClusterStageRunner(kind: .disable, operations: operations, store: repository.eventStore),

@@ -16,7 +16,7 @@ public struct TopsailCommand: AsyncParsableCommand {
             """,
         subcommands: [
             MigrateCommand.self, EventsCommand.self, PipelineCommand.self, ExecutionsCommand.self, RelayCommand.self, OrchestratorCommand.self, NotifierCommand.self, AccountsCommand.self,
-            WorkerCommand.self, SchedulerCommand.self, ProjectorCommand.self, SupervisorCommand.self, ObserverCommand.self, ClustersCommand.self, ServerGroupsCommand.self, LoadBalancersCommand.self, APICommand.self, AuditCommand.self, ApplyCommand.self, ExportCommand.self, TokensCommand.self, ServiceAccountsCommand.self, ProjectionsCommand.self, AllCommand.self, BenchCommand.self,
+            WorkerCommand.self, SchedulerCommand.self, ProjectorCommand.self, SupervisorCommand.self, ObserverCommand.self, ClustersCommand.self, ServerGroupsCommand.self, LoadBalancersCommand.self, BakeCommand.self, APICommand.self, AuditCommand.self, ApplyCommand.self, ExportCommand.self, TokensCommand.self, ServiceAccountsCommand.self, ProjectionsCommand.self, AllCommand.self, BenchCommand.self,
         ]
     )
 

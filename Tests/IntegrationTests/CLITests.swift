@@ -4,6 +4,7 @@ import Foundation
 import FoundationNetworking
 import PostgresEventStore
 #endif
+import Processes
 import Testing
 
 /// The `topsail` executable as users run it.
@@ -15,35 +16,16 @@ struct CLITests {
         let stderr: String
     }
 
-    /// Runs the executable to completion on a thread of its own: blocking a test's cooperative
-    /// thread while a command runs would stall every other test in the process.
+    /// Runs the executable to completion on a thread of its own (blocking a test's cooperative
+    /// thread while a command runs would stall every other test in the process), its output in
+    /// files and its exit collected by `waitpid` on its own pid: neither waits on a pipe's end,
+    /// which a daemon the command starts could hold open, nor on Foundation's reaping of children,
+    /// seen to stall in a test process that has killed children with SIGKILL.
     /// (Another executable than `topsail` when `executable` is given.)
     static func run(_ arguments: [String], environment: [String: String] = [:], executable: URL? = nil) async throws -> Outcome {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                do {
-                    continuation.resume(returning: try runBlocking(executable ?? TestEnvironment.topsailExecutable(), arguments, environment: environment))
-                } catch {
-                    continuation.resume(throwing: error)
-                }
-            }
-        }
-    }
-
-    private static func runBlocking(_ executable: URL, _ arguments: [String], environment: [String: String]) throws -> Outcome {
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        process.environment = TestEnvironment.processEnvironment(environment)
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Outcome(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+        let finished = try await UnmaskedProcess.run(
+            (executable ?? TestEnvironment.topsailExecutable()).path, arguments, environment: TestEnvironment.processEnvironment(environment))
+        return Outcome(status: finished.status, stdout: finished.output, stderr: finished.errors)
     }
 
     @Test("migrate, append, read: positions printed, JSON lines read back, retries idempotent")

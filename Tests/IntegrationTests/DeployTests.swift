@@ -185,8 +185,10 @@ struct DeployTests {
             let deployed = try await run(engine, deploy(account, image: v1, strategy: "none"))
             #expect(deployed.status == .succeeded, "\(deployed.stage("deploy").outputs)")
             let stream = "servergroup-\(account).local.shop-web-v000"
+            try await engine.until("both instances to be Up") {
+                try await groups(account, cloudState: cloudState).first?.instances.map(\.health) == [.up, .up]
+            }
             let before = try #require(try await groups(account, cloudState: cloudState).first)
-            #expect(before.instances.map(\.health) == [.up, .up], "\(before)")
 
             // Killed behind Topsail's back: noticed, replaced, said so.
             let killed = try await CLITests.run(["kill", "--signal", "KILL", "\(account).shop-web-v000-i0"], executable: URL(fileURLWithPath: "/usr/bin/podman"))
@@ -398,6 +400,79 @@ struct DeployTests {
             #expect(refused.status != 0 && refused.stderr.contains("HTTP 403"), "\(refused.stdout) \(refused.stderr)")
             let lbs = try await CLITests.run(["load-balancers", "shop", "--api", engine.api, "--token", deployerToken])
             #expect(lbs.status == 0 && lbs.stdout.contains("\(account)\tweb\tport \(port)"), "\(lbs.stdout) \(lbs.stderr)")
+        } catch {
+            await cleanUp(account, cloudState: cloudState, engine: engine)
+            throw error
+        }
+        await cleanUp(account, cloudState: cloudState, engine: engine)
+    }
+
+    @Test("bake: the example service baked on a local base image under a content-hash tag, deployed by the next stage without naming an image; the same inputs reuse the image, rebake builds it again, findImageFromTags finds it, and a package outside the package root is refused")
+    func bakeAndDeploy() async throws {
+        try await TestDatabase.with { db in try await Self.bakeScenario(db) }
+    }
+
+    static func bakeScenario(_ db: TestDatabase) async throws {
+        let based = try await CLITests.run(["bake", "base"])
+        #expect(based.status == 0 && based.stdout.contains("localhost/topsail-base:busybox"), "\(based.stdout) \(based.stderr)")
+        let packages = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("packages"))
+        let service = packages.appendingPathComponent("service")
+        try FileManager.default.createDirectory(at: service, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: TestEnvironment.packageRoot.appendingPathComponent("examples/service/start.sh"), to: service.appendingPathComponent("start.sh"))
+        let release = "VERSION=baked-\(UUID().uuidString.prefix(8))\nHEALTHY=true\n"
+        try release.write(to: service.appendingPathComponent("release"), atomically: true, encoding: .utf8)
+        let version = String(release.dropFirst("VERSION=".count).prefix { $0 != "\n" })
+        defer { try? FileManager.default.removeItem(at: packages) }
+        let cloudState = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("clouds"))
+        let engine = try Engine(db, environment: ["TOPSAIL_CLOUD_STATE_DIR": cloudState.path, "TOPSAIL_BAKE_PACKAGES_DIR": packages.path])
+        defer { engine.process.terminate() }
+        let account = try await account(db)
+        let port = try PrivateBroker.freePort()
+        func bake(_ extra: [String: JSONValue] = [:], deploy: Bool = false) -> JSONValue {
+            var stage: [String: JSONValue] = [
+                "refId": "bake", "type": "bake", "package": "service", "baseOs": "busybox", "imageName": "shop-service", "tags": ["release": .string(version)],
+                "recipe": #"COPY package/ /\#nENTRYPOINT ["/bin/sh", "/start.sh"]"#,
+            ]
+            stage.merge(extra) { _, new in new }
+            var stages: [JSONValue] = [.object(stage)]
+            if deploy {
+                stages.append(["refId": "deploy", "type": "deploy", "requisiteStageRefIds": ["bake"], "clusters": [[
+                    "account": .string(account), "region": "local", "stack": "web", "loadBalancers": ["web"], "strategy": "redblack",
+                    "capacity": ["min": 1, "max": 1, "desired": 1],
+                ]]])
+            }
+            return ["application": "shop", "name": "bake", "limitConcurrent": false, "stages": .array(stages)]
+        }
+        do {
+            #expect(try await run(engine, loadBalancer(account, port: port)).status == .succeeded)
+            let first = try await run(engine, bake(deploy: true))
+            #expect(first.status == .succeeded, "\(first.stage("bake").outputs) \(first.stage("deploy").outputs)")
+            let image = try #require(first.stage("bake").outputs["imageId"]?.stringValue)
+            #expect(image.hasPrefix("localhost/shop-service:") && first.stage("bake").outputs["cached"] == false, "\(first.stage("bake").outputs)")
+            try await engine.until("the baked version to answer through the load balancer") { await PodmanProviderTests.get("127.0.0.1:\(port)") == version }
+            #expect(try await groups(account, cloudState: cloudState).first?.image == image)
+
+            let again = try await run(engine, bake())
+            #expect(again.stage("bake").outputs["imageId"]?.stringValue == image && again.stage("bake").outputs["cached"] == true, "\(again.stage("bake").outputs)")
+            let rebaked = try await run(engine, bake(["rebake": true]))
+            #expect(rebaked.stage("bake").outputs["imageId"]?.stringValue == image && rebaked.stage("bake").outputs["cached"] == false, "\(rebaked.stage("bake").outputs)")
+            try "VERSION=other\nHEALTHY=true\n".write(to: service.appendingPathComponent("release"), atomically: true, encoding: .utf8)
+            let changed = try await run(engine, bake())
+            #expect(changed.stage("bake").outputs["imageId"]?.stringValue != image, "a changed package kept the image's tag")
+
+            let found = try await run(engine, ["application": "shop", "name": "find", "limitConcurrent": false, "stages": [
+                ["refId": "find", "type": "findImageFromTags", "packageName": "shop-service", "tags": ["release": .string(version)]],
+            ]])
+            // The newest image with those tags: the one baked from the changed package.
+            #expect(found.stage("find").outputs["imageId"] == changed.stage("bake").outputs["imageId"], "\(found.stage("find").outputs)")
+            let outside = try await run(engine, bake(["package": "../../etc"]))
+            #expect(outside.status == .terminal && outside.stage("bake").outputs["error"]?.stringValue?.contains("package root") == true,
+                    "\(outside.stage("bake").outputs)")
+            var baked = 0
+            for try await count in try await db.client.query(
+                "SELECT count(*)::int FROM events WHERE event_type = 'image.baked' AND stream_id = 'image-shop-service'", logger: TestEnvironment.logger
+            ).decode(Int.self) { baked = count }
+            #expect(baked == 4, "image.baked events: \(baked)")
         } catch {
             await cleanUp(account, cloudState: cloudState, engine: engine)
             throw error

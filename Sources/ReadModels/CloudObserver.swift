@@ -113,13 +113,24 @@ public final class CloudObserverService: Service {
         // An instance that was Up and has failed its health checks for longer than the grace is
         // replaced, as an auto-scaling group replaces an instance its load balancer finds unhealthy.
         // One that never came up is left (a failed deploy's server group is not churned).
+        // Down since its latest change to Down, if the log ever recorded it Up.
         var downSince: [String: Date] = [:]
-        for event in recent where event.type == CloudOperations.healthChangedType {
-            for change in try event.payload.decode(JSONValue.self)["changes"]?.arrayValue ?? [] {
-                guard let id = change["id"]?.stringValue, !downSince.keys.contains(id) else { continue }
-                downSince[id] = change["to"] == "Down" && change["from"] == "Up" ? event.recordedAt : .distantFuture
+        var wasUp: Set<String> = []
+        for event in recent {
+            let payload = try event.payload.decode(JSONValue.self)
+            if event.type == CloudOperations.healthChangedType {
+                for change in payload["changes"]?.arrayValue ?? [] {
+                    guard let id = change["id"]?.stringValue else { continue }
+                    if change["from"] == "Up" || change["to"] == "Up" { wasUp.insert(id) }
+                    if !downSince.keys.contains(id) { downSince[id] = change["to"] == "Down" ? event.recordedAt : .distantFuture }
+                }
+            } else if event.type == CloudOperations.upsertedType {
+                for instance in payload["instances"]?.arrayValue ?? [] where instance["health"] == "Up" {
+                    if let id = instance["id"]?.stringValue { wasUp.insert(id) }
+                }
             }
         }
+        for id in downSince.keys where !wasUp.contains(id) { downSince[id] = .distantFuture }
         let graceSeconds = Double(unhealthyGrace.components.seconds) + Double(unhealthyGrace.components.attoseconds) / 1e18
         let unhealthy = (state?.instances ?? []).filter { instance in
             instance.running && instance.health == .down && Date().timeIntervalSince(downSince[instance.id] ?? .distantFuture) > graceSeconds

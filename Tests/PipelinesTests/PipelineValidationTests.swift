@@ -87,7 +87,7 @@ struct PipelineValidationTests {
     @Test func reportsUnknownTypesAndMissingFields() throws {
         let problems = try Self.problems("""
             {"stages": [
-              {"refId": "1", "type": "bake"},
+              {"refId": "1", "type": "canaryAnalysis"},
               {"refId": "2", "type": "script"},
               {"refId": "3", "type": "webhook", "url": 42},
               {"refId": "4", "type": "wait", "waitTime": "${parameters.soak}"},
@@ -96,7 +96,7 @@ struct PipelineValidationTests {
             ]}
             """)
         let byPath = Dictionary(problems.map { ($0.path, $0) }) { first, _ in first }
-        #expect(byPath["stages[0].type"]?.message.hasPrefix("unknown stage type 'bake' (supported: ") == true)
+        #expect(byPath["stages[0].type"]?.message.hasPrefix("unknown stage type 'canaryAnalysis' (supported: ") == true)
         #expect(byPath["stages[1].command"]?.message == "a script stage needs 'command' (a non-empty string)")
         #expect(byPath["stages[2].url"]?.message == "'url' must be a non-empty string, not number")
         #expect(byPath["stages[3].waitTime"] == nil, "an expression may stand for any field")

@@ -36,6 +36,31 @@ public struct Bakery: Sendable {
         public var hash: String
         public var cached: Bool
         public var buildLog: String?
+        /// `<registry>/<name>:<hash>@<digest>` once pushed to the configured registry.
+        public var pushed: String?
+    }
+
+    /// Where baked images are pushed ($TOPSAIL_BAKE_REGISTRY): a registry's host and port, and
+    /// how to reach it. Without one, images stay in the local image store.
+    public struct Registry: Sendable {
+        public var host: String
+        /// False only for a registry on plain HTTP ($TOPSAIL_BAKE_REGISTRY_TLS_VERIFY=false).
+        public var verifyTLS: Bool
+        /// A containers-auth.json with the registry's credentials ($TOPSAIL_BAKE_REGISTRY_AUTHFILE).
+        public var authFile: String?
+
+        public init(host: String, verifyTLS: Bool = true, authFile: String? = nil) {
+            self.host = host
+            self.verifyTLS = verifyTLS
+            self.authFile = authFile
+        }
+
+        /// From the environment, or nil when no registry is configured.
+        public static func configured(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> Registry? {
+            guard let host = environment["TOPSAIL_BAKE_REGISTRY"], !host.isEmpty else { return nil }
+            return Registry(host: host, verifyTLS: environment["TOPSAIL_BAKE_REGISTRY_TLS_VERIFY"]?.lowercased() != "false",
+                            authFile: environment["TOPSAIL_BAKE_REGISTRY_AUTHFILE"].flatMap { $0.isEmpty ? nil : $0 })
+        }
     }
 
     public struct Found: Sendable {
@@ -47,10 +72,12 @@ public struct Bakery: Sendable {
     let packageRoot: URL
     let logDirectory: URL
     let executable: String
+    let registry: Registry?
 
     /// `packageRoot`: where packages are found ($TOPSAIL_BAKE_PACKAGES_DIR, else .topsail/packages);
-    /// nothing outside it can be baked into an image.
-    public init(packageRoot: URL? = nil, logDirectory: URL? = nil, executable: String = "/usr/bin/podman") {
+    /// nothing outside it can be baked into an image. `registry`: where images are pushed.
+    public init(packageRoot: URL? = nil, logDirectory: URL? = nil, executable: String = "/usr/bin/podman", registry: Registry? = Registry.configured()) {
+        self.registry = registry
         let cwd = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
         self.packageRoot = (packageRoot ?? ProcessInfo.processInfo.environment["TOPSAIL_BAKE_PACKAGES_DIR"].map { URL(fileURLWithPath: $0) }
             ?? cwd.appendingPathComponent(".topsail/packages")).standardizedFileURL.resolvingSymlinksInPath()
@@ -107,7 +134,10 @@ public struct Bakery: Sendable {
         let hash = hasher.finalize().prefix(16).map { String(format: "%02x", $0) }.joined()
         let reference = "localhost/\(request.imageName):\(hash)"
         if !request.rebake, let existing = try? await podman(["image", "inspect", "--format", "{{.Id}}", reference]) {
-            return Baked(reference: reference, imageID: existing.trimmingCharacters(in: .whitespacesAndNewlines), hash: hash, cached: true, buildLog: nil)
+            // Pushed again: a registry that lost it (or was configured since) gets it; one that has
+            // it answers at once, since the content is the same.
+            return Baked(reference: reference, imageID: existing.trimmingCharacters(in: .whitespacesAndNewlines), hash: hash, cached: true, buildLog: nil,
+                         pushed: try await push(reference, name: request.imageName, tag: hash))
         }
         let context = FileManager.default.temporaryDirectory.appendingPathComponent("topsail-bake-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: context) }
@@ -135,7 +165,27 @@ public struct Bakery: Sendable {
             throw CloudError("the bake of \(request.imageName) failed: \(finished.errors.suffix(500)) (log: \(log.path))")
         }
         let id = try await podman(["image", "inspect", "--format", "{{.Id}}", reference]).trimmingCharacters(in: .whitespacesAndNewlines)
-        return Baked(reference: reference, imageID: id, hash: hash, cached: false, buildLog: log.path)
+        return Baked(reference: reference, imageID: id, hash: hash, cached: false, buildLog: log.path,
+                     pushed: try await push(reference, name: request.imageName, tag: hash))
+    }
+
+    /// Pushes the image to the configured registry; returns its reference there, with the digest
+    /// the registry stored. Nil when no registry is configured.
+    func push(_ reference: String, name: String, tag: String) async throws(CloudError) -> String? {
+        guard let registry else { return nil }
+        let destination = "\(registry.host)/\(name):\(tag)"
+        let digestFile = FileManager.default.temporaryDirectory.appendingPathComponent("topsail-push-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: digestFile) }
+        var arguments = ["push", "--tls-verify=\(registry.verifyTLS)", "--digestfile", digestFile]
+        if let authFile = registry.authFile { arguments += ["--authfile", authFile] }
+        arguments += [reference, "docker://\(destination)"]
+        do {
+            try await podman(arguments)
+        } catch {
+            throw CloudError("the image \(reference) was baked but not pushed to \(registry.host): \(error.description) (check TOPSAIL_BAKE_REGISTRY and its credentials)")
+        }
+        let digest = (try? String(contentsOfFile: digestFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        return digest.isEmpty ? destination : "\(destination)@\(digest)"
     }
 
     /// The newest image baked as `name` whose tags include `tags` (findImageFromTags).

@@ -34,12 +34,29 @@ public enum UnmaskedProcess {
             try? FileManager.default.removeItem(atPath: outputPath)
             try? FileManager.default.removeItem(atPath: errorsPath)
         }
+        let pid = try spawn(executable, arguments, environment: environment, output: outputPath, errors: errorsPath)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return Finished(
+            status: exitCode(status),
+            output: (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "",
+            errors: (try? String(contentsOfFile: errorsPath, encoding: .utf8)) ?? "")
+    }
+
+    /// Starts `executable` without waiting for it: stdin from /dev/null, stdout to the file
+    /// `output`, stderr to `errors` (the same file when nil). The caller reaps the child with
+    /// `waitpid` (see `exited(_:)`); nothing else in this process does.
+    public static func spawn(_ executable: String, _ arguments: [String], environment: [String: String], output: String, errors: String? = nil) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_addopen(&actions, 2, errorsPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        if let errors {
+            posix_spawn_file_actions_addopen(&actions, 2, errors, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        } else {
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        }
         // Nothing else of this process leaks into the child: a daemon it starts (HAProxy) would
         // otherwise hold the engine's listening sockets and database connections after the engine
         // exits, and a restarted engine could not bind its port again.
@@ -65,13 +82,23 @@ public enum UnmaskedProcess {
         var pid = pid_t()
         let spawned = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
         guard spawned == 0 else { throw SpawnError(description: "cannot start \(executable): \(String(cString: strerror(spawned)))") }
+        return pid
+    }
+
+    /// The exit code of `pid` if it has exited (reaping it), nil while it runs. A child killed by
+    /// a signal reports 128 + the signal, as shells do.
+    public static func exited(_ pid: pid_t) -> Int32? {
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        let exited = (status & 0x7f) == 0
-        return Finished(
-            status: exited ? (status >> 8) & 0xff : 128 + (status & 0x7f),
-            output: (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "",
-            errors: (try? String(contentsOfFile: errorsPath, encoding: .utf8)) ?? "")
+        var reaped: pid_t
+        repeat { reaped = waitpid(pid, &status, WNOHANG) } while reaped < 0 && errno == EINTR
+        if reaped == pid { return exitCode(status) }
+        // ECHILD: already reaped elsewhere; there is nothing left to wait for.
+        if reaped < 0 { return 128 + SIGKILL }
+        return nil
+    }
+
+    private static func exitCode(_ status: Int32) -> Int32 {
+        (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
     }
 
     /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34+), which its headers declare only

@@ -44,16 +44,17 @@ struct BakeStageRunner: StageRunner {
         let details: JSONValue = [
             "imageId": .string(baked.reference), "ami": .string(baked.reference), "imageName": .string(name), "package": .string(package),
             "baseImage": .string(base), "cloudProviderType": "podman", "region": "local", "hash": .string(baked.hash), "cached": .bool(baked.cached),
+            "pushed": baked.pushed.map(JSONValue.string) ?? .null,
         ]
         let stream = try StreamID(category: "image", id: name.replacingOccurrences(of: "/", with: "."))
         _ = try await store.append(to: stream, expected: .any, events: [NewEvent(type: "image.baked", payload: try JSONText(encoding: [
             "imageId": .string(baked.imageID), "reference": .string(baked.reference), "imageName": .string(name), "hash": .string(baked.hash),
             "tags": .object(tags.mapValues(JSONValue.string)), "cached": .bool(baked.cached), "buildLog": baked.buildLog.map(JSONValue.string) ?? .null,
-            "execution": .string(run.executionID),
+            "pushed": baked.pushed.map(JSONValue.string) ?? .null, "execution": .string(run.executionID),
         ] as JSONValue), metadata: EventMetadata(correlationID: run.executionID, actor: "worker", source: "bakery"))])
         return StageOutcome(status: .succeeded, outputs: [
             "deploymentDetails": [details], "imageId": .string(baked.reference), "cached": .bool(baked.cached),
-            "buildLog": baked.buildLog.map(JSONValue.string) ?? .null,
+            "buildLog": baked.buildLog.map(JSONValue.string) ?? .null, "pushed": baked.pushed.map(JSONValue.string) ?? .null,
         ])
     }
 }

@@ -13,14 +13,19 @@ import Pipelines
 /// plan → create → wait for Up → (rolling steps) → delay → clean up → done
 ///                        ↘ (not healthy in time) → roll back → failed
 ///
+/// With the `custom` strategy, clean up is the strategy pipeline (`strategyApplication`,
+/// `strategyPipeline`), run as a child with Orca's parameters once the new server group is up;
+/// the deploy ends as the child does.
+///
 /// Every cloud operation is keyed by the execution, stage, attempt, cluster and step, so a check
 /// run again after a crash carries the same operations on and launches nothing twice; the plan
 /// (the new server group's name and the ones it replaces) is recorded before anything is created.
 struct DeployStageRunner: StageRunner {
     let operations: CloudOperations
     let store: any EventStore
+    let children: ChildPipelines
 
-    static let strategies: Set<String> = ["", "none", "highlander", "redblack", "rollingredblack"]
+    static let strategies: Set<String> = ["", "none", "highlander", "redblack", "rollingredblack", "custom"]
 
     /// One cluster's deploy as recorded in the stage's progress.
     struct Progress {
@@ -57,7 +62,7 @@ struct DeployStageRunner: StageRunner {
         var progress = clusters.indices.map { Progress(fields: recorded.indices.contains($0) ? recorded[$0].objectValue ?? [:] : [:]) }
         var nextCheck: Duration?
         for (index, cluster) in clusters.enumerated() where !progress[index].isFinished {
-            switch ClusterDeploy.make(cluster: cluster, stage: stage, index: index, run: run, caller: caller, metadata: metadata, operations: operations) {
+            switch ClusterDeploy.make(cluster: cluster, stage: stage, index: index, run: run, caller: caller, metadata: metadata, operations: operations, children: children) {
             case .failure(let why):
                 progress[index].phase = "failed"
                 progress[index].fields["error"] = .string("clusters[\(index)]: \(why)")
@@ -100,6 +105,11 @@ struct ClusterDeploy {
     let caller: Caller
     let metadata: EventMetadata
     let operations: CloudOperations
+    /// The `custom` strategy's pipeline and the parameters it is given.
+    let strategyPipeline: String?
+    let strategyParameters: [String: JSONValue]
+    let children: ChildPipelines
+    let run: StageRun
 
     /// The image of a bake or findImageFromTags stage upstream of this one (Spinnaker's
     /// `deploymentDetails`), the nearest first.
@@ -124,7 +134,8 @@ struct ClusterDeploy {
 
     /// The cluster read from the stage, or what is wrong with it.
     static func make(
-        cluster: JSONValue, stage: [String: JSONValue], index: Int, run: StageRun, caller: Caller, metadata: EventMetadata, operations: CloudOperations
+        cluster: JSONValue, stage: [String: JSONValue], index: Int, run: StageRun, caller: Caller, metadata: EventMetadata, operations: CloudOperations,
+        children: ChildPipelines
     ) -> Result<ClusterDeploy, DeployProblem> {
         guard let account = cluster["account"]?.stringValue ?? cluster["credentials"]?.stringValue else { return .failure("account is required") }
         guard let image = cluster["imageId"]?.stringValue ?? cluster["image"]?.stringValue ?? cluster["amiName"]?.stringValue ?? Self.upstreamImage(run) else {
@@ -132,7 +143,11 @@ struct ClusterDeploy {
         }
         let strategy = cluster["strategy"]?.stringValue ?? stage["strategy"]?.stringValue ?? ""
         guard DeployStageRunner.strategies.contains(strategy) else {
-            return .failure("strategy \(strategy) is not one of none, highlander, redblack, rollingredblack")
+            return .failure("strategy \(strategy) is not one of none, highlander, redblack, rollingredblack, custom")
+        }
+        let strategyPipeline = cluster["strategyPipeline"]?.stringValue ?? stage["strategyPipeline"]?.stringValue
+        if strategy == "custom", (strategyPipeline ?? "").isEmpty {
+            return .failure("the custom strategy needs strategyPipeline (the id of the pipeline to run as the strategy) and strategyApplication")
         }
         let application = cluster["application"]?.stringValue ?? run.execution.pipeline.application ?? ""
         let base = ServerGroupName(application: application, stack: cluster["stack"]?.stringValue, detail: cluster["freeFormDetails"]?.stringValue)
@@ -152,20 +167,34 @@ struct ClusterDeploy {
             name: base, region: region(of: cluster), image: image, capacity: capacity, port: cluster["containerPort"]?.intValue ?? 8080,
             loadBalancers: balancers)
         let rollback = cluster["rollback"]?["onFailure"]?.boolValue ?? stage["rollback"]?["onFailure"]?.boolValue ?? false
+        // Orca's CustomStrategy parameters, then the cluster's own pipelineParameters.
+        var parameters: [String: JSONValue] = [
+            "application": .string(application), "credentials": .string(account), "cluster": .string(base.cluster), "region": .string(spec.region),
+            "moniker": ["app": .string(application), "stack": base.stack.map(JSONValue.string) ?? .null, "detail": base.detail.map(JSONValue.string) ?? .null,
+                        "cluster": .string(base.cluster)],
+            "cloudProvider": "podman", "strategy": true, "clone": true, "parentPipelineId": .string(run.executionID), "parentStageId": .string(run.refID),
+        ]
+        parameters.merge(cluster["pipelineParameters"]?.objectValue ?? stage["pipelineParameters"]?.objectValue ?? [:]) { _, given in given }
         return .success(ClusterDeploy(
             account: account, region: spec.region, spec: spec, strategy: strategy, targetHealthyPercentage: target,
             percentages: percentages.isEmpty || percentages.last != 100 ? percentages + [100] : percentages,
             delayBeforeDisable: .seconds(max(0, cluster["delayBeforeDisableSec"]?.intValue ?? 0)),
             waitForUp: .seconds(max(1, cluster["waitForUpTimeoutSec"]?.intValue ?? stage["waitForUpTimeoutSec"]?.intValue ?? 300)),
             scaleDown: cluster["scaleDown"]?.boolValue ?? false, maxRemaining: maxRemaining, rollbackOnFailure: rollback, base: base,
-            key: "\(run.executionID)/\(run.refID)/\(run.attempt)/\(index)", caller: caller, metadata: metadata, operations: operations))
+            key: "\(run.executionID)/\(run.refID)/\(run.attempt)/\(index)", caller: caller, metadata: metadata, operations: operations,
+            strategyPipeline: strategyPipeline, strategyParameters: parameters, children: children, run: run))
     }
 
     private init(
         account: String, region: String, spec: ServerGroupSpec, strategy: String, targetHealthyPercentage: Int, percentages: [Int],
         delayBeforeDisable: Duration, waitForUp: Duration, scaleDown: Bool, maxRemaining: Int?, rollbackOnFailure: Bool, base: ServerGroupName,
-        key: String, caller: Caller, metadata: EventMetadata, operations: CloudOperations
+        key: String, caller: Caller, metadata: EventMetadata, operations: CloudOperations,
+        strategyPipeline: String?, strategyParameters: [String: JSONValue], children: ChildPipelines, run: StageRun
     ) {
+        self.strategyPipeline = strategyPipeline
+        self.strategyParameters = strategyParameters
+        self.children = children
+        self.run = run
         self.account = account
         self.region = region
         self.spec = spec
@@ -271,9 +300,15 @@ struct ClusterDeploy {
                 progress.phase = "cleanup"
             case "cleanup":
                 guard let name = progress.serverGroup else { return fail(&progress, "no server group was planned") }
+                if strategy == "custom" {
+                    progress.phase = "strategy"
+                    continue
+                }
                 if let why = try await cleanUp(after: name, previous: progress.previous) { return fail(&progress, why) }
                 progress.phase = "done"
                 return nil
+            case "strategy":
+                return try await runStrategyPipeline(&progress)
             case "rollback":
                 guard let name = progress.serverGroup else { return fail(&progress, "no server group was planned") }
                 let why = progress.fields["error"]?.stringValue ?? "the deploy failed"
@@ -327,6 +362,31 @@ struct ClusterDeploy {
         default:
             break
         }
+        return nil
+    }
+
+    /// The `custom` strategy: its pipeline runs as a child of this stage, its id recorded before it
+    /// is triggered (so a check run again after a crash finds it rather than starting another).
+    /// The child's completion makes this check due at once; until then it is looked at every
+    /// few seconds.
+    func runStrategyPipeline(_ progress: inout DeployStageRunner.Progress) async throws -> Duration? {
+        guard let childID = progress.fields["strategyExecutionId"]?.stringValue else {
+            progress.fields["strategyExecutionId"] = .string(UUID().uuidString.lowercased())
+            return .zero
+        }
+        var parameters = strategyParameters
+        parameters["serverGroup"] = progress.fields["serverGroup"] ?? .null
+        let child: ExecutionState
+        switch try await children.start(childID, pipeline: strategyPipeline ?? "", parameters: parameters, from: run) {
+        case .success(let started): child = started
+        case .failure(let refusal): return try await failOrRollBack(&progress, "the strategy pipeline: \(refusal.reason)")
+        }
+        progress.fields["strategyStatus"] = .string(child.status.rawValue)
+        guard child.status.isComplete else { return .seconds(5) }
+        guard child.status == .succeeded else {
+            return try await failOrRollBack(&progress, "the strategy pipeline's execution \(childID) ended \(child.status.rawValue)")
+        }
+        progress.phase = "done"
         return nil
     }
 

@@ -14,8 +14,7 @@ import Pipelines
 /// finds the same child instead of starting a second one. The child is checked after each
 /// back-off, and at once when it completes (the orchestrator makes the parent's check due).
 struct PipelineStageRunner: StageRunner {
-    let repository: ExecutionRepository
-    let configs: PipelineConfigStore
+    let children: ChildPipelines
 
     func run(_ run: StageRun) async throws -> StageOutcome {
         let stage = run.stage.json
@@ -24,52 +23,14 @@ struct PipelineStageRunner: StageRunner {
             // Record the child's id first: the trigger below is then idempotent.
             return .poll(after: .zero, context: ["executionId": .string(UUID().uuidString.lowercased())])
         }
-        var child = try await repository.load(childID)
-        if child.version == 0 {
-            guard let pipelineID = stage["pipeline"]?.stringValue, !pipelineID.isEmpty else {
-                return StageOutcome(status: run.stage.failureStatus, outputs: ["error": "the stage names no pipeline to run"])
-            }
-            guard let config = try await configs.load(pipelineID) else {
-                return StageOutcome(status: run.stage.failureStatus, outputs: [
-                    "error": .string("no saved pipeline \(pipelineID) (application \(stage["application"]?.stringValue ?? "-"))"),
-                ])
-            }
-            guard !config.disabled else {
-                return StageOutcome(status: run.stage.failureStatus, outputs: ["error": .string("pipeline \(pipelineID) is disabled")])
-            }
-            let parameters: [String: JSONValue]
-            do {
-                parameters = try config.parameters(with: stage["pipelineParameters"]?.objectValue ?? [:])
-            } catch {
-                return StageOutcome(status: run.stage.failureStatus, outputs: ["error": .string("child pipeline \(pipelineID): \(error)")])
-            }
-            // A child trigger is a trigger: it runs as the parent's trigger identity, which needs
-            // EXECUTE on the child's application now, whatever it had when the parent was saved.
-            let parent = run.execution
-            let identity = try await TriggerIdentity.caller(of: parent.trigger, identities: Identities(store: repository.eventStore))
-            if let refusal = try await ApplicationAccess(store: repository.eventStore).refusal(identity, .execute, application: config.application) {
-                return StageOutcome(status: .terminal, outputs: [
-                    "error": .string("not permitted to start pipeline \(pipelineID): \(refusal)"), "executionId": .null,
-                ])
-            }
-            let trigger: JSONValue = [
-                "type": "pipeline", "parameters": .object(parameters),
-                "user": parent.trigger["user"] ?? .null,
-                "parentExecution": [
-                    "id": .string(run.executionID), "application": parent.pipeline.application.map(JSONValue.string) ?? .null,
-                    "name": parent.pipeline.name.map(JSONValue.string) ?? .null,
-                ],
-                "parentPipelineStageId": .string(run.refID),
-            ]
-            do {
-                _ = try await ExecutionCommands(repository: repository).trigger(
-                    config, trigger: TriggerIdentity.recording(identity, in: trigger), parameters: parameters,
-                    metadata: EventMetadata(correlationID: childID, causationID: run.executionID, actor: "worker", source: "pipeline-stage"),
-                    executionID: childID)
-            } catch EventStoreError.versionConflict {
-                // Triggered by an earlier run of this stage that did not get to report it.
-            }
-            child = try await repository.load(childID)
+        let child: ExecutionState
+        switch try await children.start(childID, pipeline: stage["pipeline"]?.stringValue ?? "", parameters: stage["pipelineParameters"]?.objectValue ?? [:], from: run) {
+        case .success(let started):
+            child = started
+        case .failure(let refusal):
+            var outputs: [String: JSONValue] = ["error": .string(refusal.reason)]
+            if refusal.denied { outputs["executionId"] = .null }
+            return StageOutcome(status: refusal.denied ? .terminal : run.stage.failureStatus, outputs: outputs)
         }
         var outputs: [String: JSONValue] = [
             "executionId": .string(childID), "executionName": child.pipeline.name.map(JSONValue.string) ?? .null,
@@ -86,5 +47,66 @@ struct PipelineStageRunner: StageRunner {
             outputs["error"] = .string("child pipeline execution \(childID) ended \(child.status.rawValue)")
             return StageOutcome(status: run.stage.failureStatus, outputs: outputs)
         }
+    }
+}
+
+/// Saved pipelines started as children of a running stage: the `pipeline` stage, and a deploy's
+/// `custom` strategy.
+struct ChildPipelines: Sendable {
+    let repository: ExecutionRepository
+    let configs: PipelineConfigStore
+
+    /// Why a child could not be started; `denied` when the trigger identity may not run it.
+    struct Refusal: Error {
+        let reason: String
+        var denied = false
+    }
+
+    /// The child execution `childID`, triggered now from `pipelineID` with `parameters` unless it
+    /// was already (by an earlier run of the same stage): the caller records `childID` first.
+    func start(_ childID: String, pipeline pipelineID: String, parameters given: [String: JSONValue], from run: StageRun) async throws -> Result<ExecutionState, Refusal> {
+        let existing = try await repository.load(childID)
+        guard existing.version == 0 else { return .success(existing) }
+        guard !pipelineID.isEmpty else { return .failure(Refusal(reason: "the stage names no pipeline to run")) }
+        guard let config = try await configs.load(pipelineID) else {
+            return .failure(Refusal(reason: "no saved pipeline \(pipelineID) (application \(run.stage.json["application"]?.stringValue ?? "-"))"))
+        }
+        guard !config.disabled else { return .failure(Refusal(reason: "pipeline \(pipelineID) is disabled")) }
+        let parameters: [String: JSONValue]
+        do {
+            parameters = try config.parameters(with: given)
+        } catch {
+            return .failure(Refusal(reason: "child pipeline \(pipelineID): \(error)"))
+        }
+        // A child trigger is a trigger: it runs as the parent's trigger identity, which needs
+        // EXECUTE on the child's application now, whatever it had when the parent was saved.
+        let parent = run.execution
+        let identity = try await TriggerIdentity.caller(of: parent.trigger, identities: Identities(store: repository.eventStore))
+        if let refusal = try await ApplicationAccess(store: repository.eventStore).refusal(identity, .execute, application: config.application) {
+            return .failure(Refusal(reason: "not permitted to start pipeline \(pipelineID): \(refusal)", denied: true))
+        }
+        let trigger: JSONValue = [
+            "type": "pipeline", "parameters": .object(parameters),
+            "user": parent.trigger["user"] ?? .null,
+            "parentExecution": [
+                "id": .string(run.executionID), "application": parent.pipeline.application.map(JSONValue.string) ?? .null,
+                "name": parent.pipeline.name.map(JSONValue.string) ?? .null,
+            ],
+            "parentPipelineStageId": .string(run.refID),
+        ]
+        do {
+            _ = try await ExecutionCommands(repository: repository).trigger(
+                config, trigger: TriggerIdentity.recording(identity, in: trigger), parameters: parameters,
+                metadata: EventMetadata(correlationID: childID, causationID: run.executionID, actor: "worker", source: "pipeline-stage"),
+                executionID: childID)
+        } catch EventStoreError.versionConflict {
+            // Triggered by an earlier run of this stage that did not get to report it.
+        }
+        return .success(try await repository.load(childID))
+    }
+
+    /// The child execution as it stands.
+    func load(_ childID: String) async throws -> ExecutionState {
+        try await repository.load(childID)
     }
 }

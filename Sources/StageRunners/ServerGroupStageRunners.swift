@@ -44,9 +44,9 @@ struct ServerGroupStageRunner: StageRunner {
             }
             return StageOutcome(status: .succeeded)
         case .upsertSecurityGroup, .deleteSecurityGroup, .deleteLoadBalancer:
-            guard let account = stage["credentials"]?.stringValue ?? stage["account"]?.stringValue else { return failed("\(run.stage.type) needs credentials (the account)") }
+            guard let account = stage["credentials"]?.stringValue ?? stage["account"]?.stringValue else { return failed("\(run.stage.type ?? "the stage") needs credentials (the account)") }
             let names = kind == .deleteLoadBalancer ? (stage["loadBalancerName"] ?? stage["name"]) : (stage["securityGroupName"] ?? stage["name"])
-            guard let name = names?.stringValue else { return failed("\(run.stage.type) needs \(kind == .deleteLoadBalancer ? "loadBalancerName" : "securityGroupName")") }
+            guard let name = names?.stringValue else { return failed("\(run.stage.type ?? "the stage") needs \(kind == .deleteLoadBalancer ? "loadBalancerName" : "securityGroupName")") }
             let region = stage["region"]?.stringValue ?? stage["regions"]?.arrayValue?.first?.stringValue ?? "local"
             let operation: CloudOperations.Operation
             switch kind {
@@ -78,9 +78,9 @@ struct ServerGroupStageRunner: StageRunner {
             }
             return StageOutcome(status: .succeeded, outputs: ["terminatedInstanceIds": .array(ids.map(JSONValue.string))])
         case .resize, .destroy, .enable, .disable:
-            guard let account = stage["credentials"]?.stringValue ?? stage["account"]?.stringValue else { return failed("\(run.stage.type) needs credentials (the account)") }
+            guard let account = stage["credentials"]?.stringValue ?? stage["account"]?.stringValue else { return failed("\(run.stage.type ?? "the stage") needs credentials (the account)") }
             guard let text = stage["serverGroupName"]?.stringValue ?? stage["asgName"]?.stringValue, let name = ServerGroupName(parsing: text), name.sequence != nil else {
-                return failed("\(run.stage.type) needs serverGroupName, as app-stack-v000")
+                return failed("\(run.stage.type ?? "the stage") needs serverGroupName, as app-stack-v000")
             }
             let region = stage["region"]?.stringValue ?? stage["regions"]?.arrayValue?.first?.stringValue ?? "local"
             let key = "\(run.executionID)/\(run.refID)/\(run.attempt)"

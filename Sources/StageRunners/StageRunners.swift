@@ -12,17 +12,18 @@ public enum StageRunners {
     ) -> [String: any StageRunner] {
         // Cloud operations go to each account's provider: podman accounts run containers here.
         let operations = CloudOperations.standard(store: repository.eventStore, logger: Logger(label: "topsail.clouds"))
+        let children = ChildPipelines(repository: repository, configs: PipelineConfigStore(store: repository.eventStore))
+        let deploy = DeployStageRunner(operations: operations, store: repository.eventStore, children: children)
         let runners: [String: any StageRunner] = [
             "noop": NoopStageRunner(), "script": ScriptStageRunner(sandbox: scriptSandbox), "manualJudgment": ManualJudgmentStageRunner(),
             "wait": WaitStageRunner(timers: timers), "evaluateVariables": EvaluateVariablesStageRunner(),
             "checkPreconditions": CheckPreconditionsStageRunner(), "webhook": WebhookStageRunner(),
-            "pipeline": PipelineStageRunner(repository: repository, configs: PipelineConfigStore(store: repository.eventStore)),
-            "createServerGroup": DeployStageRunner(operations: operations, store: repository.eventStore),
-            "deploy": DeployStageRunner(operations: operations, store: repository.eventStore),
+            "pipeline": PipelineStageRunner(children: children),
+            "createServerGroup": deploy, "deploy": deploy,
             "bake": BakeStageRunner(bakery: Bakery(), store: repository.eventStore),
             "findImageFromTags": FindImageStageRunner(bakery: Bakery()),
             "cloneServerGroup": CloneServerGroupStageRunner(
-                deploy: DeployStageRunner(operations: operations, store: repository.eventStore), operations: operations, store: repository.eventStore),
+                deploy: deploy, operations: operations, store: repository.eventStore),
             "disableCluster": ClusterStageRunner(kind: .disable, operations: operations, store: repository.eventStore),
             "scaleDownCluster": ClusterStageRunner(kind: .scaleDown, operations: operations, store: repository.eventStore),
             "shrinkCluster": ClusterStageRunner(kind: .shrink, operations: operations, store: repository.eventStore),

@@ -81,31 +81,34 @@ public final class CronClock: Service, Sendable {
         let now = self.now()
         let threshold = Double(misfireThreshold.components.seconds)
         let cutoff = now.addingTimeInterval(-threshold)
-        var missed: Date?
+        var missed: (first: Date, latest: Date)?
         if let next = schedule.next, next < cutoff {
             // Down for a while: the fire times before the cutoff are misfires; of them only the
             // latest matters (found without walking every one, which for a trigger firing each
             // second after a day away would be 86,400 steps).
-            missed = schedule.expression.latest(notAfter: cutoff, from: next, in: schedule.zone)
-            schedule.next = schedule.expression.next(after: missed ?? cutoff, in: schedule.zone)
+            let latest = schedule.expression.latest(notAfter: cutoff, from: next, in: schedule.zone)
+            missed = latest.map { (next, $0) }
+            schedule.next = schedule.expression.next(after: latest ?? cutoff, in: schedule.zone)
         }
+        // On-time runs first: another scheduler that reads the trigger's last receipt meanwhile
+        // then finds no gap, rather than a gap of its own.
         while let next = schedule.next, next <= now {
             try await fire(schedule, at: next, late: false)
             schedule.next = schedule.expression.next(after: next, in: schedule.zone)
         }
         if let missed {
             if schedule.fireOnce {
-                try await fire(schedule, at: missed, late: true)
+                try await fire(schedule, at: missed.latest, late: true, missedSince: missed.first)
             } else {
                 logger.notice("cron fire times missed by more than the misfire threshold were skipped", metadata: [
-                    "pipeline.id": "\(schedule.pipelineID)", "trigger": "\(schedule.index)", "last.missed": "\(missed)"])
+                    "pipeline.id": "\(schedule.pipelineID)", "trigger": "\(schedule.index)", "last.missed": "\(missed.latest)"])
             }
         }
     }
 
-    func fire(_ schedule: Schedule, at time: Date, late: Bool) async throws {
+    func fire(_ schedule: Schedule, at time: Date, late: Bool, missedSince: Date? = nil) async throws {
         let firing = CronFiring(pipelineID: schedule.pipelineID, triggerIndex: schedule.index, triggerKey: schedule.key,
-                                expression: schedule.expression.text, timeZone: schedule.zoneName, scheduledAt: time, late: late)
+                                expression: schedule.expression.text, timeZone: schedule.zoneName, scheduledAt: time, late: late, missedSince: missedSince)
         let delivery = Delivery(origin: .cron(firing), payload: .object([:]), eventID: UUID().uuidString.lowercased(), dedupeKey: firing.dedupeKey)
         _ = try await intake.receive(delivery, body: [], proof: Signatures.Proof(), headers: [:], sender: "scheduler")
     }

@@ -122,8 +122,15 @@ public struct CronFiring: Sendable, Hashable {
     public var scheduledAt: Date
     /// True when the fire time passed while nobody fired it (a `misfire: fireOnce` catch-up).
     public var late: Bool
+    /// For a late run: the first fire time of the gap it stands for (the one after the trigger's
+    /// last receipt). Every scheduler that finds the same gap finds the same first time, whenever
+    /// it looks, while the latest missed time depends on when it looked.
+    public var missedSince: Date?
 
-    public init(pipelineID: String, triggerIndex: Int, triggerKey: String, expression: String, timeZone: String, scheduledAt: Date, late: Bool) {
+    public init(
+        pipelineID: String, triggerIndex: Int, triggerKey: String, expression: String, timeZone: String, scheduledAt: Date, late: Bool, missedSince: Date? = nil
+    ) {
+        self.missedSince = missedSince
         self.pipelineID = pipelineID
         self.triggerIndex = triggerIndex
         self.triggerKey = triggerKey
@@ -135,8 +142,12 @@ public struct CronFiring: Sendable, Hashable {
 
     public var scheduledText: String { scheduledAt.formatted(Date.ISO8601FormatStyle()) }
 
-    /// Each fire time of a trigger is one receipt, whichever process fires it.
-    public var dedupeKey: String { "cron/\(pipelineID)/\(triggerKey)/\(Int64(scheduledAt.timeIntervalSince1970))" }
+    /// Each fire time of a trigger is one receipt, whichever process fires it; so is each gap of
+    /// missed fire times.
+    public var dedupeKey: String {
+        if late, let missedSince { return "cron/\(pipelineID)/\(triggerKey)/missed-since/\(Int64(missedSince.timeIntervalSince1970))" }
+        return "cron/\(pipelineID)/\(triggerKey)/\(Int64(scheduledAt.timeIntervalSince1970))"
+    }
 }
 
 /// An execution that completed, as pipeline triggers see it.
@@ -209,7 +220,7 @@ extension Delivery {
             origin = ["kind": "cron", "pipelineId": .string(firing.pipelineID), "trigger": .number(Double(firing.triggerIndex)),
                       "triggerKey": .string(firing.triggerKey), "cronExpression": .string(firing.expression), "timeZone": .string(firing.timeZone),
                       "scheduledAt": .string(firing.scheduledText), "scheduledEpoch": .number(firing.scheduledAt.timeIntervalSince1970),
-                      "late": .bool(firing.late)]
+                      "late": .bool(firing.late), "missedSinceEpoch": firing.missedSince.map { .number($0.timeIntervalSince1970) } ?? .null]
         case .pubsub(let message):
             origin = ["kind": "pubsub", "system": "kafka", "topic": .string(message.topic), "partition": .number(Double(message.partition)),
                       "offset": .number(Double(message.offset)), "key": message.key.map(JSONValue.string) ?? .null]
@@ -254,7 +265,8 @@ extension Delivery {
             parsed = .cron(CronFiring(
                 pipelineID: pipeline, triggerIndex: index, triggerKey: origin["triggerKey"]?.stringValue ?? String(index),
                 expression: origin["cronExpression"]?.stringValue ?? "", timeZone: origin["timeZone"]?.stringValue ?? "UTC",
-                scheduledAt: Date(timeIntervalSince1970: epoch), late: origin["late"]?.boolValue ?? false))
+                scheduledAt: Date(timeIntervalSince1970: epoch), late: origin["late"]?.boolValue ?? false,
+                missedSince: origin["missedSinceEpoch"]?.doubleValue.map { Date(timeIntervalSince1970: $0) }))
         case "pipeline":
             guard let execution = origin["executionId"]?.stringValue, let pipeline = origin["pipelineId"]?.stringValue else { return nil }
             parsed = .pipeline(PipelineCompletion(

@@ -110,8 +110,8 @@ struct CLITests {
             #expect(String(decoding: body, as: UTF8.self).contains("ok"))
             let (_, ready) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/ready")!)
             #expect((ready as? HTTPURLResponse)?.statusCode == 200)
-            #expect(await all.stopped(grace: .seconds(20)), "topsail all did not stop on SIGTERM")
-            #expect(all.process.terminationStatus == 0, "\(all.text)")
+            #expect(await all.stopped(grace: .seconds(20)), "topsail all did not stop on SIGTERM: \(all.text.suffix(3000))")
+            #expect(all.exitStatus == 0, "\(all.text.suffix(3000))")
         }
     }
 }

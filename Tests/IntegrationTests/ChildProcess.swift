@@ -1,64 +1,53 @@
 import Foundation
+import Processes
 
-/// A process started by a test (a relay, a broker), killed when the test is done with it.
+/// A process started by a test (an engine, a broker), killed when the test is done with it.
+///
+/// Started with posix_spawn and reaped here with waitpid, its output in a file: Foundation's
+/// `Process` reaps through a SIGCHLD dispatch source that has lagged for minutes while the test
+/// process was busy, and reading `terminationStatus` before it caught up traps.
 final class ChildProcess: @unchecked Sendable {
-    // @unchecked: Process is used from one test at a time; the output buffer is guarded by `lock`.
-    let process = Process()
+    // @unchecked: the exit status is guarded by `lock`; the rest is immutable.
+    let pid: Int32
+    private let outputPath: String
     private let lock = NSLock()
-    private var output = Data()
+    private var status: Int32?
 
     init(_ executable: URL, _ arguments: [String], environment: [String: String] = [:]) throws {
-        process.executableURL = executable
-        process.arguments = arguments
-        process.environment = TestEnvironment.processEnvironment(environment)
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        // A blocking reader on a thread of its own, as the script runner does (Foundation's
-        // readabilityHandler has crashed in libdispatch on Linux).
-        let handle = pipe.fileHandleForReading
-        let thread = Thread { [weak self] in
-            while true {
-                let data = handle.availableData
-                guard !data.isEmpty, let self else { break }
-                self.lock.withLock { self.output.append(data) }
-            }
+        outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("topsail-child-\(UUID().uuidString).log").path
+        pid = try UnmaskedProcess.spawn(executable.path, arguments, environment: TestEnvironment.processEnvironment(environment), output: outputPath)
+    }
+
+    /// Everything the process wrote to stdout and stderr so far.
+    var text: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
+
+    /// The exit code once the process has exited (128 + the signal if one killed it), else nil.
+    var exitStatus: Int32? {
+        lock.withLock {
+            if status == nil { status = UnmaskedProcess.exited(pid) }
+            return status
         }
-        thread.start()
     }
 
-    var pid: Int32 { process.processIdentifier }
-    var text: String { lock.withLock { String(decoding: output, as: UTF8.self) } }
-    var isRunning: Bool { process.isRunning }
+    var isRunning: Bool { exitStatus == nil }
 
-    /// SIGKILL: no chance to clean up, as in a crash.
+    /// SIGKILL: no chance to clean up, as in a crash. Returns once the process is gone.
     func killHard() {
-        guard process.isRunning else { return }
+        guard isRunning else { return }
         kill(pid, SIGKILL)
-        // Dead once Foundation has reaped it, or once the kernel shows it as a zombie: Foundation's
-        // reaping has been seen to lag for minutes while the test process is busy with load.
-        while process.isRunning && !Self.isZombie(pid) { usleep(20_000) }
-    }
-
-    /// Whether `pid` has exited and waits only to be reaped (state Z in /proc/<pid>/stat).
-    static func isZombie(_ pid: Int32) -> Bool {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return true }
-        return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
+        while isRunning { usleep(5_000) }
     }
 
     /// SIGTERM now, SIGKILL if it still runs after `grace`; returns at once. Waiting here would
     /// hold one of the test process's few cooperative threads for the whole shutdown and starve
     /// every other test (which then time out); `stopped(grace:)` waits without blocking.
     func terminate(grace: Duration = .seconds(10)) {
-        guard process.isRunning else { return }
-        process.terminate()
-        let process = self.process
-        let thread = Thread {
+        guard isRunning else { return }
+        kill(pid, SIGTERM)
+        let thread = Thread { [self] in
             let deadline = ContinuousClock.now + grace
-            // Polling: waitUntilExit spins a run loop at full CPU off the main thread.
-            while process.isRunning && !Self.isZombie(process.processIdentifier) && ContinuousClock.now < deadline { usleep(20_000) }
-            if process.isRunning && !Self.isZombie(process.processIdentifier) { kill(process.processIdentifier, SIGKILL) }
+            while isRunning && ContinuousClock.now < deadline { usleep(20_000) }
+            killHard()
         }
         thread.start()
     }
@@ -67,18 +56,23 @@ final class ChildProcess: @unchecked Sendable {
     /// SIGKILL. Returns whether it exited by itself.
     @discardableResult
     func stopped(grace: Duration = .seconds(10)) async -> Bool {
-        guard process.isRunning else { return true }
-        process.terminate()
+        guard isRunning else { return true }
+        kill(pid, SIGTERM)
         let deadline = ContinuousClock.now + grace
-        while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
-        guard process.isRunning else { return true }
+        while isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        guard isRunning else { return true }
         kill(pid, SIGKILL)
-        while process.isRunning && !Self.isZombie(pid) { try? await Task.sleep(for: .milliseconds(20)) }
+        while isRunning { try? await Task.sleep(for: .milliseconds(20)) }
         return false
     }
 
     deinit {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        if status == nil && UnmaskedProcess.exited(pid) == nil {
+            kill(pid, SIGKILL)
+            var ignored: Int32 = 0
+            while waitpid(pid, &ignored, 0) < 0 && errno == EINTR {}
+        }
+        try? FileManager.default.removeItem(atPath: outputPath)
     }
 }
 

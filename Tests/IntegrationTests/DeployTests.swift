@@ -407,6 +407,70 @@ struct DeployTests {
         await cleanUp(account, cloudState: cloudState, engine: engine)
     }
 
+    @Test("custom strategy: once the new server group is up, the strategy pipeline runs as a child with Orca's parameters and does the clean-up; a strategy pipeline that fails fails the deploy, which rolls back")
+    func customStrategy() async throws {
+        try await TestDatabase.with { db in try await Self.customScenario(db) }
+    }
+
+    static func customScenario(_ db: TestDatabase) async throws {
+        let cloudState = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("clouds"))
+        let engine = try Engine(db, environment: ["TOPSAIL_CLOUD_STATE_DIR": cloudState.path])
+        defer { engine.process.terminate() }
+        let account = try await account(db)
+        let port = try PrivateBroker.freePort()
+        let (v1, v2, v3) = (try await image("v1"), try await image("v2"), try await image("v3"))
+        let configs = PipelineConfigStore(store: db.store)
+        // The strategy: leave only the newest server group enabled, from the parameters it is given.
+        try await configs.save(PipelineConfig(json: [
+            "id": "leave-newest", "application": "shop", "name": "leave-newest", "limitConcurrent": false, "stages": [
+                ["refId": "1", "type": "disableCluster", "credentials": "${parameters.credentials}", "cluster": "${parameters.cluster}",
+                 "region": "${parameters.region}", "remainingEnabledServerGroups": 1],
+            ],
+        ]), metadata: EventMetadata(source: "test"))
+        try await configs.save(PipelineConfig(json: [
+            "id": "refuse", "application": "shop", "name": "refuse", "limitConcurrent": false, "stages": [
+                ["refId": "1", "type": "checkPreconditions", "preconditions": [["type": "expression", "context": ["expression": "${parameters.approved == 'yes'}"]]]],
+            ],
+        ]), metadata: EventMetadata(source: "test"))
+        do {
+            #expect(try await run(engine, loadBalancer(account, port: port)).status == .succeeded)
+            #expect(try await run(engine, deploy(account, image: v1, strategy: "none")).status == .succeeded)
+            let custom = try await run(engine, deploy(account, image: v2, strategy: "custom", ["strategyApplication": "shop", "strategyPipeline": "leave-newest"]))
+            #expect(custom.status == .succeeded, "\(custom.stage("deploy").outputs)")
+            let progress = custom.stage("deploy").outputs["deploy.clusters"]?.arrayValue?.first
+            let childID = try #require(progress?["strategyExecutionId"]?.stringValue, "\(custom.stage("deploy").outputs)")
+            let child = try await engine.repository.load(childID)
+            let parameters = child.trigger["parameters"]
+            #expect(child.status == .succeeded && child.trigger["parentExecution"]?["id"] != nil
+                    && child.trigger["parentExecution"]?["id"] == parameters?["parentPipelineId"], "\(child.trigger)")
+            #expect(parameters?["credentials"]?.stringValue == account && parameters?["cluster"] == "shop-web" && parameters?["region"] == "local"
+                    && parameters?["strategy"] == true && parameters?["serverGroup"] == "shop-web-v001" && parameters?["parentStageId"] == "deploy",
+                    "\(parameters ?? .null)")
+            var groups = try await groups(account, cloudState: cloudState)
+            #expect(groups.map { "\($0.name) \($0.disabled)" }.sorted() == ["shop-web-v000 true", "shop-web-v001 false"])
+            try await engine.until("v2 to answer through the load balancer") { await PodmanProviderTests.get("127.0.0.1:\(port)") == "v2" }
+
+            // The strategy refuses: the deploy fails and rolls back to v2.
+            let refused = try await run(engine, deploy(account, image: v3, strategy: "custom", [
+                "strategyApplication": "shop", "strategyPipeline": "refuse", "pipelineParameters": ["approved": "no"], "rollback": ["onFailure": true],
+            ]))
+            #expect(refused.status == .terminal, "\(refused.stage("deploy").outputs)")
+            let error = refused.stage("deploy").outputs["error"]?.stringValue ?? ""
+            #expect(error.contains("strategy pipeline") && error.contains("rolled back to shop-web-v001"), "\(error)")
+            groups = try await Self.groups(account, cloudState: cloudState)
+            #expect(groups.map { "\($0.name) \($0.disabled)" }.sorted() == ["shop-web-v000 true", "shop-web-v001 false", "shop-web-v002 true"])
+            try await engine.until("v2 to answer again") { await PodmanProviderTests.get("127.0.0.1:\(port)") == "v2" }
+
+            let unnamed = try await run(engine, deploy(account, image: v3, strategy: "custom"))
+            #expect(unnamed.status == .terminal && unnamed.stage("deploy").outputs["error"]?.stringValue?.contains("strategyPipeline") == true,
+                    "\(unnamed.stage("deploy").outputs)")
+        } catch {
+            await cleanUp(account, cloudState: cloudState, engine: engine)
+            throw error
+        }
+        await cleanUp(account, cloudState: cloudState, engine: engine)
+    }
+
     @Test("bake: the example service baked on a local base image under a content-hash tag, deployed by the next stage without naming an image; the same inputs reuse the image, rebake builds it again, findImageFromTags finds it, and a package outside the package root is refused")
     func bakeAndDeploy() async throws {
         try await TestDatabase.with { db in try await Self.bakeScenario(db) }
@@ -424,7 +488,13 @@ struct DeployTests {
         let version = String(release.dropFirst("VERSION=".count).prefix { $0 != "\n" })
         defer { try? FileManager.default.removeItem(at: packages) }
         let cloudState = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("clouds"))
-        let engine = try Engine(db, environment: ["TOPSAIL_CLOUD_STATE_DIR": cloudState.path, "TOPSAIL_BAKE_PACKAGES_DIR": packages.path])
+        // A registry on plain HTTP (Debian's docker-registry), where every baked image is pushed.
+        let registry = try Registry()
+        defer { registry.stop() }
+        let engine = try Engine(db, environment: [
+            "TOPSAIL_CLOUD_STATE_DIR": cloudState.path, "TOPSAIL_BAKE_PACKAGES_DIR": packages.path,
+            "TOPSAIL_BAKE_REGISTRY": registry.host, "TOPSAIL_BAKE_REGISTRY_TLS_VERIFY": "false",
+        ])
         defer { engine.process.terminate() }
         let account = try await account(db)
         let port = try PrivateBroker.freePort()
@@ -451,6 +521,12 @@ struct DeployTests {
             #expect(image.hasPrefix("localhost/shop-service:") && first.stage("bake").outputs["cached"] == false, "\(first.stage("bake").outputs)")
             try await engine.until("the baked version to answer through the load balancer") { await PodmanProviderTests.get("127.0.0.1:\(port)") == version }
             #expect(try await groups(account, cloudState: cloudState).first?.image == image)
+            // Pushed under the same tag; the digest recorded is the one the registry serves.
+            let hash = String(image.dropFirst("localhost/shop-service:".count))
+            let pushed = try #require(first.stage("bake").outputs["pushed"]?.stringValue, "\(first.stage("bake").outputs)")
+            #expect(pushed.hasPrefix("\(registry.host)/shop-service:\(hash)@sha256:"), "\(pushed)")
+            #expect(try await registry.tags("shop-service").contains(hash))
+            #expect(try await registry.digest("shop-service", tag: hash) == pushed.components(separatedBy: "@").last)
 
             let again = try await run(engine, bake())
             #expect(again.stage("bake").outputs["imageId"]?.stringValue == image && again.stage("bake").outputs["cached"] == true, "\(again.stage("bake").outputs)")
@@ -478,5 +554,55 @@ struct DeployTests {
             throw error
         }
         await cleanUp(account, cloudState: cloudState, engine: engine)
+    }
+}
+
+/// Debian's docker-registry on a free port, storing in a temporary directory.
+final class Registry: @unchecked Sendable {
+    let host: String
+    private let directory: URL
+    private var process: ChildProcess?
+
+    init() throws {
+        let port = try PrivateBroker.freePort()
+        host = "127.0.0.1:\(port)"
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("registry"))
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let config = directory.appendingPathComponent("config.yml")
+        try """
+            version: 0.1
+            log:
+              level: warn
+            storage:
+              filesystem:
+                rootdirectory: \(directory.appendingPathComponent("data").path)
+            http:
+              addr: \(host)
+            """.write(to: config, atomically: true, encoding: .utf8)
+        process = try ChildProcess(URL(fileURLWithPath: "/usr/bin/docker-registry"), ["serve", config.path])
+        for _ in 0..<100 {
+            if PrivateBroker.answers(port: port) { return }
+            usleep(50_000)
+        }
+        throw SetupError("docker-registry did not start on \(host) (ops/setup installs it): \(process?.text ?? "")")
+    }
+
+    func tags(_ name: String) async throws -> [String] {
+        let (body, _) = try await URLSession.shared.data(from: URL(string: "http://\(host)/v2/\(name)/tags/list")!)
+        return try JSONText(String(decoding: body, as: UTF8.self)).decode(JSONValue.self)["tags"]?.arrayValue?.compactMap(\.stringValue) ?? []
+    }
+
+    func digest(_ name: String, tag: String) async throws -> String? {
+        var request = URLRequest(url: URL(string: "http://\(host)/v2/\(name)/manifests/\(tag)")!)
+        request.httpMethod = "HEAD"
+        request.setValue("application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json", forHTTPHeaderField: "Accept")
+        let (_, response) = try await URLSession.shared.data(for: request)
+        return (response as? HTTPURLResponse)?.value(forHTTPHeaderField: "Docker-Content-Digest")
+    }
+
+    func stop() {
+        process?.killHard()
+        process = nil
+        try? FileManager.default.removeItem(at: directory)
     }
 }

@@ -47,11 +47,21 @@ public enum UnmaskedProcess {
     /// `output`, stderr to `errors` (the same file when nil). The caller reaps the child with
     /// `waitpid` (see `exited(_:)`); nothing else in this process does.
     public static func spawn(_ executable: String, _ arguments: [String], environment: [String: String], output: String, errors: String? = nil) throws -> pid_t {
+        try spawn(executable, arguments, environment: environment, output: output, errors: errors, stdoutDescriptor: nil)
+    }
+
+    private static func spawn(
+        _ executable: String, _ arguments: [String], environment: [String: String], output: String, errors: String?, stdoutDescriptor: Int32?
+    ) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        if let stdoutDescriptor {
+            posix_spawn_file_actions_adddup2(&actions, stdoutDescriptor, 1)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        }
         if let errors {
             posix_spawn_file_actions_addopen(&actions, 2, errors, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         } else {
@@ -83,6 +93,24 @@ public enum UnmaskedProcess {
         let spawned = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
         guard spawned == 0 else { throw SpawnError(description: "cannot start \(executable): \(String(cString: strerror(spawned)))") }
         return pid
+    }
+
+    /// Starts `executable` with its stdout on a pipe whose read end is returned (stderr goes to
+    /// `errors`); the caller reads it, closes it, and reaps the child.
+    public static func spawnReading(_ executable: String, _ arguments: [String], environment: [String: String], errors: String) throws -> (pid: pid_t, output: Int32) {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { throw SpawnError(description: "cannot start \(executable): no pipe (\(String(cString: strerror(errno))))") }
+        // The read end must not reach the child (closefrom closes it there anyway).
+        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+        do {
+            let pid = try spawn(executable, arguments, environment: environment, output: "/dev/null", errors: errors, stdoutDescriptor: fds[1])
+            close(fds[1])
+            return (pid, fds[0])
+        } catch {
+            close(fds[0])
+            close(fds[1])
+            throw error
+        }
     }
 
     /// The exit code of `pid` if it has exited (reaping it), nil while it runs. A child killed by

@@ -5,9 +5,11 @@ import Logging
 import PostgresEventStore
 import PostgresNIO
 import ServiceLifecycle
+import Synchronization
 
-/// Clouddriver's caching agents done as events (decision 0018): every `interval` the observer
-/// compares each live server group in the cluster view with what its provider runs.
+/// Clouddriver's caching agents done as events (decision 0018): every `interval`, and at once when
+/// `podman events` reports a Topsail container dead, the observer compares each live server group
+/// in the cluster view with what its provider runs.
 ///
 /// - Fewer running instances than the log's desired capacity (a container killed behind
 ///   Topsail's back), or more: `servergroup.drift.detected` names what differs, the provider
@@ -51,6 +53,15 @@ public final class CloudObserverService: Service {
     }
 
     public func run() async throws {
+        // A container that dies makes the next look due at once (podman events); the rounds
+        // every `interval` catch the rest (health, and anything the stream missed).
+        let woken = Mutex(false)
+        let events = PodmanEvents(logger: logger)
+        events.start { [logger] died in
+            logger.info("podman events: a container died", metadata: ["container": "\(died.container)", "account": "\(died.account)"])
+            woken.withLock { $0 = true }
+        }
+        defer { events.stop() }
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 do {
@@ -63,7 +74,11 @@ public final class CloudObserverService: Service {
                 } catch {
                     self.logger.warning("observing the clouds failed; retrying", metadata: ["error": "\(error)"])
                 }
-                try? await Task.sleep(for: self.interval)
+                let next = ContinuousClock.now + self.interval
+                while ContinuousClock.now < next, !woken.withLock({ $0 }), !Task.isCancelled {
+                    try? await Task.sleep(for: min(.milliseconds(100), next - ContinuousClock.now))
+                }
+                woken.withLock { $0 = false }
             }
         }
     }

@@ -227,8 +227,9 @@ struct ObserverCommand: AsyncParsableCommand {
         commandName: "observer",
         abstract: "Watch what the clouds run against the log: replace instances killed behind Topsail's back, record health changes.",
         discussion: """
-            Every --observe-every seconds, each live server group in the cluster view (kept by the projector) \
-            is compared with what its account's provider runs. Fewer or more running instances than the \
+            Every --observe-every seconds, and at once when `podman events` reports a Topsail container dead, \
+            each live server group in the cluster view (kept by the projector) is compared with what its \
+            account's provider runs. Fewer or more running instances than the \
             log's desired capacity is drift: a `servergroup.drift.detected` event names it, the provider \
             converges to the logged capacity, and `servergroup.upserted` records the result. Instances whose \
             health changed get one `servergroup.health.changed` event per change; one that was Up and fails its \

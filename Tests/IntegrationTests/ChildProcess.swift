@@ -1,5 +1,6 @@
 import Foundation
 import Processes
+import Synchronization
 
 /// A process started by a test (an engine, a broker), killed when the test is done with it.
 ///
@@ -123,21 +124,39 @@ final class PrivateBroker: @unchecked Sendable {
         }
     }
 
+    /// A port nothing listens on, for a server a test starts. Chosen below the kernel's range of
+    /// ephemeral ports (ip_local_port_range), which outgoing connections take their source ports
+    /// from: a port handed out from that range could become some connection's source port before
+    /// the server binds it ("Address already in use"). Never the same port twice in a run.
     static func freePort() throws -> Int {
+        let (low, _) = ephemeralRange
+        let candidates = 20_000..<min(low, 32_000)
+        for _ in 0..<200 {
+            let port = Int.random(in: candidates)
+            guard handedOut.withLock({ $0.insert(port).inserted }) else { continue }
+            if bindable(port) { return port }
+        }
+        throw SetupError("cannot find a free port in \(candidates)")
+    }
+
+    private static let handedOut = Mutex<Set<Int>>([19092])
+
+    /// The kernel's ephemeral port range (32768–60999 unless configured).
+    static let ephemeralRange: (Int, Int) = {
+        let text = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
+        let parts = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).compactMap { Int($0) }
+        return parts.count == 2 ? (parts[0], parts[1]) : (32768, 60999)
+    }()
+
+    private static func bindable(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
+        return withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0 else { throw SetupError("cannot find a free port") }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
+        } == 0
     }
 }

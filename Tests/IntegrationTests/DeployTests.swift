@@ -198,6 +198,9 @@ struct DeployTests {
                 return now?.instances.count == 2 && now?.instances.allSatisfy { $0.running && $0.health == .up } == true
                     && now?.instances.first?.id != before.instances.first?.id
             }
+            // podman events told the observer (which looks at once, not at its next round).
+            #expect(engine.process.text.contains("podman events: a container died") && engine.process.text.contains("\(account).shop-web-v000-i0"),
+                    "the observer did not hear of the death from podman events")
             var events = try await Self.events(db, stream: stream)
             let drift = try #require(events.first { $0.type == CloudOperations.driftType }?.payload)
             #expect(drift["stopped"]?.arrayValue == [.string(before.instances[0].id)] && drift["missingSlots"]?.arrayValue == [0], "\(drift)")

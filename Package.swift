@@ -158,6 +158,7 @@ let package = Package(
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
+            resources: [.copy("UI")],
             swiftSettings: strict
         ),
         // Child processes with every signal unblocked (pgbench, podman).

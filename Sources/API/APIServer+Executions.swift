@@ -11,9 +11,11 @@ import ReadModels
 /// Execution routes: reading, listing, controlling and triggering executions (Gate's paths).
 extension APIServer {
     func addExecutionRoutes(to routes: Routes) {
-        routes.on(.get, "/pipelines/:id", .application(.read)) { _, context in
+        routes.on(.get, "/pipelines/:id", .application(.read)) { request, context in
             let id = try context.parameters.require("id")
-            guard var view = try await repository.view(id) else { throw APIError.notFound("no execution \(id)") }
+            // ?version=N: the execution as it stood after its N-th event (the UI's replay).
+            let version = try Self.integer(request.uri.queryParameters["version"], "version", in: 1...Int64.max)
+            guard var view = try await repository.view(id, through: version) else { throw APIError.notFound("no execution \(id)") }
             try await authorize(context, .read, application: view.application)
             view.notifications = try await NotificationOutcomes(client: client, logger: logger).of(id)
             return try Self.json(view)

@@ -89,6 +89,7 @@ public struct APIServer: Sendable {
         let routes = Routes(router)
         // Outermost first: metrics see the status the error middleware chose.
         router.middlewares.add(MetricsMiddleware())
+        router.middlewares.add(SecurityHeadersMiddleware())
         router.middlewares.add(ErrorMiddleware(logger: logger))
         router.middlewares.add(DeadlineMiddleware(deadline: configuration.requestDeadline))
         router.middlewares.add(AuthenticationMiddleware(identities: Identities(store: repository.eventStore), oidc: oidc))
@@ -111,6 +112,7 @@ public struct APIServer: Sendable {
         addTriggerRoutes(to: routes)
         addClusterRoutes(to: routes)
         addCloudRoutes(to: routes)
+        addUIRoutes(to: routes)
         // The router names a path segment once: here the first one after /pipelines is the
         // application, not an execution id.
         routes.on(.post, "/pipelines/:id/:pipeline", .application(.execute)) { request, context in

@@ -17,6 +17,9 @@ public struct APIContext: RequestContext {
     /// Where the request came from (its peer's IP address), for limiting callers without a token.
     public var peer: String?
 
+    /// The session token, when the browser's session cookie authenticated the request.
+    public var session: String?
+
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         peer = source.channel.remoteAddress?.ipAddress
@@ -38,6 +41,12 @@ struct AuthenticationMiddleware: RouterMiddleware {
     let oidc: OIDCVerifier?
     static let open: Set<String> = ["/health", "/ready", "/metrics", "/openapi.json"]
 
+    /// The web UI's page and assets, and signing in (which takes its token in the body).
+    static func isUIOpen(_ request: Request) -> Bool {
+        let path = request.uri.path
+        return path == "/" || path.hasPrefix("/ui/assets/") || (path == "/ui/session" && request.method == .post)
+    }
+
     /// The paths trigger deliveries are posted to.
     static func isDelivery(_ path: String) -> Bool {
         path.hasPrefix("/webhooks/") || path.hasPrefix("/ci/builds/")
@@ -49,32 +58,47 @@ struct AuthenticationMiddleware: RouterMiddleware {
            given.unicodeScalars.allSatisfy({ $0.isASCII && $0.value >= 0x21 && $0.value < 0x7F }) {
             context.correlationID = given
         }
-        if Self.open.contains(request.uri.path) { return try await next(request, context) }
+        if Self.open.contains(request.uri.path) || Self.isUIOpen(request) { return try await next(request, context) }
         let header = request.headers[.authorization]
+        let token: String
+        if header == nil, let session = Sessions.token(in: request) {
+            // The browser's session: anything but a read must prove it comes from Topsail's page.
+            guard Sessions.isSafe(request.method) || Sessions.csrfHolds(request, token: session) else {
+                throw APIError(.forbidden, "csrf", "a request made with the session cookie must carry the session's X-CSRF-Token (GET /ui/session gives it)")
+            }
+            guard let known = try await identities.caller(token: session) else {
+                throw APIError(.unauthorized, "unauthenticated", "the session has ended (signed out or expired): sign in again")
+            }
+            context.caller = known
+            context.session = session
+            return try await next(request, context)
+        }
         // Trigger deliveries come from senders that cannot send a token (``RouteAccess/trigger``).
         if header == nil, Self.isDelivery(request.uri.path) { return try await next(request, context) }
         guard let header, header.lowercased().hasPrefix("bearer ") else {
             throw APIError.unauthenticated
         }
-        let token = String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
-        let caller: Caller
+        token = String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+        context.caller = try await caller(for: token)
+        return try await next(request, context)
+    }
+
+    /// Who a bearer token (an API token, or a JWT from the OIDC issuer) stands for; 401 when nobody.
+    func caller(for token: String) async throws -> Caller {
         if let oidc, OIDCVerifier.looksLikeJWT(token) {
             do {
                 // Namespaced by where it comes from: an OIDC user called like a Topsail user or a
                 // service account is someone else, and gets none of that account's roles or tokens.
                 let (user, roles) = try await oidc.verify(token)
-                caller = Caller(user: Caller.oidcPrefix + user, roles: roles)
+                return Caller(user: Caller.oidcPrefix + user, roles: roles)
             } catch let rejection as OIDCVerifier.Rejection {
                 throw APIError(.unauthorized, "unauthenticated", rejection.description)
             }
-        } else {
-            guard let known = try await identities.caller(token: token) else {
-                throw APIError(.unauthorized, "unauthenticated", "the API token is not valid (unknown, malformed or revoked)")
-            }
-            caller = known
         }
-        context.caller = caller
-        return try await next(request, context)
+        guard let known = try await identities.caller(token: token) else {
+            throw APIError(.unauthorized, "unauthenticated", "the API token is not valid (unknown, malformed or revoked)")
+        }
+        return known
     }
 }
 

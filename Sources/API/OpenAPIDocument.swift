@@ -66,7 +66,8 @@ enum OpenAPIDocument {
         return [
             "/pipelines/{id}": ["get": operation(
                 "getExecution", "An execution with its stages, trigger and times.",
-                responses(["200": response("The execution.", execution)], "404"), parameters: [executionID])],
+                responses(["200": response("The execution.", execution)], "404"),
+                parameters: [executionID, query("version", ["type": "integer", "minimum": 1], "The execution as it stood after its N-th event (replay).")])],
             "/pipelines/{id}/events": ["get": operation(
                 "getExecutionEvents", "The execution's own event timeline, in order.",
                 responses(["200": response("A page of events; next continues it.", ref("EventPage"))], "404"),
@@ -278,7 +279,7 @@ enum OpenAPIDocument {
         let stage: JSONValue = object(
             ["refId", "name", "type", "status", "attempt", "outputs"],
             ["refId": string, "name": string, "type": string, "status": ref("ExecutionStatus"), "attempt": integer,
-             "startTime": time, "endTime": time, "outputs": ["type": "object"]])
+             "startTime": time, "endTime": time, "outputs": ["type": "object"], "requisiteStageRefIds": strings, "context": ["type": "object"]])
         return [
             "Error": object(["error", "message", "status"], [
                 "error": string, "message": string, "status": integer,
@@ -289,7 +290,7 @@ enum OpenAPIDocument {
             "Execution": object(["id", "status", "trigger", "parameters", "stages"], [
                 "id": string, "status": ref("ExecutionStatus"), "application": string, "pipeline": string, "pipelineConfigId": string,
                 "trigger": [:], "parameters": ["type": "object"], "buildTime": time, "startTime": time, "endTime": time,
-                "stages": ["type": "array", "items": stage],
+                "stages": ["type": "array", "items": stage], "version": integer,
             ]),
             "ExecutionSummary": object(["id", "status", "buildTime"], [
                 "id": string, "application": string, "name": string, "pipelineConfigId": string, "status": ref("ExecutionStatus"),

@@ -69,6 +69,23 @@ public struct Identities: Sendable {
         return IssuedToken(id: id, token: "\(Self.tokenPrefix)\(id)_\(secret)")
     }
 
+    /// Issues a browser session for `caller` (decision 0020): a token like any other, kept in the
+    /// session cookie, that lapses after `lifetime`. A user from the OIDC issuer has no user stream;
+    /// the roles its JWT carried are kept with the session.
+    public func issueSession(for caller: Caller, lifetime: Duration, metadata: EventMetadata) async throws -> IssuedToken {
+        let oidc = caller.user.hasPrefix(Caller.oidcPrefix)
+        guard oidc || Self.validName(caller.user) else { throw AccessError("user names are letters, digits, '.', '_', '@' and '-' (at most 100)") }
+        let id = Self.randomHex(bytes: 8)
+        let secret = Self.random(bytes: 32)
+        var document: [String: JSONValue] = [
+            "id": .string(id), "name": "browser session", "user": .string(caller.user), "sha256": .string(Self.hash(secret)), "session": true,
+            "expiresAt": .number(Date().addingTimeInterval(Double(lifetime.components.seconds)).timeIntervalSince1970.rounded()),
+        ]
+        if oidc { document["roles"] = .array(caller.roles.sorted().map(JSONValue.string)) }
+        try await tokens.save(.object(document), id: id, basedOn: 0, metadata: metadata)
+        return IssuedToken(id: id, token: "\(Self.tokenPrefix)\(id)_\(secret)")
+    }
+
     public func setRoles(user: String, roles: [String], metadata: EventMetadata) async throws {
         var document = try await users.latest(user)?.document.objectValue ?? [:]
         document["name"] = .string(user)
@@ -102,6 +119,8 @@ public struct Identities: Sendable {
               let expected = stored.document["sha256"]?.stringValue, let user = stored.document["user"]?.stringValue,
               Self.constantTimeEqual(expected, Self.hash(String(parts[2])))
         else { return nil }
+        if let expires = stored.document["expiresAt"]?.doubleValue, Date().timeIntervalSince1970 >= expires { return nil }
+        if let kept = stored.document["roles"]?.arrayValue { return Caller(user: user, roles: Set(kept.compactMap(\.stringValue))) }
         return Caller(user: user, roles: try await roles(of: user))
     }
 

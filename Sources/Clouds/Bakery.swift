@@ -69,6 +69,10 @@ public struct Bakery: Sendable {
         public var created: String
     }
 
+    /// The package under /opt/package: a directory's contents, a file as it is, a tarball
+    /// (tar, gzip, bzip2 or xz) unpacked — inside the build, never on the engine's machine.
+    public static let defaultRecipe = "ADD package /opt/package/"
+
     let packageRoot: URL
     let logDirectory: URL
     let executable: String

@@ -21,6 +21,10 @@ public struct ExecutionView: Encodable, Sendable {
         public let startTime: Date?
         public let endTime: Date?
         public let outputs: [String: JSONValue]
+        /// The stages this one waits for (the graph's edges).
+        public let requisiteStageRefIds: [String]
+        /// The stage's own configuration (its fields as saved), for showing what it was asked to do.
+        public let context: JSONValue
     }
 
     public let id: String
@@ -34,6 +38,8 @@ public struct ExecutionView: Encodable, Sendable {
     public let startTime: Date?
     public let endTime: Date?
     public let stages: [Stage]
+    /// How many events the execution's stream holds: its version, which replay steps through.
+    public let version: Int64
     /// The outcome of every notification the execution called for (`notification.sent` or
     /// `notification.failed`), when asked for.
     public var notifications: [JSONValue]?
@@ -55,8 +61,10 @@ public struct ExecutionView: Encodable, Sendable {
             let stage = state.stage(ref)
             let config = state.config(ref)
             return Stage(refId: ref, name: config?.name ?? ref, type: config?.type ?? "", status: stage.status.rawValue,
-                         attempt: stage.attempt, startTime: times[ref]?.startedAt, endTime: times[ref]?.completedAt, outputs: stage.outputs)
+                         attempt: stage.attempt, startTime: times[ref]?.startedAt, endTime: times[ref]?.completedAt, outputs: stage.outputs,
+                         requisiteStageRefIds: config?.requisiteStageRefIDs ?? [], context: config.map { .object($0.json) } ?? .null)
         }
+        version = state.version
     }
 
     /// The view of a folded summary (which holds the state too).
@@ -73,15 +81,16 @@ public struct ExecutionView: Encodable, Sendable {
 }
 
 extension ExecutionRepository {
-    /// The execution with its times, folded from the log; nil when there is none.
-    public func view(_ executionID: String) async throws -> ExecutionView? {
+    /// The execution with its times, folded from the log (through its `through`-th event, when
+    /// given: as it stood then); nil when there is none.
+    public func view(_ executionID: String, through: Int64? = nil) async throws -> ExecutionView? {
         guard let stream = try? Self.streamID(executionID) else { return nil }
         var fold = ExecutionSummaryFold()
         var next: Int64 = 1
         while true {
             let batch = try await eventStore.readStream(stream, from: next, direction: .forward, limit: 500)
-            for event in batch { try fold.apply(event) }
-            guard let last = batch.last, batch.count == 500 else { break }
+            for event in batch where through.map({ event.streamVersion <= $0 }) ?? true { try fold.apply(event) }
+            guard let last = batch.last, batch.count == 500, through.map({ last.streamVersion < $0 }) ?? true else { break }
             next = last.streamVersion + 1
         }
         return fold.version == 0 ? nil : ExecutionView(id: executionID, fold: fold)

@@ -33,7 +33,7 @@ struct BakeStageRunner: StageRunner {
             guard let text = value.stringValue else { return failed("tags hold strings: \(key) does not") }
             tags[key] = text
         }
-        let request = Bakery.Request(imageName: name, baseImage: base, package: package, recipe: stage["recipe"]?.stringValue ?? "COPY package/ /opt/package/",
+        let request = Bakery.Request(imageName: name, baseImage: base, package: package, recipe: stage["recipe"]?.stringValue ?? Bakery.defaultRecipe,
                                      tags: tags, rebake: stage["rebake"]?.boolValue ?? false)
         let baked: Bakery.Baked
         do {

@@ -544,6 +544,15 @@ struct DeployTests {
             ]])
             // The newest image with those tags: the one baked from the changed package.
             #expect(found.stage("find").outputs["imageId"] == changed.stage("bake").outputs["imageId"], "\(found.stage("find").outputs)")
+            // A tarball package, unpacked under /opt/package by the default recipe.
+            let tar = try await CLITests.run(["-czf", packages.appendingPathComponent("service.tar.gz").path, "-C", packages.path, "service"],
+                                             executable: URL(fileURLWithPath: "/bin/tar"))
+            #expect(tar.status == 0, "\(tar.stderr)")
+            let tarball = try await run(engine, bake(["package": "service.tar.gz", "recipe": .null]))
+            let unpacked = try #require(tarball.stage("bake").outputs["imageId"]?.stringValue, "\(tarball.stage("bake").outputs)")
+            let listed = try await CLITests.run(["--runtime", "runc", "run", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+                                                 unpacked, "cat", "/opt/package/service/release"], executable: URL(fileURLWithPath: "/usr/bin/podman"))
+            #expect(listed.status == 0 && listed.stdout.contains("VERSION=other"), "\(listed.stdout) \(listed.stderr)")
             let outside = try await run(engine, bake(["package": "../../etc"]))
             #expect(outside.status == .terminal && outside.stage("bake").outputs["error"]?.stringValue?.contains("package root") == true,
                     "\(outside.stage("bake").outputs)")
@@ -551,7 +560,7 @@ struct DeployTests {
             for try await count in try await db.client.query(
                 "SELECT count(*)::int FROM events WHERE event_type = 'image.baked' AND stream_id = 'image-shop-service'", logger: TestEnvironment.logger
             ).decode(Int.self) { baked = count }
-            #expect(baked == 4, "image.baked events: \(baked)")
+            #expect(baked == 5, "image.baked events: \(baked)")
         } catch {
             await cleanUp(account, cloudState: cloudState, engine: engine)
             throw error

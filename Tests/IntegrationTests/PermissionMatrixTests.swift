@@ -95,11 +95,13 @@ struct PermissionMatrixTests {
                 case "/applications/:app/clusters/:account/:cluster": path = "/applications/web/clusters/nosuch/web"
                 case "/instances/:account/:region/:id": path = "/instances/nosuch/local/i-1"
                 case "/tasks/:id": path = "/tasks/\(execution)"
+                case "/ui/assets/:file": path = "/ui/assets/app.css"
                 default: if executionRoute { path = path.replacingOccurrences(of: ":id", with: execution) }
                 }
                 guard !path.contains(":") else { throw SetupError("the matrix has no example for a parameter of \(route): add one") }
                 switch (route.method, route.path) {
                 case ("GET", "/audit"): return (path + "?application=web", nil)
+                case ("GET", "/ui/stream"): return (path + "?follow=false", nil)
                 case ("GET", "/pipelines/:id/evaluateExpression"): return (path + "?expression=x", nil)
                 case ("POST", "/pipelines/:id/evaluateExpression"): return (path, #"{"expression": "x"}"#)
                 case ("POST", "/pipelines"): return (path, pipeline)

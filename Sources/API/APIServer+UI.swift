@@ -139,7 +139,7 @@ final class LiveStream: @unchecked Sendable {
         case "servergroup":
             let payload = try event.payload.decode(JSONValue.self)
             guard let account = payload["account"]?.stringValue, let name = payload["serverGroup"]?.stringValue ?? payload["name"]?.stringValue,
-                  let application = name.split(separator: "-").first.map(String.init),
+                  let application = payload["application"]?.stringValue ?? name.split(separator: "-").first.map(String.init),
                   try await mayRead(application), try await mayRead(account: account) else { return nil }
             return Self.format(event, "cluster", [
                 "application": .string(application), "account": .string(account), "serverGroup": .string(name), "type": .string(event.type),

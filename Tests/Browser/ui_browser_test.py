@@ -4,7 +4,7 @@ Run by the Swift integration test UITests, which starts `topsail all`, saves the
 pipeline, and passes the tokens. Prints one line per check; exits 1 if any failed. Screenshots of
 each page go to --screenshots; axe-core checks each page for serious or critical violations.
 """
-import argparse, json, sys, time, urllib.request, urllib.error
+import argparse, json, subprocess, sys, time, urllib.request, urllib.error
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -18,6 +18,7 @@ parser.add_argument("--base", required=True)
 parser.add_argument("--admin", required=True)
 parser.add_argument("--reader", required=True)
 parser.add_argument("--screenshots", required=True)
+parser.add_argument("--kill", help="clusters only: the container to kill while the clusters page is open")
 args = parser.parse_args()
 
 failures = []
@@ -87,7 +88,33 @@ def page_fetch(method, path, csrf=True):
     """, method, path, csrf)
 
 
+def instances():
+    return driver.execute_script(
+        "return [...document.querySelectorAll('li[data-instance]')].map(li => [li.dataset.instance, li.dataset.health])")
+
+
+def clusters():
+    """A cluster's health on screen follows a container killed behind Topsail's back."""
+    sign_in(args.admin)
+    driver.get(args.base + "/#/applications/shop/clusters")
+    until("both instances Up on the clusters page", lambda: [h for _, h in instances()] == ["Up", "Up"])
+    driver.execute_script("window.__samePage = true")
+    before = instances()
+    accessible("clusters")
+    shot("clusters")
+    killed = subprocess.run(["/usr/bin/podman", "kill", "--signal", "KILL", args.kill], capture_output=True, text=True)
+    check(killed.returncode == 0, f"podman kill {args.kill}: {killed.stderr.strip()}")
+    until("the killed instance to leave the page and its replacement to show Up", lambda: len(instances()) == 2
+          and [h for _, h in instances()] == ["Up", "Up"] and instances() != before, timeout=60)
+    check(driver.execute_script("return window.__samePage === true"), "the clusters page followed the change without reloading")
+    print(f"instances before {before}, after {instances()}", flush=True)
+    shot("clusters-replaced")
+
+
 try:
+  if args.kill:
+    clusters()
+  else:
     # --- Signing in: a session cookie, HttpOnly and SameSite=Strict; strict CSP on the page.
     driver.get(args.base + "/")
     until("the sign-in page", lambda: heading() == "Sign in")

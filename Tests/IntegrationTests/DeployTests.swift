@@ -410,6 +410,39 @@ struct DeployTests {
         await cleanUp(account, cloudState: cloudState, engine: engine)
     }
 
+    @Test("the clusters page in headless chromium: a container killed behind Topsail's back disappears from the screen and its replacement shows Up, without a reload")
+    func clustersInTheBrowser() async throws {
+        try await TestDatabase.with { db in try await Self.browserScenario(db) }
+    }
+
+    static func browserScenario(_ db: TestDatabase) async throws {
+        let cloudState = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("clouds"))
+        let engine = try Engine(db, arguments: ["--observe-every", "0.5"], environment: ["TOPSAIL_CLOUD_STATE_DIR": cloudState.path])
+        defer { engine.process.terminate() }
+        let account = try await account(db)
+        let port = try PrivateBroker.freePort()
+        let v1 = try await image("v1")
+        let admin = try await Identities(store: db.store).issue(user: "ada", name: "ui", roles: ["admin"], metadata: EventMetadata(source: "test")).token
+        do {
+            #expect(try await run(engine, loadBalancer(account, port: port)).status == .succeeded)
+            #expect(try await run(engine, deploy(account, image: v1, strategy: "none")).status == .succeeded)
+            try await engine.until("both instances to be Up") {
+                try await groups(account, cloudState: cloudState).first?.instances.map(\.health) == [.up, .up]
+            }
+            let screenshots = TestEnvironment.packageRoot.appendingPathComponent(".topsail/screenshots")
+            try FileManager.default.createDirectory(at: screenshots, withIntermediateDirectories: true)
+            let outcome = try await CLITests.run([
+                TestEnvironment.packageRoot.appendingPathComponent("Tests/Browser/ui_browser_test.py").path, "--base", engine.api, "--admin", admin,
+                "--reader", "unused", "--screenshots", screenshots.path, "--kill", "\(account).shop-web-v000-i0",
+            ], executable: TestEnvironment.packageRoot.appendingPathComponent(".topsail/venv/bin/python"))
+            #expect(outcome.status == 0 && outcome.stdout.contains("\"failures\": []"), "the browser checks:\n\(outcome.stdout)\n\(outcome.stderr.suffix(3000))")
+        } catch {
+            await cleanUp(account, cloudState: cloudState, engine: engine)
+            throw error
+        }
+        await cleanUp(account, cloudState: cloudState, engine: engine)
+    }
+
     @Test("custom strategy: once the new server group is up, the strategy pipeline runs as a child with Orca's parameters and does the clean-up; a strategy pipeline that fails fails the deploy, which rolls back")
     func customStrategy() async throws {
         try await TestDatabase.with { db in try await Self.customScenario(db) }

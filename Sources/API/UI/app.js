@@ -82,11 +82,13 @@ function failure(error) {
   say(`${error.message}${problems}`, true);
 }
 
+let shownHash = null;
 function show(title, ...content) {
   listeners.clear();
   document.title = `${title} · Topsail`;
   main.replaceChildren(h("h1", {}, title), ...content.flat(Infinity).filter((part) => part !== null && part !== undefined && part !== false));
-  main.focus();
+  // Focus moves to the content on navigation only, never when a live update redraws the page.
+  if (shownHash !== location.hash) { shownHash = location.hash; main.focus(); }
 }
 
 // ---------------------------------------------------------------- permissions
@@ -132,10 +134,13 @@ function unfollow() {
   if (stream) { stream.close(); stream = null; }
 }
 
-// Calls `refresh` at most every 150 ms while events arrive.
+// Calls `refresh` at most every 150 ms while events arrive, and once more a second after the
+// last: lists come from read models, which may trail the log by a moment.
 function debounced(refresh) {
-  let timer = null;
+  let timer = null, settle = null;
   return () => {
+    clearTimeout(settle);
+    settle = setTimeout(() => refresh().catch(failure), 1000);
     if (timer) return;
     timer = setTimeout(() => { timer = null; refresh().catch(failure); }, 150);
   };
@@ -440,7 +445,7 @@ async function showClusters(name) {
       return h("div", {},
         h("h3", {}, group.name, " ", group.disabled ? h("span", { class: "status s-STOPPED" }, "disabled") : h("span", { class: "status s-SUCCEEDED" }, "enabled"),
           h("span", { class: "hint" }, ` ${group.image || ""}`)),
-        h("ul", {}, (group.instances || []).map((instance) => h("li", { class: `health-${instance.health}` },
+        h("ul", {}, (group.instances || []).map((instance) => h("li", { class: `health-${instance.health}`, "data-instance": instance.id, "data-health": instance.health },
           `${instance.id}: ${instance.health}${instance.address ? ` (${instance.address})` : ""}`))),
         canAct ? h("div", { class: "row" },
           group.disabled

@@ -99,7 +99,7 @@ extension APIServer {
                 }
                 if batch.count < 200 {
                     if !follow { break }
-                    try await Task.sleep(for: .milliseconds(100))
+                    try await Task.sleep(for: .milliseconds(50))
                 }
             }
             try await writer.finish(nil)

@@ -18,7 +18,7 @@ public struct BenchCommand: AsyncParsableCommand {
         commandName: "bench",
         abstract: "Measure Topsail on this machine (docs/benchmarks.md explains the targets).",
         discussion: "Each benchmark works in a schema of its own, created and dropped by the run, and compares against a baseline measured in the same run.",
-        subcommands: [BenchAppendCommand.self, BenchRelayCommand.self, BenchPipelineCommand.self, BenchWaitsCommand.self, BenchAPICommand.self, BenchLookupsCommand.self, BenchRebuildCommand.self, BenchTriggersCommand.self, BenchDeployCommand.self]
+        subcommands: [BenchAppendCommand.self, BenchRelayCommand.self, BenchPipelineCommand.self, BenchWaitsCommand.self, BenchAPICommand.self, BenchLookupsCommand.self, BenchRebuildCommand.self, BenchTriggersCommand.self, BenchDeployCommand.self, BenchUICommand.self]
     )
 }
 

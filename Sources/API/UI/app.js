@@ -134,15 +134,24 @@ function unfollow() {
   if (stream) { stream.close(); stream = null; }
 }
 
-// Calls `refresh` at most every 150 ms while events arrive, and once more a second after the
-// last: lists come from read models, which may trail the log by a moment.
+// Calls `refresh` at once on the first event, then at most every 150 ms while events keep
+// arriving, and once more a second after the last: lists come from read models, which may trail
+// the log by a moment.
 function debounced(refresh) {
-  let timer = null, settle = null;
+  let timer = null, pending = false, settle = null;
+  const run = () => refresh().catch(failure);
+  const cool = () => {
+    timer = setTimeout(() => {
+      timer = null;
+      if (pending) { pending = false; run(); cool(); }
+    }, 150);
+  };
   return () => {
     clearTimeout(settle);
-    settle = setTimeout(() => refresh().catch(failure), 1000);
-    if (timer) return;
-    timer = setTimeout(() => { timer = null; refresh().catch(failure); }, 150);
+    settle = setTimeout(run, 1000);
+    if (timer) { pending = true; return; }
+    run();
+    cool();
   };
 }
 
@@ -326,18 +335,34 @@ async function showExecution(id) {
   const act = async (method, path, body) => {
     try { await api(method, path, body); await refresh(); } catch (error) { failure(error); }
   };
-  const refresh = async () => {
-    if (replayAt) return;
-    render(await api("GET", `/pipelines/${id}`));
-    await loadTimeline();
+  // The timeline grows by the events after the last one shown (pages of 1000), however long.
+  const events = [];
+  const list = h("ol", { id: "timeline" });
+  timeline.replaceChildren(h("h2", {}, "Events"), list);
+  const newEvents = async () => {
+    let fresh = [];
+    for (;;) {
+      const after = fresh.length ? fresh[fresh.length - 1].version : (events.length ? events[events.length - 1].version : 0);
+      const page = await api("GET", `/pipelines/${id}/events?after=${after}&limit=1000`);
+      fresh = fresh.concat(page.events);
+      if (page.next === null || page.next === undefined) return fresh;
+    }
   };
-  const loadTimeline = async () => {
-    const page = await api("GET", `/pipelines/${id}/events?limit=1000`);
-    view.version = Math.max(view.version || 0, ...page.events.map((event) => event.version));
+  const showEvents = (fresh) => {
+    const known = events.length ? events[events.length - 1].version : 0;
+    for (const event of fresh.filter((e) => e.version > known)) {
+      events.push(event);
+      list.append(h("li", {}, h("code", {}, event.type), " ", h("span", { class: "hint" }, `v${event.version} · ${when(event.time)} · ${event.actor || ""}`)));
+    }
+    view.version = Math.max(view.version || 0, events.length ? events[events.length - 1].version : 0);
     slider.max = String(view.version);
     if (!replayAt) slider.value = String(view.version);
-    timeline.replaceChildren(h("h2", {}, "Events"), h("ol", { id: "timeline" }, page.events.map((event) =>
-      h("li", {}, h("code", {}, event.type), " ", h("span", { class: "hint" }, `v${event.version} · ${when(event.time)} · ${event.actor || ""}`)))));
+  };
+  const refresh = async () => {
+    if (replayAt) return;
+    const [state, fresh] = await Promise.all([api("GET", `/pipelines/${id}`), newEvents()]);
+    render(state);
+    showEvents(fresh);
   };
   const slider = h("input", { id: "replay", type: "range", min: "1", max: String(view.version || 1), value: String(view.version || 1) });
   const replayLabel = h("label", { for: "replay" }, "Replay: step through the execution event by event");
@@ -348,7 +373,7 @@ async function showExecution(id) {
   });
   replay.append(replayLabel, slider, h("p", { class: "hint" }, "Each position is the execution as it stood after that event, folded from the log."));
   render(view);
-  await loadTimeline();
+  showEvents(await newEvents());
   const live = debounced(refresh);
   listeners.add((kind, data) => { if (kind === "execution" && data.executionId === id) live(); });
 

@@ -98,6 +98,8 @@ def clusters():
     sign_in(args.admin)
     driver.get(args.base + "/#/applications/shop/clusters")
     until("both instances Up on the clusters page", lambda: [h for _, h in instances()] == ["Up", "Up"])
+    balancers = driver.execute_script("return [...document.querySelectorAll('table tbody tr td:first-child')].map(td => td.textContent)")
+    check("web" in balancers, f"the load balancer is listed: {balancers}")
     driver.execute_script("window.__samePage = true")
     before = instances()
     accessible("clusters")

@@ -34,6 +34,9 @@ struct APITests {
     static func call(_ method: String, _ url: String, body: String? = nil, token: String? = Self.token, headers: [String: String] = [:]) async throws -> Reply {
         var request = URLRequest(url: URL(string: url)!)
         request.httpMethod = method
+        // Cookies are per host, not per port: a session one engine set would ride along to every
+        // other engine on 127.0.0.1. A test that wants a cookie sends it as a header.
+        request.httpShouldHandleCookies = false
         for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         if let body {
             request.httpBody = Data(body.utf8)

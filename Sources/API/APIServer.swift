@@ -113,6 +113,7 @@ public struct APIServer: Sendable {
         addClusterRoutes(to: routes)
         addCloudRoutes(to: routes)
         addUIRoutes(to: routes)
+        addOIDCSignInRoutes(to: routes)
         // The router names a path segment once: here the first one after /pipelines is the
         // application, not an execution id.
         routes.on(.post, "/pipelines/:id/:pipeline", .application(.execute)) { request, context in

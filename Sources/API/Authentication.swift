@@ -45,6 +45,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
     static func isUIOpen(_ request: Request) -> Bool {
         let path = request.uri.path
         return path == "/" || path.hasPrefix("/ui/assets/") || (path == "/ui/session" && request.method == .post)
+            || path == "/ui/sign-in-options" || path == "/ui/oidc/login" || path == "/ui/oidc/callback"
     }
 
     /// The paths trigger deliveries are posted to.

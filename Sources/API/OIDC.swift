@@ -16,6 +16,29 @@ public struct OIDCVerifier: Sendable {
         public var jwks: String
         public var userClaim: String
         public var rolesClaim: String
+        /// Signing in to the web UI at the provider (the authorization code flow with PKCE), when
+        /// set; bearer JWTs are accepted either way.
+        public var signIn: SignIn?
+
+        /// The provider's endpoints and Topsail's registration with it.
+        public struct SignIn: Sendable {
+            public var authorizationURL: String
+            public var tokenURL: String
+            /// Topsail's client id at the provider (the audience of its id tokens).
+            public var clientID: String
+            /// Nil for a public client (PKCE alone).
+            public var clientSecret: String?
+            /// Where the provider sends the browser back: `<public URL>/ui/oidc/callback`.
+            public var redirectURL: String
+
+            public init(authorizationURL: String, tokenURL: String, clientID: String, clientSecret: String?, redirectURL: String) {
+                self.authorizationURL = authorizationURL
+                self.tokenURL = tokenURL
+                self.clientID = clientID
+                self.clientSecret = clientSecret
+                self.redirectURL = redirectURL
+            }
+        }
 
         public init(issuer: String, audience: String, jwks: String, userClaim: String = "preferred_username", rolesClaim: String = "groups") {
             self.issuer = issuer
@@ -51,6 +74,12 @@ public struct OIDCVerifier: Sendable {
 
     /// The user and the roles the token names; throws a ``Rejection`` saying what is wrong.
     func verify(_ token: String) async throws -> (user: String, roles: Set<String>) {
+        let (user, roles, _) = try await verifyClaims(token)
+        return (user, roles)
+    }
+
+    /// The user, roles and every claim of a valid JWT (the sign-in flow checks its nonce).
+    func verifyClaims(_ token: String) async throws -> (user: String, roles: Set<String>, claims: [String: JSONValue]) {
         let claims: Claims
         do {
             claims = try await keys.verify(token, as: Claims.self)
@@ -74,7 +103,7 @@ public struct OIDCVerifier: Sendable {
         case .string(let name)?: [name]
         default: []
         }
-        return (user, Set(roles))
+        return (user, Set(roles), claims.all)
     }
 
     /// Every claim, with `exp` required and `exp`/`nbf` checked by the signature's verification.

@@ -18,6 +18,7 @@ struct AllCommand: AsyncParsableCommand {
     @OptionGroup var relay: RelayOptions
 
     @OptionGroup var http: HTTPOptions
+    @OptionGroup var publicURL: PublicURLOptions
 
     @OptionGroup var supervision: SupervisionOptions
 
@@ -35,8 +36,8 @@ struct AllCommand: AsyncParsableCommand {
         try await Roles(
             options: options, topics: topics, disabledStageTypes: policy.disabledStageTypes, scriptSandbox: try sandbox.sandbox(), drainTimeout: drain.duration
         ).run([
-            .relay(relay.configuration(topics: topics)), .orchestrator, .worker, .scheduler(try cron.configuration()), .projector, .notifier(try notifications.configuration()),
-            supervision.role, observation.role, .http(try http.configuration(cronTimeZone: try cron.configuration().zone)),
+            .relay(relay.configuration(topics: topics)), .orchestrator, .worker, .scheduler(try cron.configuration()), .projector, .notifier(try notifications.configuration(publicURL: publicURL.value)),
+            supervision.role, observation.role, .http(try http.configuration(cronTimeZone: try cron.configuration().zone, publicURL: publicURL.value)),
         ])
     }
 }
@@ -59,21 +60,18 @@ struct NotifierOptions: ParsableArguments {
     @Option(help: ArgumentHelp("A file holding the GitHub token for commit statuses (default: $TOPSAIL_GITHUB_TOKEN).", valueName: "path"))
     var githubTokenFile: String?
 
-    @Option(help: "Where executions can be seen, for links in notifications (e.g. https://topsail.example.com).")
-    var publicUrl: String?
-
     @Option(help: "Attempts per notification before it is recorded as failed.")
     var notificationAttempts: Int = 5
 
     @Option(help: "Seconds before the first retry of a notification; each next one waits twice as long (at most 60 s).")
     var notificationBackoff: Double = 1
 
-    func configuration() throws -> Roles.Notifier {
+    func configuration(publicURL: String?) throws -> Roles.Notifier {
         guard notificationAttempts >= 1 else { throw CLIError("--notification-attempts must be at least 1") }
         guard notificationBackoff > 0, notificationBackoff <= 60 else { throw CLIError("--notification-backoff must be more than 0 and at most 60 seconds") }
         var channels = NotificationChannels.Configuration()
         channels.githubAPI = githubApiUrl.hasSuffix("/") ? String(githubApiUrl.dropLast()) : githubApiUrl
-        channels.publicURL = publicUrl
+        channels.publicURL = publicURL
         if let file = githubTokenFile {
             guard let token = FileManager.default.contents(atPath: file) else { throw CLIError("cannot read the GitHub token file \(file)") }
             channels.githubToken = String(decoding: token, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
@@ -108,9 +106,10 @@ struct NotifierCommand: AsyncParsableCommand {
     @OptionGroup var topics: TopicOptions
     @OptionGroup var drain: DrainOptions
     @OptionGroup(title: "Notifications") var notifications: NotifierOptions
+    @OptionGroup var publicURL: PublicURLOptions
 
     func run() async throws {
-        try await Roles(options: options, topics: topics, drainTimeout: drain.duration).run([.notifier(try notifications.configuration())])
+        try await Roles(options: options, topics: topics, drainTimeout: drain.duration).run([.notifier(try notifications.configuration(publicURL: publicURL.value))])
     }
 }
 
@@ -316,6 +315,15 @@ struct HTTPOptions: ParsableArguments {
         valueName: "path"))
     var secretsKeyFile: String?
 
+    @Option(help: "Sign in to the web UI at the OIDC provider: its authorization endpoint (default: $TOPSAIL_OIDC_AUTHORIZATION_URL). Needs --oidc-token-url and --public-url; the client id is --oidc-audience.")
+    var oidcAuthorizationUrl: String?
+
+    @Option(help: "The provider's token endpoint, where the sign-in's code is redeemed (default: $TOPSAIL_OIDC_TOKEN_URL).")
+    var oidcTokenUrl: String?
+
+    @Option(help: ArgumentHelp("A file holding Topsail's client secret at the provider (default: $TOPSAIL_OIDC_CLIENT_SECRET, the secret itself); none for a public client, which PKCE alone protects.", valueName: "path"))
+    var oidcClientSecretFile: String?
+
     @Option(help: "The claim naming the user; 'sub' when it is absent.")
     var oidcUserClaim: String = "preferred_username"
 
@@ -330,20 +338,20 @@ struct HTTPOptions: ParsableArguments {
         guard (1...3600).contains(requestDeadline) else { throw ValidationError("--request-deadline must be 1…3600 seconds") }
     }
 
-    func configuration(cronTimeZone: TimeZone? = nil) throws -> APIServer.Configuration {
+    func configuration(cronTimeZone: TimeZone? = nil, publicURL: String? = nil) throws -> APIServer.Configuration {
         let creators = Set(applicationCreatorRoles + (environment("TOPSAIL_APPLICATION_CREATOR_ROLES") ?? "").split(separator: ",")
             .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
         var configuration = APIServer.Configuration(
             host: httpHost, port: httpPort, maxBodyBytes: maxBodyBytes,
             rateLimit: rateLimit > 0 ? RateLimit(requestsPerSecond: rateLimit, burst: rateBurst) : nil,
-            applicationCreatorRoles: creators, oidc: try oidc())
+            applicationCreatorRoles: creators, oidc: try oidc(publicURL: publicURL))
         configuration.requestDeadline = .seconds(requestDeadline)
         configuration.secretSeal = try SecretSeal.configured(file: secretsKeyFile)
         if let cronTimeZone { configuration.cronTimeZone = cronTimeZone }
         return configuration
     }
 
-    private func oidc() throws -> OIDCVerifier.Configuration? {
+    private func oidc(publicURL: String?) throws -> OIDCVerifier.Configuration? {
         let issuer = oidcIssuer ?? environment("TOPSAIL_OIDC_ISSUER")
         let audience = oidcAudience ?? environment("TOPSAIL_OIDC_AUDIENCE")
         let jwks = oidcJwks ?? environment("TOPSAIL_OIDC_JWKS")
@@ -354,8 +362,28 @@ struct HTTPOptions: ParsableArguments {
         guard let keys = FileManager.default.contents(atPath: jwks) else {
             throw CLIError("cannot read the OIDC key set \(jwks): save the issuer's jwks_uri document to a file and pass its path")
         }
-        return OIDCVerifier.Configuration(
+        var configuration = OIDCVerifier.Configuration(
             issuer: issuer, audience: audience, jwks: String(decoding: keys, as: UTF8.self), userClaim: oidcUserClaim, rolesClaim: oidcRolesClaim)
+        let authorization = oidcAuthorizationUrl ?? environment("TOPSAIL_OIDC_AUTHORIZATION_URL")
+        let token = oidcTokenUrl ?? environment("TOPSAIL_OIDC_TOKEN_URL")
+        if authorization != nil || token != nil {
+            guard let authorization, let token, let publicURL else {
+                throw CLIError("signing in at the OIDC provider needs --oidc-authorization-url, --oidc-token-url and --public-url (or $TOPSAIL_OIDC_AUTHORIZATION_URL, _TOKEN_URL, $TOPSAIL_PUBLIC_URL)")
+            }
+            for (name, url) in [("--oidc-authorization-url", authorization), ("--oidc-token-url", token), ("--public-url", publicURL)] {
+                guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme ?? ""), parsed.host != nil else {
+                    throw CLIError("\(name) must be an http(s) URL, not '\(url)'")
+                }
+            }
+            var secret = environment("TOPSAIL_OIDC_CLIENT_SECRET")
+            if let file = oidcClientSecretFile {
+                guard let text = FileManager.default.contents(atPath: file) else { throw CLIError("cannot read the OIDC client secret file \(file)") }
+                secret = String(decoding: text, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            configuration.signIn = .init(authorizationURL: authorization, tokenURL: token, clientID: audience, clientSecret: secret,
+                                         redirectURL: publicURL.trimmingCharacters(in: CharacterSet(charactersIn: "/")) + "/ui/oidc/callback")
+        }
+        return configuration
     }
 }
 
@@ -372,10 +400,11 @@ struct APICommand: AsyncParsableCommand {
 
     @OptionGroup var options: CommonOptions
     @OptionGroup var http: HTTPOptions
+    @OptionGroup var publicURL: PublicURLOptions
     @OptionGroup var policy: StagePolicyOptions
 
     func run() async throws {
-        try await Roles(options: options, topics: TopicOptions(), disabledStageTypes: policy.disabledStageTypes).run([.http(try http.configuration())])
+        try await Roles(options: options, topics: TopicOptions(), disabledStageTypes: policy.disabledStageTypes).run([.http(try http.configuration(publicURL: publicURL.value))])
     }
 }
 
@@ -399,4 +428,12 @@ extension SecretSeal {
             throw CLIError("\(error) (from \(file ?? "$TOPSAIL_SECRETS_KEY"))")
         }
     }
+}
+
+/// Where people reach Topsail: links in notifications, and the OIDC provider's redirect back.
+struct PublicURLOptions: ParsableArguments {
+    @Option(help: "The URL browsers reach Topsail at (e.g. https://topsail.example.com): links in notifications, and the OIDC sign-in's redirect back to <URL>/ui/oidc/callback (default: $TOPSAIL_PUBLIC_URL).")
+    var publicUrl: String?
+
+    var value: String? { publicUrl ?? ProcessInfo.processInfo.environment["TOPSAIL_PUBLIC_URL"].flatMap { $0.isEmpty ? nil : $0 } }
 }

@@ -376,31 +376,12 @@ struct APIContractTests {
 
     @Test("bearer JWTs from the configured OIDC issuer: user and groups from the claims; wrong audience, issuer, key or an expired token get 401")
     func oidcBearerTokens() async throws {
-        let key = P256.Signing.PrivateKey()
+        let issuer = try TestIssuer()
+        defer { issuer.remove() }
         let stranger = P256.Signing.PrivateKey()
-        let raw = key.publicKey.rawRepresentation
-        let jwks: JSONValue = ["keys": [[
-            "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": "k1",
-            "x": .string(Self.base64url(raw.prefix(32))), "y": .string(Self.base64url(raw.suffix(32))),
-        ]]]
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("oidc"))
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let keys = directory.appendingPathComponent("jwks.json")
-        try JSONEncoder().encode(jwks).write(to: keys)
-        let issuer = "https://login.example.com"
-        @Sendable func jwt(_ claims: [String: JSONValue], key signer: P256.Signing.PrivateKey = key) throws -> String {
-            let now = Date().timeIntervalSince1970
-            var all: [String: JSONValue] = ["iss": .string(issuer), "aud": "topsail", "sub": "u-1", "exp": .number(now + 300), "iat": .number(now)]
-            all.merge(claims) { $1 }
-            let header = Self.base64url(try JSONEncoder().encode(["alg": "ES256", "typ": "JWT", "kid": "k1"] as JSONValue))
-            let payload = Self.base64url(try JSONEncoder().encode(JSONValue.object(all)))
-            let signature = try signer.signature(for: Data("\(header).\(payload)".utf8)).rawRepresentation
-            return "\(header).\(payload).\(Self.base64url(signature))"
-        }
-
+        @Sendable func jwt(_ claims: [String: JSONValue], key: P256.Signing.PrivateKey? = nil) throws -> String { try issuer.jwt(claims, key: key) }
         try await TestDatabase.with { db in
-            let engine = try Engine(db, arguments: ["--oidc-issuer", issuer, "--oidc-audience", "topsail", "--oidc-jwks", keys.path])
+            let engine = try Engine(db, arguments: ["--oidc-issuer", issuer.issuer, "--oidc-audience", "topsail", "--oidc-jwks", issuer.keys.path])
             defer { engine.process.terminate() }
             try await ApplicationStore(store: db.store).documents.save(
                 ["name": "shop", "permissions": ["READ": ["shop-readers"]]], id: "shop", metadata: EventMetadata(source: "test"))
@@ -483,10 +464,5 @@ struct APIContractTests {
             let after = try await engine.run(["stages": [["refId": "1", "type": "noop"], ["refId": "2", "type": "noop", "requisiteStageRefIds": ["1"]]]])
             #expect(try await engine.finished(after, timeout: .seconds(120)).status == .succeeded)
         }
-    }
-
-    static func base64url(_ data: some DataProtocol) -> String {
-        Data(data).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
     }
 }

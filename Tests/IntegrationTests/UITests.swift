@@ -1,6 +1,10 @@
 import Access
+import Crypto
 import EventLog
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import Pipelines
 import Testing
 
@@ -141,5 +145,99 @@ struct UITests {
             #expect(outcome.stdout.contains("\"failures\": []"), "\(outcome.stdout)")
             print(outcome.stdout.split(separator: "\n").filter { $0.hasPrefix("ok") || $0.hasPrefix("FAIL") }.joined(separator: "\n"))
         }
+    }
+}
+
+@Suite("Web UI: signing in at the OIDC provider", .serialized, .timeLimit(.minutes(5)))
+struct OIDCSignInTests {
+    typealias Engine = EngineTests.Engine
+
+    @Test("the authorization code flow with PKCE: login sends the browser to the provider with state, nonce and an S256 challenge; the callback redeems the code with the verifier and the client secret, checks the id token and its nonce, and opens a session with the token's roles; a foreign state, a wrong nonce or a refused code open nothing")
+    func authorizationCodeFlow() async throws {
+        let issuer = try TestIssuer()
+        defer { issuer.remove() }
+        try await ScriptedHTTPServer.with { provider in
+            try await TestDatabase.with { db in
+                let secret = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("secret"))
+                try "s3cret+/=".write(to: secret, atomically: true, encoding: .utf8)
+                defer { try? FileManager.default.removeItem(at: secret) }
+                let port = try PrivateBroker.freePort()
+                let engine = try Engine(db, arguments: [
+                    "--oidc-issuer", issuer.issuer, "--oidc-audience", "topsail", "--oidc-jwks", issuer.keys.path,
+                    "--oidc-authorization-url", provider.base + "/authorize", "--oidc-token-url", provider.base + "/token",
+                    "--oidc-client-secret-file", secret.path, "--public-url", "http://127.0.0.1:\(port)",
+                ])
+                defer { engine.process.terminate() }
+                try await APIContractTests.answering(engine)
+                let options = try await APIContractTests.call("GET", engine.api + "/ui/sign-in-options", nil, nil)
+                #expect(options.json["oidc"] == true, "\(options.json)")
+
+                // Login: a redirect to the provider, and the flow's cookie.
+                func login() async throws -> (query: [String: String], cookie: String) {
+                    let reply = try await Self.get(engine.api + "/ui/oidc/login")
+                    #expect(reply.status == 302)
+                    let location = try #require(reply.headers["location"])
+                    #expect(location.hasPrefix(provider.base + "/authorize?"), "\(location)")
+                    let items = URLComponents(string: location)?.queryItems ?? []
+                    let query = Dictionary(items.map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { $1 })
+                    let cookie = try #require(reply.headers["set-cookie"]?.split(separator: ";").first.map(String.init))
+                    #expect(reply.headers["set-cookie"]?.contains("HttpOnly") == true && reply.headers["set-cookie"]?.contains("SameSite=Lax") == true)
+                    return (query, cookie)
+                }
+                let (query, cookie) = try await login()
+                #expect(query["client_id"] == "topsail" && query["response_type"] == "code" && query["code_challenge_method"] == "S256"
+                        && query["redirect_uri"] == "http://127.0.0.1:\(port)/ui/oidc/callback" && query["scope"]?.contains("openid") == true, "\(query)")
+                let state = try #require(query["state"]), nonce = try #require(query["nonce"]), challenge = try #require(query["code_challenge"])
+
+                // The provider sends the browser back with a code; the token endpoint answers with an id token.
+                provider.on("/token", .json(#"{"token_type": "Bearer", "id_token": "\#(try issuer.jwt(["preferred_username": "jo", "groups": ["shop-readers"], "nonce": .string(nonce)]))"}"#))
+                let back = try await Self.get(engine.api + "/ui/oidc/callback?code=c-1&state=\(state)", cookie: cookie)
+                #expect(back.status == 302 && back.headers["location"] == "/", "\(back.status) \(back.json)")
+                let session = try #require(back.headers["set-cookie"].flatMap { header in
+                    header.components(separatedBy: ", ").first { $0.hasPrefix("topsail_session=") }?.split(separator: ";").first.map(String.init)
+                }, "\(back.headers)")
+                let redeemed = try #require(provider.received("/token").last)
+                let form = Dictionary((URLComponents(string: "?" + redeemed.body)?.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { $1 })
+                let verifier = try #require(form["code_verifier"])
+                #expect(TestIssuer.base64url(Data(SHA256.hash(data: Data(verifier.utf8)))) == challenge, "the verifier does not match the challenge")
+                #expect(form["code"] == "c-1" && form["client_secret"] == "s3cret+/=" && form["grant_type"] == "authorization_code", "\(form)")
+                let me = try await APIContractTests.call("GET", engine.api + "/ui/session", nil, nil, headers: ["Cookie": session])
+                #expect(me.json["user"] == "oidc:jo" && me.json["roles"] == ["shop-readers"] && me.json["csrf"]?.stringValue != nil, "\(me.json)")
+
+                // Not this sign-in's state: refused, no session.
+                let (_, other) = try await login()
+                let foreign = try await Self.get(engine.api + "/ui/oidc/callback?code=c-2&state=someone-elses", cookie: other)
+                #expect(foreign.status == 400 && foreign.headers["set-cookie"] == nil, "\(foreign.json)")
+                // A token for another sign-in (wrong nonce): refused.
+                let (again, third) = try await login()
+                provider.on("/token", .json(#"{"id_token": "\#(try issuer.jwt(["preferred_username": "jo", "nonce": "replayed"]))"}"#))
+                let replayed = try await Self.get(engine.api + "/ui/oidc/callback?code=c-3&state=\(again["state"] ?? "")", cookie: third)
+                #expect(replayed.status == 401 && replayed.json["message"]?.stringValue?.contains("nonce") == true, "\(replayed.json)")
+                // The provider refuses the code.
+                let (fourth, cookie4) = try await login()
+                provider.on("/token", .json(#"{"error": "invalid_grant"}"#, status: 400))
+                let refused = try await Self.get(engine.api + "/ui/oidc/callback?code=c-4&state=\(fourth["state"] ?? "")", cookie: cookie4)
+                #expect(refused.status == 401 && refused.json["message"]?.stringValue?.contains("invalid_grant") == true, "\(refused.json)")
+            }
+        }
+    }
+
+    /// A GET that does not follow redirects.
+    static func get(_ url: String, cookie: String? = nil) async throws -> APITests.Reply {
+        final class NoRedirects: NSObject, URLSessionTaskDelegate {
+            func urlSession(_ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
+                            newRequest request: URLRequest, completionHandler: @escaping (URLRequest?) -> Void) { completionHandler(nil) }
+        }
+        var request = URLRequest(url: URL(string: url)!)
+        request.httpShouldHandleCookies = false
+        if let cookie { request.setValue(cookie, forHTTPHeaderField: "Cookie") }
+        let session = URLSession(configuration: .ephemeral, delegate: NoRedirects(), delegateQueue: nil)
+        defer { session.finishTasksAndInvalidate() }
+        let (data, response) = try await session.data(for: request)
+        let json = (try? JSONDecoder().decode(JSONValue.self, from: data)) ?? .string(String(decoding: data, as: UTF8.self))
+        let http = response as? HTTPURLResponse
+        var headers: [String: String] = [:]
+        for (name, value) in http?.allHeaderFields ?? [:] { headers[String(describing: name).lowercased()] = String(describing: value) }
+        return APITests.Reply(status: http?.statusCode ?? 0, json: json, headers: headers)
     }
 }

@@ -176,7 +176,9 @@ function showSignIn() {
   token,
   h("p", { id: "token-hint", class: "hint" }, "A token from topsail tokens create, or a JWT from your OIDC provider. It becomes a browser session; signing out ends it."),
   h("button", { type: "submit" }, "Sign in"));
-  show("Sign in", form);
+  const provider = h("p", { hidden: true }, h("a", { class: "button", href: "/ui/oidc/login" }, "Sign in with your organisation's account (OIDC)"));
+  show("Sign in", provider, form);
+  fetch("/ui/sign-in-options").then((r) => r.json()).then((options) => { provider.hidden = !options.oidc; }).catch(() => {});
 }
 
 function signedIn() {

@@ -29,7 +29,7 @@ let package = Package(
         // Pure domain: event envelopes, stream ids, the EventStore port. No I/O imports.
         .target(name: "EventLog", swiftSettings: strict),
         // Pure domain: Spinnaker pipeline JSON, validation, statuses and the stage DAG.
-        .target(name: "Pipelines", dependencies: ["EventLog"], swiftSettings: strict),
+        .target(name: "Pipelines", dependencies: ["EventLog", .product(name: "Yams", package: "Yams")], swiftSettings: strict),
         // Pure: Topsail's ${…} expression language (Spinnaker's SpEL subset), sandboxed.
         .target(name: "Expressions", dependencies: ["EventLog"], swiftSettings: strict),
         // Pure domain: executions as events, and one decision handler per message.

@@ -57,12 +57,16 @@ extension APIServer {
             try await authorize(context, .read, application: try context.parameters.require("app"))
             return try Self.json(try await PipelineConfigReadModel(client: client, logger: logger).list(application: try context.parameters.require("app")))
         }
-        routes.on(.get, "/applications/:app/pipelineConfigs/:pipeline", .application(.read)) { _, context in
+        routes.on(.get, "/applications/:app/pipelineConfigs/:pipeline", .application(.read)) { request, context in
             let (app, name) = (try context.parameters.require("app"), try context.parameters.require("pipeline"))
             try await authorize(context, .read, application: app)
             // From the log, not the read model: a pipeline saved a moment ago is found (apply relies on it).
             guard let config = try await savedPipeline(application: app, nameOrID: name) else {
                 throw APIError.notFound("application \(app) has no pipeline named or with id '\(name)'")
+            }
+            if Self.wantsYAML(request) {
+                return Response(status: .ok, headers: [.contentType: "application/yaml; charset=utf-8"],
+                                body: .init(byteBuffer: ByteBuffer(string: try YAMLDocuments.yaml(.object(config.json)))))
             }
             return try Self.json(JSONValue.object(config.json))
         }
@@ -83,7 +87,7 @@ extension APIServer {
     /// is made when it has none). `?basedOn=N`: refused with 409 unless the pipeline is still at
     /// version N (0: new), so a save from a stale copy loses nothing; `force=true` saves anyway.
     func savePipeline(_ request: Request, _ context: APIContext) async throws -> Response {
-        var body = try await self.body(request)
+        var body = try await documentBody(request)
         if body["id"]?.stringValue?.isEmpty ?? true { body = .object((body.objectValue ?? [:]).merging(["id": .string(UUID().uuidString.lowercased())]) { $1 }) }
         var pipeline: PipelineConfig
         switch PipelineValidation.parse(body, disabledStageTypes: configuration.disabledStageTypes) {

@@ -27,6 +27,37 @@ extension APIServer {
         return value
     }
 
+    /// A pipeline's body: JSON, or YAML when the request says so (`Content-Type:
+    /// application/yaml`, as the editor's YAML view and `topsail apply` write it).
+    func documentBody(_ request: Request) async throws -> JSONValue {
+        guard request.headers[.contentType]?.lowercased().contains("yaml") == true else { return try await body(request) }
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: configuration.maxBodyBytes)
+        } catch is NIOTooManyBytesError {
+            throw APIError(.contentTooLarge, "payload_too_large", "the request body is larger than \(configuration.maxBodyBytes) bytes")
+        }
+        let documents: [JSONValue]
+        do {
+            documents = try YAMLDocuments.documents(String(buffer: buffer))
+        } catch {
+            throw APIError.badRequest("the request body is \(error)")
+        }
+        guard documents.count == 1, let value = documents.first, value.objectValue != nil else {
+            throw APIError.badRequest("the request body must be one YAML document holding a mapping (a pipeline)")
+        }
+        if let path = Self.nulCharacter(in: value) {
+            throw APIError(.badRequest, "bad_request", "text may not contain the NUL character (\\u0000)",
+                           problems: [.init(path: path, stage: nil, message: "contains \\u0000")])
+        }
+        return value
+    }
+
+    /// Whether the client asked for YAML (`Accept: application/yaml`).
+    static func wantsYAML(_ request: Request) -> Bool {
+        request.headers[.accept]?.lowercased().contains("yaml") == true
+    }
+
     /// Where a string or a key holds U+0000, which PostgreSQL's jsonb cannot store; nil when none does.
     static func nulCharacter(in value: JSONValue, path: String = "$") -> String? {
         switch value {

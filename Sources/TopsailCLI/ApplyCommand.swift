@@ -6,7 +6,6 @@ import Foundation
 import PipelineEngine
 import Pipelines
 import PostgresEventStore
-import Yams
 
 /// Configuration documents read from files: applications and pipelines, JSON or YAML.
 enum ConfigurationFiles {
@@ -61,41 +60,12 @@ enum ConfigurationFiles {
             parsed = [value]
         } else {
             do {
-                // The parser, not Yams.load_all: that one ends quietly at a syntax error.
-                let parser = try Parser(yaml: String(decoding: data, as: UTF8.self))
-                var documents: [JSONValue] = []
-                while let root = try parser.nextRoot() { documents.append(try json(root)) }
-                parsed = documents
+                parsed = try YAMLDocuments.documents(String(decoding: data, as: UTF8.self))
             } catch {
-                throw CLIError("\(file) is not valid YAML: \(error)")
+                throw CLIError("\(file) is \(error)")
             }
         }
         return parsed.flatMap { $0.arrayValue ?? [$0] }
-    }
-
-    /// A YAML node as JSON, by its resolved tag (`true` a boolean, `30` a number, `"30"` a string).
-    static func json(_ node: Node) throws -> JSONValue {
-        switch node {
-        case .scalar:
-            switch Tag.Name(rawValue: node.tag.rawValue) {
-            case Tag.Name.null: return .null
-            case Tag.Name.bool: return node.bool.map(JSONValue.bool) ?? .string(node.string ?? "")
-            case Tag.Name.int: return node.int.map { .number(Double($0)) } ?? .string(node.string ?? "")
-            case Tag.Name.float: return node.float.map(JSONValue.number) ?? .string(node.string ?? "")
-            default: return .string(node.string ?? "")
-            }
-        case .sequence(let sequence):
-            return .array(try sequence.map(json))
-        case .mapping(let mapping):
-            var object: [String: JSONValue] = [:]
-            for (key, value) in mapping {
-                guard let name = key.string else { throw CLIError("a YAML mapping key is not a string") }
-                object[name] = try json(value)
-            }
-            return .object(object)
-        case .alias:
-            throw CLIError("YAML aliases are not supported in configuration files")
-        }
     }
 
     private static func document(_ value: JSONValue, source: String, disabledStageTypes: Set<String>) throws -> Document {
@@ -250,22 +220,7 @@ struct ExportCommand: AsyncParsableCommand {
         return String(decoding: try encoder.encode(value), as: UTF8.self)
     }
 
-    /// YAML that reads back as the same JSON: strings are quoted, so "true" or "30" stay strings
-    /// and booleans stay booleans (not the 1 and 0 a detour through Foundation would make them).
     static func yaml(_ value: JSONValue) throws -> String {
-        try Yams.serialize(node: node(value))
-    }
-
-    static func node(_ value: JSONValue) -> Node {
-        switch value {
-        case .null: return Node("null", Tag(.null))
-        case .bool(let flag): return Node(flag ? "true" : "false", Tag(.bool))
-        case .number(let number):
-            if number.rounded() == number, abs(number) < 1e15 { return Node(String(Int64(number)), Tag(.int)) }
-            return Node(String(number), Tag(.float))
-        case .string(let text): return Node(text, Tag(.str), .doubleQuoted)
-        case .array(let items): return Node(items.map(node))
-        case .object(let object): return Node(object.sorted { $0.key < $1.key }.map { (Node($0.key, Tag(.str)), node($0.value)) })
-        }
+        try YAMLDocuments.yaml(value)
     }
 }

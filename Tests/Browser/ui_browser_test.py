@@ -4,7 +4,7 @@ Run by the Swift integration test UITests, which starts `topsail all`, saves the
 pipeline, and passes the tokens. Prints one line per check; exits 1 if any failed. Screenshots of
 each page go to --screenshots; axe-core checks each page for serious or critical violations.
 """
-import argparse, json, subprocess, sys, time, urllib.request, urllib.error
+import argparse, json, re, subprocess, sys, time, urllib.request, urllib.error
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -60,7 +60,8 @@ def accessible(page):
     results = axe.run()
     bad = [v for v in results["violations"] if v.get("impact") in ("serious", "critical")]
     check(not bad, f"{page}: axe-core finds no serious or critical violations"
-          + ("" if not bad else ": " + "; ".join(f"{v['id']} ({v['impact']}): {len(v['nodes'])} nodes" for v in bad)))
+          + ("" if not bad else ": " + "; ".join(f"{v['id']} ({v['impact']}): {len(v['nodes'])} nodes: "
+                                       + ", ".join(str(n.get('target')) + " " + (n.get('failureSummary') or '')[:160] for n in v['nodes'][:3]) for v in bad)))
 
 
 def shot(name):
@@ -161,6 +162,11 @@ try:
     until("the judgment's buttons", lambda: driver.find_elements(By.XPATH, "//button[normalize-space()='Continue']"))
     accessible("execution")
     shot("execution-judgment")
+    driver.find_element(By.ID, "theme").click()
+    check(driver.execute_script("return document.documentElement.dataset.theme") == "dark", "the theme switches to dark")
+    accessible("execution, dark theme")
+    shot("execution-dark")
+    driver.find_element(By.ID, "theme").click()
     driver.find_element(By.ID, "judgment-input").send_keys("ship")
     driver.find_element(By.XPATH, "//button[normalize-space()='Continue']").click()
     until("the execution to succeed on screen", lambda: driver.find_elements(By.CSS_SELECTOR, ".panel .status.s-SUCCEEDED")
@@ -177,18 +183,36 @@ try:
           and "not started" in driver.find_element(By.CSS_SELECTOR, judgment).get_attribute("aria-label"))
     shot("execution-replay")
 
-    # --- The editor: a validation problem is shown with its field.
+    # --- The editor: a validation problem is shown with its field, in JSON and in YAML; a valid
+    # YAML edit saves a new version.
     driver.get(args.base + "/#/applications/shop/pipelines/deploy-1/edit")
-    until("the editor", lambda: driver.find_elements(By.ID, "pipeline-json"))
-    document = json.loads(driver.find_element(By.ID, "pipeline-json").get_attribute("value"))
+    until("the editor", lambda: driver.find_elements(By.ID, "pipeline-text"))
+    document = json.loads(driver.find_element(By.ID, "pipeline-text").get_attribute("value"))
     del document["stages"][1]["type"]
-    driver.execute_script("document.getElementById('pipeline-json').value = arguments[0]", json.dumps(document, indent=2))
+    driver.execute_script("document.getElementById('pipeline-text').value = arguments[0]", json.dumps(document, indent=2))
     driver.find_element(By.XPATH, "//button[normalize-space()='Save']").click()
     until("the validation problem", lambda: driver.find_elements(By.CSS_SELECTOR, "#problems li"))
     problems = [li.get_attribute("data-path") + " " + li.text for li in driver.find_elements(By.CSS_SELECTOR, "#problems li")]
     check(any("stages[1]" in p and "type" in p for p in problems), f"the problem names its field: {problems}")
     accessible("editor")
     shot("editor")
+    driver.execute_script("window.confirm = () => true")
+    driver.find_element(By.ID, "format-yaml").click()
+    until("the pipeline as YAML", lambda: "stages:" in driver.find_element(By.ID, "pipeline-text").get_attribute("value"))
+    yaml_text = driver.find_element(By.ID, "pipeline-text").get_attribute("value")
+    broken = re.sub(r'waitTime: 1\b', 'waitTime: "soon"', yaml_text)
+    check(broken != yaml_text, f"the YAML holds the wait's waitTime: {yaml_text[:400]}")
+    driver.execute_script("document.getElementById('pipeline-text').value = arguments[0]", broken)
+    driver.find_element(By.XPATH, "//button[normalize-space()='Save']").click()
+    until("the YAML's validation problem", lambda: any("waitTime" in (li.get_attribute("data-path") or "") for li in driver.find_elements(By.CSS_SELECTOR, "#problems li")))
+    fixed = re.sub(r'waitTime: 1\b', 'waitTime: 2', yaml_text)
+    driver.execute_script("document.getElementById('pipeline-text').value = arguments[0]", fixed)
+    driver.find_element(By.XPATH, "//button[normalize-space()='Save']").click()
+    until("the YAML saved", lambda: "Saved version" in driver.find_element(By.ID, "notice").text)
+    saved = json.loads(urllib.request.urlopen(urllib.request.Request(args.base + "/applications/shop/pipelineConfigs/deploy-1",
+                                                                      headers={"Authorization": f"Bearer {args.admin}"})).read())
+    check(saved["stages"][1]["waitTime"] == 2, f"the YAML edit was saved: {saved['stages'][1]}")
+    shot("editor-yaml")
 
     # --- Audit.
     driver.get(args.base + "/#/audit?application=shop")

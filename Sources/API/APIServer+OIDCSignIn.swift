@@ -50,8 +50,8 @@ extension APIServer {
             guard let code = query["code"], let state = query["state"] else {
                 throw APIError.badRequest("the OIDC provider's answer has no code and state")
             }
-            let kept = Self.cookie(Self.flowCookie, in: request)?.split(separator: ".").map(String.init) ?? []
-            guard kept.count == 3, Self.equal(kept[0], String(state)) else {
+            let kept = Sessions.cookie(Self.flowCookie, in: request)?.split(separator: ".").map(String.init) ?? []
+            guard kept.count == 3, Sessions.equal(kept[0], String(state)) else {
                 throw APIError.badRequest("this sign-in was not started here, or took longer than 10 minutes (its state does not match): sign in again")
             }
             let idToken = try await Self.redeem(code: String(code), verifier: kept[2], flow: flow)
@@ -61,7 +61,7 @@ extension APIServer {
             } catch let rejection as OIDCVerifier.Rejection {
                 throw APIError(.unauthorized, "unauthenticated", rejection.description.replacingOccurrences(of: "bearer JWT", with: "id token"))
             }
-            guard let nonce = claims["nonce"]?.stringValue, Self.equal(nonce, kept[1]) else {
+            guard let nonce = claims["nonce"]?.stringValue, Sessions.equal(nonce, kept[1]) else {
                 throw APIError(.unauthorized, "unauthenticated", "the id token's nonce is not this sign-in's: sign in again")
             }
             let caller = Caller(user: Caller.oidcPrefix + user, roles: roles)
@@ -110,16 +110,6 @@ extension APIServer {
         return token
     }
 
-    static func cookie(_ name: String, in request: Request) -> String? {
-        for header in request.headers[values: .cookie] {
-            for pair in header.split(separator: ";") {
-                let parts = pair.split(separator: "=", maxSplits: 1)
-                if parts.count == 2, parts[0].trimmingCharacters(in: .whitespaces) == name { return parts[1].trimmingCharacters(in: .whitespaces) }
-            }
-        }
-        return nil
-    }
-
     static func randomToken() -> String {
         var generator = SystemRandomNumberGenerator()
         return base64url(Data((0..<24).map { _ in UInt8.random(in: 0...255, using: &generator) }))
@@ -127,10 +117,5 @@ extension APIServer {
 
     static func base64url(_ data: Data) -> String {
         data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
-    }
-
-    static func equal(_ a: String, _ b: String) -> Bool {
-        let (x, y) = (Array(a.utf8), Array(b.utf8))
-        return x.count == y.count && zip(x, y).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
     }
 }

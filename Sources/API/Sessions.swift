@@ -17,15 +17,26 @@ enum Sessions {
 
     /// The session token in the request's cookies, if any.
     static func token(in request: Request) -> String? {
+        cookie(cookieName, in: request)
+    }
+
+    /// The value of the cookie `name` in the request, if it has a non-empty one.
+    static func cookie(_ name: String, in request: Request) -> String? {
         for header in request.headers[values: .cookie] {
             for pair in header.split(separator: ";") {
                 let parts = pair.split(separator: "=", maxSplits: 1)
-                guard parts.count == 2, parts[0].trimmingCharacters(in: .whitespaces) == cookieName else { continue }
+                guard parts.count == 2, parts[0].trimmingCharacters(in: .whitespaces) == name else { continue }
                 let value = parts[1].trimmingCharacters(in: .whitespaces)
                 if !value.isEmpty { return value }
             }
         }
         return nil
+    }
+
+    /// Compares two secrets in time that does not depend on where they differ.
+    static func equal(_ a: String, _ b: String) -> Bool {
+        let (x, y) = (Array(a.utf8), Array(b.utf8))
+        return x.count == y.count && zip(x, y).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
     }
 
     /// The CSRF token that goes with a session token.
@@ -37,9 +48,7 @@ enum Sessions {
     /// Whether the request's `X-CSRF-Token` is the session's.
     static func csrfHolds(_ request: Request, token: String) -> Bool {
         guard let given = request.headers[csrfHeader] else { return false }
-        let expected = csrf(for: token)
-        let (x, y) = (Array(given.utf8), Array(expected.utf8))
-        return x.count == y.count && zip(x, y).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
+        return equal(given, csrf(for: token))
     }
 
     /// The session token's id (its stream), to revoke it.

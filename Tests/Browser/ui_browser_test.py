@@ -113,6 +113,20 @@ def clusters():
     print(f"instances before {before}, after {instances()}", flush=True)
     shot("clusters-replaced")
 
+    # The actions: each is a task; the page follows its outcome.
+    def state():
+        return driver.execute_script("const s = document.querySelector('main section h3 .status'); return s ? s.textContent.toLowerCase() : ''")
+    driver.find_element(By.XPATH, "//button[normalize-space()='Disable']").click()
+    until("the server group disabled on screen", lambda: state() == "disabled", timeout=60)
+    driver.find_element(By.XPATH, "//button[normalize-space()='Enable']").click()
+    until("the server group enabled again on screen", lambda: state() == "enabled", timeout=60)
+    desired = driver.find_element(By.CSS_SELECTOR, "input.narrow")
+    desired.clear()
+    desired.send_keys("3")
+    driver.find_element(By.XPATH, "//button[normalize-space()='Resize']").click()
+    until("three instances Up on screen", lambda: [h for _, h in instances()] == ["Up", "Up", "Up"], timeout=90)
+    shot("clusters-resized")
+
 
 try:
   if args.kill:
@@ -213,6 +227,25 @@ try:
                                                                       headers={"Authorization": f"Bearer {args.admin}"})).read())
     check(saved["stages"][1]["waitTime"] == 2, f"the YAML edit was saved: {saved['stages'][1]}")
     shot("editor-yaml")
+
+    # History: the two versions compared; a save over a version someone else replaced is refused.
+    driver.get(args.base + "/#/applications/shop")
+    until("the application again", lambda: heading() == "shop")
+    driver.get(args.base + "/#/applications/shop/pipelines/deploy-1/edit")
+    until("the editor with two versions", lambda: len(driver.find_elements(By.CSS_SELECTOR, "#diff-from option")) >= 2)
+    driver.find_element(By.XPATH, "//button[normalize-space()='Compare']").click()
+    until("the diff", lambda: driver.find_elements(By.CSS_SELECTOR, ".diff .add"))
+    added = [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".diff .add")]
+    removed = [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".diff .del")]
+    check(any('"waitTime": 2' in a for a in added) and any('"waitTime": 1' in r for r in removed), f"the diff shows the change: +{added} -{removed}")
+    meanwhile = json.loads(driver.find_element(By.ID, "pipeline-text").get_attribute("value"))
+    meanwhile["description"] = "saved by someone else"
+    urllib.request.urlopen(urllib.request.Request(args.base + "/pipelines", data=json.dumps(meanwhile).encode(), method="POST",
+                                                  headers={"Authorization": f"Bearer {args.admin}", "Content-Type": "application/json"}))
+    driver.find_element(By.XPATH, "//button[normalize-space()='Save']").click()
+    until("the stale save refused", lambda: driver.find_elements(By.CSS_SELECTOR, "#problems li"))
+    stale = driver.find_element(By.CSS_SELECTOR, "#problems li").text
+    check("version" in stale and "reload" in stale, f"a save over a newer version is refused, saying so: {stale}")
 
     # --- Audit.
     driver.get(args.base + "/#/audit?application=shop")

@@ -31,6 +31,16 @@ struct APITests {
         }
     }
 
+    /// A session that neither stores nor sends cookies: tests that run at once talk to many
+    /// engines on 127.0.0.1, and cookies are per host, not per port.
+    static let session: URLSession = {
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.httpCookieStorage = nil
+        configuration.httpShouldSetCookies = false
+        configuration.httpCookieAcceptPolicy = .never
+        return URLSession(configuration: configuration)
+    }()
+
     static func call(_ method: String, _ url: String, body: String? = nil, token: String? = Self.token, headers: [String: String] = [:]) async throws -> Reply {
         var request = URLRequest(url: URL(string: url)!)
         request.httpMethod = method
@@ -43,7 +53,7 @@ struct APITests {
             if request.value(forHTTPHeaderField: "Content-Type") == nil { request.setValue("application/json", forHTTPHeaderField: "Content-Type") }
         }
         if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
-        let (data, response) = try await URLSession.shared.data(for: request)
+        let (data, response) = try await Self.session.data(for: request)
         let json = (try? JSONDecoder().decode(JSONValue.self, from: data)) ?? .string(String(decoding: data, as: UTF8.self))
         let http = response as? HTTPURLResponse
         var headers: [String: String] = [:]

@@ -410,7 +410,7 @@ struct DeployTests {
         await cleanUp(account, cloudState: cloudState, engine: engine)
     }
 
-    @Test("the clusters page in headless chromium: a container killed behind Topsail's back disappears from the screen and its replacement shows Up, without a reload")
+    @Test("the clusters page in headless chromium: a container killed behind Topsail's back disappears from the screen and its replacement shows Up, without a reload; disable, enable and resize by clicking, each followed on screen")
     func clustersInTheBrowser() async throws {
         try await TestDatabase.with { db in try await Self.browserScenario(db) }
     }

@@ -129,7 +129,7 @@ struct UITests {
         }
     }
 
-    @Test("in headless chromium: sign in, trigger with parameters, watch the execution live, approve the judgment by clicking, replay, a validation error at its field, audit, sign out; a READ-only user gets no buttons and a forged request is refused; axe-core finds no serious violations")
+    @Test("in headless chromium: sign in, trigger with parameters, watch the execution live, approve the judgment by clicking, replay, validation errors at their field in JSON and YAML, a YAML save, history diff, a stale save refused, audit, sign out; a READ-only user gets no buttons and a forged request is refused; axe-core finds no serious violations")
     func browser() async throws {
         try await TestDatabase.with { db in
             let engine = try Engine(db)
@@ -231,7 +231,11 @@ struct OIDCSignInTests {
         var request = URLRequest(url: URL(string: url)!)
         request.httpShouldHandleCookies = false
         if let cookie { request.setValue(cookie, forHTTPHeaderField: "Cookie") }
-        let session = URLSession(configuration: .ephemeral, delegate: NoRedirects(), delegateQueue: nil)
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.httpCookieStorage = nil
+        configuration.httpShouldSetCookies = false
+        configuration.httpCookieAcceptPolicy = .never
+        let session = URLSession(configuration: configuration, delegate: NoRedirects(), delegateQueue: nil)
         defer { session.finishTasksAndInvalidate() }
         let (data, response) = try await session.data(for: request)
         let json = (try? JSONDecoder().decode(JSONValue.self, from: data)) ?? .string(String(decoding: data, as: UTF8.self))

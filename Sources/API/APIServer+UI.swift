@@ -115,6 +115,8 @@ final class LiveStream: @unchecked Sendable {
     private var applications: [String: String] = [:]
     private var readable: [String: Bool] = [:]
     private var accounts: [String: Bool] = [:]
+    /// Permissions are looked up again this often, so a READ taken away reaches open streams.
+    private var checkedAt = ContinuousClock.now
 
     init(store: any EventStore, caller: Caller) {
         self.store = store
@@ -129,6 +131,11 @@ final class LiveStream: @unchecked Sendable {
 
     /// The SSE message for `event`, or nil when the caller may not see it or it is not shown live.
     func message(for event: RecordedEvent) async throws -> String? {
+        if ContinuousClock.now - checkedAt > .seconds(30) {
+            readable.removeAll()
+            accounts.removeAll()
+            checkedAt = .now
+        }
         switch event.streamID.category {
         case "execution":
             let id = event.streamID.id

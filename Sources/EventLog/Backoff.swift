@@ -24,9 +24,13 @@ public struct Backoff: Sendable {
 /// Runs an operation until it succeeds, waiting a growing ``Backoff`` between failures that may
 /// pass (a database restarting, a broker away); a failure that cannot pass is thrown at once, and
 /// cancellation ends the waiting with `CancellationError`. The one retry loop of the engine.
+///
+/// Only this task's cancellation ends it: a `CancellationError` that a dependency throws while
+/// the task goes on (a database driver giving up a connection attempt during an outage) is a
+/// failure like any other, or one role would stop for good while the process lives on.
 public func retrying<T>(
     initial: Duration = .milliseconds(100), maximum: Duration,
-    when mayPass: (any Error) -> Bool = { !($0 is CancellationError) },
+    when mayPass: (any Error) -> Bool = { _ in true },
     onFailure: (_ error: any Error, _ delay: Duration) -> Void,
     _ operation: () async throws -> T
 ) async throws -> T {

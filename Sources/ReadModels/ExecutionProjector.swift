@@ -45,7 +45,9 @@ public final class ExecutionProjector: Service {
                     position = step.position
                     backoff.reset()
                     if step.events == 0 { try await Task.sleep(for: self.pollInterval) }
-                } catch is CancellationError {
+                } catch is CancellationError where Task.isCancelled {
+                    // This task was cancelled: the role is stopping. (A CancellationError from a
+                    // dependency while it goes on is a failure like any other, retried below.)
                     return
                 } catch {
                     self.logger.warning("projecting executions failed; retrying", metadata: ["error": "\(error)"])

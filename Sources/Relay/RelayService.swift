@@ -64,7 +64,9 @@ public final class RelayService: Service {
                     }
                     try await Task.sleep(for: configuration.standbyInterval)
                 }
-            } catch is CancellationError {
+            } catch is CancellationError where Task.isCancelled {
+                // This task was cancelled: the role is stopping. (A CancellationError from a
+                // dependency while it goes on is a failure like any other, retried below.)
                 return
             } catch {
                 if Task.isCancelled { return }

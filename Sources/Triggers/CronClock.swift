@@ -65,7 +65,9 @@ public final class CronClock: Service, Sendable {
                         try await self.fireDue(&schedule)
                         schedules[key] = schedule
                     }
-                } catch is CancellationError {
+                } catch is CancellationError where Task.isCancelled {
+                    // This task was cancelled: the role is stopping. (A CancellationError from a
+                    // dependency while it goes on is a failure like any other, retried below.)
                     return
                 } catch {
                     self.logger.warning("the cron clock failed; retrying", metadata: ["error": "\(error)"])

@@ -27,7 +27,9 @@ public struct OpenReceiptsService: Service {
                     let finished = try await intake.finishOpenReceipts(olderThan: grace, within: looked ? .seconds(3600) : nil)
                     // A look takes 100 at most: the whole log is looked at until fewer are left.
                     looked = looked || finished < 100
-                } catch is CancellationError {
+                } catch is CancellationError where Task.isCancelled {
+                    // This task was cancelled: the role is stopping. (A CancellationError from a
+                    // dependency while it goes on is a failure like any other, retried below.)
                     return
                 } catch {
                     logger.warning("finishing open trigger receipts failed; retrying", metadata: ["error": "\(error)"])

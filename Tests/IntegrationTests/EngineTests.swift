@@ -86,7 +86,10 @@ struct EngineTests {
                 // A crash report starts with "Program crashed"; show its crashed thread.
                 let crash = lines.firstIndex { $0.contains("Program crashed") }
                 let output = (crash.map { Array(lines[$0...].prefix(80)) } ?? Array(lines.suffix(60))).joined(separator: "\n")
-                Issue.record("the log:\n\(log)\nengine output:\n\(output)")
+                // What each role said last besides the database driver's chatter (which can fill
+                // the tail during an outage): the roles' own notices, warnings and errors.
+                let roles = lines.filter { !$0.contains("[PostgresNIO]") && ($0.contains(" notice ") || $0.contains(" warning ") || $0.contains(" error ") || $0.contains(" info ")) }
+                Issue.record("the log:\n\(log)\nengine output:\n\(output)\nthe roles' last notices:\n\(roles.suffix(40).joined(separator: "\n"))")
                 throw error
             }
         }

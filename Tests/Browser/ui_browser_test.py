@@ -50,6 +50,21 @@ def until(what, condition, timeout=30):
         return False
 
 
+def stale_safe(action, attempts=10):
+    """Runs an action on elements found anew each time: live updates redraw the page under it."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except StaleElementReferenceException:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2)
+
+
+def click(xpath):
+    stale_safe(lambda: driver.find_element(By.XPATH, xpath).click())
+
+
 def heading():
     return driver.execute_script("const h = document.querySelector('main h1'); return h ? h.textContent : ''")
 
@@ -116,14 +131,19 @@ def clusters():
     # The actions: each is a task; the page follows its outcome.
     def state():
         return driver.execute_script("const s = document.querySelector('main section h3 .status'); return s ? s.textContent.toLowerCase() : ''")
-    driver.find_element(By.XPATH, "//button[normalize-space()='Disable']").click()
+    click("//button[normalize-space()='Disable']")
     until("the server group disabled on screen", lambda: state() == "disabled", timeout=60)
-    driver.find_element(By.XPATH, "//button[normalize-space()='Enable']").click()
+    click("//button[normalize-space()='Enable']")
     until("the server group enabled again on screen", lambda: state() == "enabled", timeout=60)
-    desired = driver.find_element(By.CSS_SELECTOR, "input.narrow")
-    desired.clear()
-    desired.send_keys("3")
-    driver.find_element(By.XPATH, "//button[normalize-space()='Resize']").click()
+
+    def type_desired():
+        desired = driver.find_element(By.CSS_SELECTOR, "input.narrow")
+        desired.clear()
+        desired.send_keys("3")
+    stale_safe(type_desired)
+    # What was typed survives a redraw (a live update may come between typing and clicking).
+    check(stale_safe(lambda: driver.find_element(By.CSS_SELECTOR, "input.narrow").get_attribute("value")) == "3", "the typed capacity is kept")
+    click("//button[normalize-space()='Resize']")
     until("three instances Up on screen", lambda: [h for _, h in instances()] == ["Up", "Up", "Up"], timeout=90)
     shot("clusters-resized")
 
@@ -172,7 +192,7 @@ try:
     # --- The live execution: the judgment waits; approving it by clicking lets the pipeline go on.
     judgment = "svg.dag g.node[data-ref='approve']"
     until("the judgment stage to run (shown live)", lambda: "running" in driver.find_element(By.CSS_SELECTOR, judgment).get_attribute("aria-label"))
-    driver.find_element(By.CSS_SELECTOR, judgment).click()
+    stale_safe(lambda: driver.find_element(By.CSS_SELECTOR, judgment).click())
     until("the judgment's buttons", lambda: driver.find_elements(By.XPATH, "//button[normalize-space()='Continue']"))
     accessible("execution")
     shot("execution-judgment")
@@ -181,8 +201,8 @@ try:
     accessible("execution, dark theme")
     shot("execution-dark")
     driver.find_element(By.ID, "theme").click()
-    driver.find_element(By.ID, "judgment-input").send_keys("ship")
-    driver.find_element(By.XPATH, "//button[normalize-space()='Continue']").click()
+    stale_safe(lambda: driver.find_element(By.ID, "judgment-input").send_keys("ship"))
+    click("//button[normalize-space()='Continue']")
     until("the execution to succeed on screen", lambda: driver.find_elements(By.CSS_SELECTOR, ".panel .status.s-SUCCEEDED")
           and "running" not in driver.find_element(By.CSS_SELECTOR, "svg.dag g.node[data-ref='after']").get_attribute("aria-label")
           and "succeeded" in driver.find_element(By.CSS_SELECTOR, "svg.dag g.node[data-ref='after']").get_attribute("aria-label"), timeout=40)
@@ -268,7 +288,7 @@ try:
     sign_in(args.reader)
     driver.get(args.base + f"/#/executions/{execution}")
     until("the execution for the reader", lambda: driver.find_elements(By.CSS_SELECTOR, "svg.dag g.node"))
-    driver.find_element(By.CSS_SELECTOR, judgment).click()
+    stale_safe(lambda: driver.find_element(By.CSS_SELECTOR, judgment).click())
     buttons = [b.text for b in driver.find_elements(By.CSS_SELECTOR, "main button")]
     check(not any(b in buttons for b in ["Cancel execution", "Pause", "Continue", "Restart stage"]), f"no actions offered to a reader: {buttons}")
     driver.get(args.base + "/#/applications/shop")

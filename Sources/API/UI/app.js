@@ -83,7 +83,7 @@ async function showApplications() {
       h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "Email"), h("th", { scope: "col" }, "Description"))), body));
 }
 
-async function showApplication(name) {
+async function showApplication(name, caughtUp = false) {
   const app = await application(name);
   const encoded = encodeURIComponent(name);
   const [configs, executions] = await Promise.all([
@@ -107,7 +107,7 @@ async function showApplication(name) {
         h("td", {}, triggers || h("span", { class: "hint" }, "manual only")),
         h("td", {}, run ? h("a", { href: `#/executions/${run.id}` }, status(run.status), " ", when(run.buildTime)) : "—"),
         h("td", { class: "row" },
-          canRun && !config.disabled ? h("button", { type: "button", onclick: () => showTrigger(app, config) }, `Run ${config.name}`) : null,
+          canRun && !config.disabled ? h("button", { type: "button", onclick: () => { location.hash = `#/applications/${encoded}/run/${encodeURIComponent(config.id)}`; } }, `Run ${config.name}`) : null,
           may(app, "WRITE") ? h("a", { class: "button quiet", href: `#/applications/${encoded}/pipelines/${encodeURIComponent(config.id)}/edit` }, "Edit") : null));
     })));
   const recent = h("table", {},
@@ -120,13 +120,24 @@ async function showApplication(name) {
   show(name,
     h("p", {}, h("a", { href: `#/applications/${encoded}/clusters` }, "Clusters"), app.email ? ` · ${app.email}` : ""),
     h("h2", {}, "Pipelines"), pipelines, h("h2", {}, "Recent executions"), recent);
-  const refreshApplication = debounced(async () => { if (location.hash === `#/applications/${encoded}`) await showApplication(name); });
+  const refreshApplication = debounced(async () => { if (location.hash === `#/applications/${encoded}`) await showApplication(name, true); });
   listeners.add((kind, data) => {
     if (kind === "execution" && data.application === name && ["execution.triggered", "execution.completed"].includes(data.type)) refreshApplication();
   });
+  // Executions that started or ended between the first fetch and the listener were not heard.
+  if (!caughtUp) setTimeout(() => { if (location.hash === `#/applications/${encoded}`) showApplication(name, true).catch(failure); }, 500);
 }
 
 // The trigger form, generated from the pipeline's parameterConfig.
+// The trigger form, a page of its own (so that live updates of the application's page leave it be).
+async function showTriggerPage(name, id) {
+  const app = await application(name);
+  const configs = await api("GET", `/applications/${encodeURIComponent(name)}/pipelineConfigs`);
+  const config = configs.find((candidate) => candidate.id === id);
+  if (!config) { show("Not found", h("p", {}, `Application ${name} has no pipeline ${id}.`)); return; }
+  showTrigger(app, config);
+}
+
 function showTrigger(app, config) {
   const fields = (config.parameterConfig || []).map((parameter, index) => {
     const id = `parameter-${index}`;
@@ -149,7 +160,7 @@ function showTrigger(app, config) {
     } catch (error) { failure(error); }
   } },
   fields.length ? fields : h("p", { class: "hint" }, "This pipeline takes no parameters."),
-  h("div", { class: "row" }, h("button", { type: "submit" }, "Start"), h("button", { type: "button", class: "quiet", onclick: () => showApplication(app.name) }, "Back")));
+  h("div", { class: "row" }, h("button", { type: "submit" }, "Start"), h("button", { type: "button", class: "quiet", onclick: () => { location.hash = `#/applications/${encodeURIComponent(app.name)}`; } }, "Back")));
   show(`Run ${config.name}`, form);
 }
 
@@ -195,6 +206,7 @@ async function route() {
     if (parts.length === 0) await showApplications();
     else if (parts[0] === "applications" && parts.length === 2) await showApplication(parts[1]);
     else if (parts[0] === "applications" && parts[2] === "clusters") await showClusters(parts[1]);
+    else if (parts[0] === "applications" && parts[2] === "run" && parts[3]) await showTriggerPage(parts[1], parts[3]);
     else if (parts[0] === "applications" && parts[2] === "pipelines" && parts[4] === "edit") await showEditor(parts[1], parts[3]);
     else if (parts[0] === "executions" && parts[1]) await showExecution(parts[1]);
     else if (parts[0] === "audit") await showAudit();

@@ -2,7 +2,10 @@
 
 import { api, application, applications, debounced, failure, h, listeners, may, say, show, status } from "/ui/assets/common.js";
 
-export async function showClusters(name) {
+// Desired capacities typed and not yet submitted, by server group.
+const typed = new Map();
+
+export async function showClusters(name, caughtUp = false) {
   const app = await application(name);
   const encoded = encodeURIComponent(name);
   const [groups, balancers, securityGroups] = await Promise.all([
@@ -25,7 +28,10 @@ export async function showClusters(name) {
     h("h2", {}, key),
     list.map((group) => {
       const resizeId = `resize-${group.name}`;
-      const desired = h("input", { id: resizeId, type: "number", min: "0", value: String(group.capacity ? group.capacity.desired : 0), class: "narrow" });
+      // What the user typed survives the redraws live updates make.
+      const desired = h("input", { id: resizeId, type: "number", min: "0", class: "narrow",
+        value: typed.get(group.name) ?? String(group.capacity ? group.capacity.desired : 0),
+        oninput: (event) => typed.set(group.name, event.target.value) });
       const base = { credentials: group.account, region: group.region, serverGroupName: group.name, cloudProvider: "podman" };
       return h("div", {},
         h("h3", {}, group.name, " ", group.disabled ? h("span", { class: "status s-STOPPED" }, "disabled") : h("span", { class: "status s-SUCCEEDED" }, "enabled"),
@@ -38,7 +44,7 @@ export async function showClusters(name) {
             : h("button", { type: "button", onclick: () => task(`Disable ${group.name}`, { type: "disableServerGroup", ...base }) }, "Disable"),
           h("label", { for: resizeId }, "Desired"), desired,
           h("button", { type: "button", onclick: () => task(`Resize ${group.name}`, { type: "resizeServerGroup", ...base,
-            capacity: { min: Math.min(Number(desired.value), group.capacity ? group.capacity.min : 0), max: Math.max(Number(desired.value), group.capacity ? group.capacity.max : 0), desired: Number(desired.value) } }) }, "Resize"),
+            capacity: { min: Math.min(Number(desired.value), group.capacity ? group.capacity.min : 0), max: Math.max(Number(desired.value), group.capacity ? group.capacity.max : 0), desired: Number(desired.value) } }).then(() => typed.delete(group.name)) }, "Resize"),
           h("button", { type: "button", class: "quiet", onclick: () => task(`Roll back ${group.cluster}`, { type: "rollbackCluster", credentials: group.account, cluster: group.cluster, regions: [group.region] }) }, "Roll back cluster")) : null);
     })));
   // The security groups the application's load balancers name, by account.
@@ -62,6 +68,8 @@ export async function showClusters(name) {
   show(`${name}: clusters`, sections.length ? sections : h("p", {}, "No server groups."),
     h("h2", {}, "Load balancers"), balancers.length ? loadBalancerTable : h("p", {}, "None."),
     h("h2", {}, "Security groups"), rules.length ? ruleTable : h("p", {}, "None named by these load balancers."));
-  const live = debounced(async () => { if (location.hash === `#/applications/${encoded}/clusters`) await showClusters(name); });
+  const live = debounced(async () => { if (location.hash === `#/applications/${encoded}/clusters`) await showClusters(name, true); });
   listeners.add((kind, data) => { if (kind === "cluster" && data.application === name) live(); });
+  // Changes between the first fetch and the listener were not heard: look once more.
+  if (!caughtUp) setTimeout(() => { if (location.hash === `#/applications/${encoded}/clusters`) showClusters(name, true).catch(failure); }, 500);
 }

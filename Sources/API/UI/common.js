@@ -87,9 +87,11 @@ let shownHash = null;
 export function show(title, ...content) {
   listeners.clear();
   document.title = `${title} · Topsail`;
+  const focused = document.activeElement && document.activeElement.id;
   main.replaceChildren(h("h1", {}, title), ...content.flat(Infinity).filter((part) => part !== null && part !== undefined && part !== false));
-  // Focus moves to the content on navigation only, never when a live update redraws the page.
+  // Focus moves to the content on navigation only; a live update's redraw keeps it where it was.
   if (shownHash !== location.hash) { shownHash = location.hash; main.focus(); }
+  else if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
 }
 
 // ---------------------------------------------------------------- permissions

@@ -78,6 +78,8 @@ export async function showExecution(id) {
   showEvents(await newEvents());
   const live = debounced(refresh);
   listeners.add((kind, data) => { if (kind === "execution" && data.executionId === id) live(); });
+  // Events that came between the first fetch and the listener were not heard: look once more.
+  live();
 
   function stageDetail(state, ref, actions) {
     const stage = state.stages.find((s) => s.refId === ref);

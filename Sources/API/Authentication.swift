@@ -61,7 +61,6 @@ struct AuthenticationMiddleware: RouterMiddleware {
         }
         if Self.open.contains(request.uri.path) || Self.isUIOpen(request) { return try await next(request, context) }
         let header = request.headers[.authorization]
-        let token: String
         if header == nil, let session = Sessions.token(in: request) {
             // The browser's session: anything but a read must prove it comes from Topsail's page.
             guard Sessions.isSafe(request.method) || Sessions.csrfHolds(request, token: session) else {
@@ -79,8 +78,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
         guard let header, header.lowercased().hasPrefix("bearer ") else {
             throw APIError.unauthenticated
         }
-        token = String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
-        context.caller = try await caller(for: token)
+        context.caller = try await caller(for: String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces))
         return try await next(request, context)
     }
 

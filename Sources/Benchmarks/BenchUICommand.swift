@@ -118,7 +118,7 @@ struct BenchUICommand: AsyncParsableCommand {
                 var positions: [Int64] = []
                 for index in 0..<eventCount {
                     let event = ExecutionEvent.stageProgressed(refID: "s0", attempt: 1, poll: index + 1, context: ["bench": .number(Double(index))], retryAfterMs: 0)
-                    let appended = try await store.append(to: stream, expected: .any, events: [try Self.newEvent(event, metadata)])
+                    let appended = try await store.append(to: stream, expected: .any, events: [try ExecutionRepository.newEvent(event, metadata: metadata)])
                     positions.append(appended.positions[0])
                     try await Task.sleep(for: .milliseconds(interval))
                 }
@@ -169,13 +169,8 @@ struct BenchUICommand: AsyncParsableCommand {
             events.append(.stageCompleted(refID: "s\(index)", status: .succeeded, outputs: [:]))
         }
         events.append(.completed(status: .succeeded))
-        _ = try await store.append(to: try ExecutionRepository.streamID(id), expected: .exact(1), events: try events.map { try Self.newEvent($0, metadata) })
+        _ = try await store.append(to: try ExecutionRepository.streamID(id), expected: .exact(1), events: try events.map { try ExecutionRepository.newEvent($0, metadata: metadata) })
         return id
-    }
-
-    static func newEvent(_ event: ExecutionEvent, _ metadata: EventMetadata) throws -> NewEvent {
-        let (type, payload) = ExecutionEventCodec.encode(event)
-        return NewEvent(type: type, schemaVersion: ExecutionEventCodec.schemaVersion, payload: try JSONText(encoding: payload), metadata: metadata)
     }
 
     /// The commit time (seconds since 1970) of the events at these global positions, in order.

@@ -112,7 +112,8 @@ public struct ExecutionRepository: Sendable {
         handoff.deliver(LocalHandoff.recorded(events, stream: stream, result: result))
     }
 
-    static func newEvent(_ event: ExecutionEvent, metadata: EventMetadata) throws -> NewEvent {
+    /// An execution event as it is appended (its type, schema version and payload).
+    public static func newEvent(_ event: ExecutionEvent, metadata: EventMetadata) throws -> NewEvent {
         let (type, payload) = ExecutionEventCodec.encode(event)
         return NewEvent(type: type, schemaVersion: ExecutionEventCodec.schemaVersion, payload: try JSONText(encoding: payload), metadata: metadata)
     }

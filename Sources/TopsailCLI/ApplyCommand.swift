@@ -208,7 +208,7 @@ struct ExportCommand: AsyncParsableCommand {
             for document in documents {
                 let url = URL(fileURLWithPath: output).appendingPathComponent(document.file + (yaml ? ".yaml" : ".json"))
                 try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-                try (yaml ? try Self.yaml(document.value) : try Self.json(document.value) + "\n").write(to: url, atomically: true, encoding: .utf8)
+                try (yaml ? try YAMLDocuments.yaml(document.value) : try Self.json(document.value) + "\n").write(to: url, atomically: true, encoding: .utf8)
                 Output.line("wrote \(url.path)")
             }
         }
@@ -218,9 +218,5 @@ struct ExportCommand: AsyncParsableCommand {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return String(decoding: try encoder.encode(value), as: UTF8.self)
-    }
-
-    static func yaml(_ value: JSONValue) throws -> String {
-        try YAMLDocuments.yaml(value)
     }
 }

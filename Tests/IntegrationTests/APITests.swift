@@ -33,13 +33,15 @@ struct APITests {
 
     /// A session that neither stores nor sends cookies: tests that run at once talk to many
     /// engines on 127.0.0.1, and cookies are per host, not per port.
-    static let session: URLSession = {
+    static let session = URLSession(configuration: cookieless)
+
+    static var cookieless: URLSessionConfiguration {
         let configuration = URLSessionConfiguration.ephemeral
         configuration.httpCookieStorage = nil
         configuration.httpShouldSetCookies = false
         configuration.httpCookieAcceptPolicy = .never
-        return URLSession(configuration: configuration)
-    }()
+        return configuration
+    }
 
     static func call(_ method: String, _ url: String, body: String? = nil, token: String? = Self.token, headers: [String: String] = [:]) async throws -> Reply {
         var request = URLRequest(url: URL(string: url)!)

@@ -231,11 +231,7 @@ struct OIDCSignInTests {
         var request = URLRequest(url: URL(string: url)!)
         request.httpShouldHandleCookies = false
         if let cookie { request.setValue(cookie, forHTTPHeaderField: "Cookie") }
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.httpCookieStorage = nil
-        configuration.httpShouldSetCookies = false
-        configuration.httpCookieAcceptPolicy = .never
-        let session = URLSession(configuration: configuration, delegate: NoRedirects(), delegateQueue: nil)
+        let session = URLSession(configuration: APITests.cookieless, delegate: NoRedirects(), delegateQueue: nil)
         defer { session.finishTasksAndInvalidate() }
         let (data, response) = try await session.data(for: request)
         let json = (try? JSONDecoder().decode(JSONValue.self, from: data)) ?? .string(String(decoding: data, as: UTF8.self))
